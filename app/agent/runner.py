@@ -1,0 +1,144 @@
+"""The todo agent: an Agents SDK `Agent` run with `Runner.run_streamed`, its stream events
+mapped to ours as they arrive."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import openai
+from agents import (
+    Agent,
+    MaxTurnsExceeded,
+    Model,
+    ModelBehaviorError,
+    RawResponsesStreamEvent,
+    RunConfig,
+    RunItemStreamEvent,
+    Runner,
+    RunResultStreaming,
+)
+from agents.items import TResponseInputItem
+
+from app.agent.tools import TODO_TOOLS, TurnContext
+from app.domain import AgentFailed, Message, Role, TaskBook, Usage
+from app.events import AgentEvent, Text, Thinking, ToolCallEvent, ToolResultEvent
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+You are a friendly assistant that keeps the user's todo list.
+Use the tools to add, list, complete, update and delete tasks; they always act for the user
+you are talking to. Never guess a task id: call list_tasks to find it. After changing the
+list, say briefly what you did. Keep answers short and plain."""
+
+_THINKING_DELTAS = frozenset(
+    {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
+)
+
+
+class TodoAgent:
+    def __init__(self, model: Model, *, max_turns: int) -> None:
+        self._agent = Agent[TurnContext](
+            name="Todo assistant", instructions=INSTRUCTIONS, tools=list(TODO_TOOLS), model=model
+        )
+        self._max_turns = max_turns
+        self._run_config = RunConfig(tracing_disabled=True)
+
+    def run(self, history: Sequence[Message], message: str, tasks: TaskBook) -> AgentRun:
+        items: list[TResponseInputItem] = [
+            {"role": "user" if past.role is Role.USER else "assistant", "content": past.content}
+            for past in history
+            if past.content
+        ]
+        items.append({"role": "user", "content": message})
+        result = Runner.run_streamed(
+            self._agent,
+            items,
+            context=TurnContext(tasks=tasks),
+            max_turns=self._max_turns,
+            run_config=self._run_config,
+        )
+        return AgentRun(result)
+
+
+class AgentRun:
+    """One streamed run: iterate `events()`, then read `usage`."""
+
+    def __init__(self, result: RunResultStreaming) -> None:
+        self._result = result
+        self._tool_names: dict[str, str] = {}
+
+    @property
+    def usage(self) -> Usage:
+        usage = self._result.context_wrapper.usage
+        return Usage(
+            requests=usage.requests,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+        )
+
+    def cancel(self) -> None:
+        self._result.cancel()
+
+    async def events(self) -> AsyncIterator[AgentEvent]:
+        try:
+            async for event in self._result.stream_events():
+                mapped = self._map(event)
+                if mapped is not None:
+                    yield mapped
+        except Exception as error:
+            raise _failure(error) from error
+
+    def _map(self, event: object) -> AgentEvent | None:
+        if isinstance(event, RawResponsesStreamEvent):
+            data = event.data
+            if data.type == "response.output_text.delta":
+                return Text(data.delta)
+            if data.type in _THINKING_DELTAS:
+                return Thinking(getattr(data, "delta", ""))
+            return None
+        if not isinstance(event, RunItemStreamEvent):
+            return None
+        raw: Any = event.item.raw_item
+        if event.name == "tool_called":
+            call_id, name = _get(raw, "call_id"), _get(raw, "name")
+            self._tool_names[call_id] = name
+            return ToolCallEvent(call_id, name, _json_or_text(_get(raw, "arguments")))
+        if event.name == "tool_output":
+            call_id = _get(raw, "call_id")
+            output = getattr(event.item, "output", None)
+            return ToolResultEvent(call_id, self._tool_names.get(call_id, ""), _json_or_text(output))
+        return None
+
+
+def _get(raw: Any, name: str) -> Any:
+    return raw.get(name) if isinstance(raw, dict) else getattr(raw, name, None)
+
+
+def _json_or_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _failure(error: Exception) -> AgentFailed:
+    if isinstance(error, AgentFailed):
+        return error
+    if isinstance(error, MaxTurnsExceeded):
+        return AgentFailed("max_turns_exceeded")
+    if isinstance(error, openai.RateLimitError):
+        return AgentFailed("rate_limited", retryable=True)
+    if isinstance(error, openai.APITimeoutError):
+        return AgentFailed("model_timeout", retryable=True)
+    if isinstance(error, openai.APIConnectionError | openai.InternalServerError):
+        return AgentFailed("model_unavailable", retryable=True)
+    if isinstance(error, ModelBehaviorError):
+        return AgentFailed("model_error")
+    return AgentFailed("agent_failed")

@@ -1,0 +1,157 @@
+"""The todo tools the model may call. Each acts on the `TaskBook` of the turn's verified user,
+taken from the run context: no tool has a user parameter, so no prompt can choose the user."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agents import FunctionTool, RunContextWrapper, function_tool
+
+from app.domain import Task, TaskBook, TaskChanges, TaskFilter, TaskNotFound
+
+logger = logging.getLogger(__name__)
+
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    tasks: TaskBook
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "completed": task.completed,
+    }
+
+
+def _result(**fields: Any) -> str:
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def _error(code: str, message: str) -> str:
+    return _result(error=code, message=message)
+
+
+def _not_found(task_id: int) -> str:
+    return _result(error="not_found", task_id=task_id, message=f"There is no task #{task_id}.")
+
+
+def _tool_failed(context: RunContextWrapper[Any], error: Exception) -> str:
+    logger.error("tool call failed", exc_info=error)
+    return _error("tool_failed", "The task list could not be reached. Nothing was changed.")
+
+
+def _clean_title(title: str) -> str | None:
+    title = " ".join(title.split())
+    return title if 0 < len(title) <= MAX_TITLE_CHARS else None
+
+
+def _title_error() -> str:
+    return _error("invalid_title", f"A title needs 1 to {MAX_TITLE_CHARS} characters.")
+
+
+def _description_error() -> str:
+    return _error("invalid_description", f"A description has at most {MAX_DESCRIPTION_CHARS} characters.")
+
+
+@function_tool(failure_error_function=_tool_failed)
+async def add_task(
+    context: RunContextWrapper[TurnContext], title: str, description: str | None = None
+) -> str:
+    """Add a task to the user's todo list.
+
+    Args:
+        title: A short title, such as "Buy milk".
+        description: Optional details about the task.
+    """
+    clean = _clean_title(title)
+    if clean is None:
+        return _title_error()
+    if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
+        return _description_error()
+    task = await context.context.tasks.add(clean, description or None)
+    return _result(task=task_json(task))
+
+
+@function_tool(failure_error_function=_tool_failed)
+async def list_tasks(
+    context: RunContextWrapper[TurnContext],
+    status: Literal["pending", "completed", "all"] = "all",
+) -> str:
+    """List the user's tasks with their ids.
+
+    Args:
+        status: Which tasks: "pending" (not done yet), "completed", or "all".
+    """
+    tasks = await context.context.tasks.list(TaskFilter(status))
+    return _result(status=status, tasks=[task_json(task) for task in tasks])
+
+
+@function_tool(failure_error_function=_tool_failed)
+async def complete_task(context: RunContextWrapper[TurnContext], task_id: int) -> str:
+    """Mark one of the user's tasks as done.
+
+    Args:
+        task_id: The task's id, as list_tasks shows it.
+    """
+    try:
+        task = await context.context.tasks.update(task_id, TaskChanges(completed=True))
+    except TaskNotFound:
+        return _not_found(task_id)
+    return _result(task=task_json(task))
+
+
+@function_tool(failure_error_function=_tool_failed)
+async def update_task(
+    context: RunContextWrapper[TurnContext],
+    task_id: int,
+    title: str | None = None,
+    description: str | None = None,
+    completed: bool | None = None,
+) -> str:
+    """Change a task's title or description, or mark it done or not done.
+
+    Args:
+        task_id: The task's id, as list_tasks shows it.
+        title: The new title, or null to keep it.
+        description: The new description, or null to keep it.
+        completed: true for done, false for not done, null to keep it.
+    """
+    clean = None
+    if title is not None and (clean := _clean_title(title)) is None:
+        return _title_error()
+    if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
+        return _description_error()
+    changes = TaskChanges(title=clean, description=description, completed=completed)
+    if changes.is_empty():
+        return _error("nothing_to_change", "Give a new title, description or completed state.")
+    try:
+        task = await context.context.tasks.update(task_id, changes)
+    except TaskNotFound:
+        return _not_found(task_id)
+    return _result(task=task_json(task))
+
+
+@function_tool(failure_error_function=_tool_failed)
+async def delete_task(context: RunContextWrapper[TurnContext], task_id: int) -> str:
+    """Delete one of the user's tasks for good.
+
+    Args:
+        task_id: The task's id, as list_tasks shows it.
+    """
+    try:
+        task = await context.context.tasks.delete(task_id)
+    except TaskNotFound:
+        return _not_found(task_id)
+    return _result(deleted=task_json(task))
+
+
+TODO_TOOLS: list[FunctionTool] = [add_task, list_tasks, complete_task, update_task, delete_task]

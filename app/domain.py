@@ -1,0 +1,157 @@
+"""The plain objects a chat turn works with, free of any framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageStatus(StrEnum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+class TaskFilter(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tool call of an assistant message, with its result once it has one."""
+
+    call_id: str
+    name: str
+    arguments: Any
+    output: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "output": self.output,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: int
+    user_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: Role
+    content: str
+    status: MessageStatus
+    created_at: datetime
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    conversation_id: int
+    role: Role
+    content: str
+    status: MessageStatus = MessageStatus.COMPLETE
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: int
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChanges:
+    title: str | None = None
+    description: str | None = None
+    completed: bool | None = None
+
+    def is_empty(self) -> bool:
+        return self.title is None and self.description is None and self.completed is None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """What the model needs to answer one message, read in the turn's first transaction."""
+
+    user_id: str
+    conversation_id: int
+    user_message_id: int
+    message: str
+    history: tuple[Message, ...] = field(default=())
+
+
+class NotFound(Exception):
+    """The object does not exist, or belongs to someone else: the caller cannot tell which."""
+
+
+class ConversationNotFound(NotFound):
+    pass
+
+
+class TaskNotFound(NotFound):
+    pass
+
+
+class TaskBook(Protocol):
+    """One user's tasks. Whoever holds it acts for that user and no other."""
+
+    async def add(self, title: str, description: str | None = None) -> Task: ...
+
+    async def list(self, status: TaskFilter = TaskFilter.ALL) -> list[Task]: ...
+
+    async def update(self, task_id: int, changes: TaskChanges) -> Task: ...
+
+    async def delete(self, task_id: int) -> Task: ...
+
+
+class AgentFailed(Exception):
+    """The agent could not finish a turn. `code` is stable and safe to show; details go to
+    the log through the chained exception."""
+
+    def __init__(self, code: str, *, retryable: bool = False) -> None:
+        super().__init__(code)
+        self.code = code
+        self.retryable = retryable

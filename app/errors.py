@@ -1,0 +1,71 @@
+"""Errors as clients see them: a status code and `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **details: Any,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **details}}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def invalid_request(error: ValidationError) -> ApiError:
+    fields = [
+        {"field": ".".join(str(part) for part in issue["loc"]) or "body", "message": issue["msg"]}
+        for issue in error.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    summary = "; ".join(f"{field['field']}: {field['message']}" for field in fields)
+    return ApiError(422, "invalid_request", summary, fields=fields)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, **exc.details)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = "No such resource." if exc.status_code == 404 else str(exc.detail)
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def not_authenticated(conn: HTTPConnection, code: str, message: str) -> JSONResponse:
+    return error_response(401, code, message, headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,75 @@
+"""The application: routes, middleware, and the lifespan that owns the shared objects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from agents import Model
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.routing import Mount
+
+from app.agent import TodoAgent, build_model
+from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
+from app.chat import ChatService, TurnRunner
+from app.db.migrations import head_revision
+from app.db.uow import Database
+from app.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from app.routes import service_routes, user_routes
+from app.settings import ConfigError, Settings
+
+
+def create_app(settings: Settings | None = None, *, model: Model | None = None) -> Starlette:
+    """The ASGI app. `uvicorn --factory app.main:create_app` reads the environment; tests pass
+    their own settings, and a scripted `model` in place of the configured one."""
+    settings = settings or Settings.from_env()
+    database_url = settings.database_url
+    if database_url is None:
+        raise ConfigError("DATABASE_URL is not set (`make run` starts an embedded PostgreSQL)")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        database = Database(database_url, pool_size=settings.db_pool_size)
+        agent = TodoAgent(model or build_model(settings), max_turns=settings.agent_max_turns)
+        async with anyio.create_task_group() as task_group:
+            turns = TurnRunner(task_group)
+            app.state.settings = settings
+            app.state.database = database
+            app.state.turns = turns
+            app.state.head_revision = head_revision()
+            app.state.chat = ChatService(
+                database, agent, turns, history_messages=settings.history_messages
+            )
+            yield
+            # Turns whose clients left may still be running: let them finish, within reason.
+            with anyio.move_on_after(settings.shutdown_grace_seconds):
+                await turns.wait_idle()
+            task_group.cancel_scope.cancel()
+        await database.dispose()
+
+    verifier = TokenVerifier.from_settings(settings)
+    user_api = Mount(
+        "/api/{user_id}",
+        routes=user_routes,
+        middleware=[
+            Middleware(
+                AuthenticationMiddleware,
+                backend=BearerTokenBackend(verifier),
+                on_error=authentication_failed,
+            ),
+            Middleware(RequireUser),
+        ],
+    )
+    return Starlette(
+        routes=[*service_routes, user_api],
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )

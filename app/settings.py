@@ -1,0 +1,177 @@
+"""Configuration, read from the environment and validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / ".data"
+
+AppEnv = Literal["development", "test", "production"]
+
+OFFLINE_MODEL = "offline"
+DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
+_HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+_PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+_MIN_SECRET_LENGTH = 32
+_PLACEHOLDER_SECRETS = frozenset({"secret", "changeme", "change-me", "your-secret-key", "dev"})
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line meant for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app_env: AppEnv = "development"
+    database_url: str | None = None
+    port: int = 8000
+    jwt_secret: str | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    agent_model: str = OFFLINE_MODEL
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    offline_token_delay_ms: int = 0
+    db_pool_size: int = 5
+    max_message_chars: int = 4000
+    max_body_bytes: int = 64 * 1024
+    history_messages: int = 20
+    agent_max_turns: int = 10
+    sse_ping_seconds: float = 15.0
+    shutdown_grace_seconds: float = 20.0
+
+    @property
+    def uses_offline_model(self) -> bool:
+        return self.agent_model == OFFLINE_MODEL
+
+    @property
+    def jwt_key(self) -> str:
+        """The key that verifies tokens: the shared secret, or the public key."""
+        key = self.jwt_public_key if self.jwt_algorithm in _PUBLIC_KEY_ALGORITHMS else self.jwt_secret
+        return key or ""
+
+    def with_database(self, url: str) -> Settings:
+        return replace(self, database_url=normalize_database_url(url))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        app_env = _choice(env, "APP_ENV", ("development", "test", "production"), "development")
+        api_key = _text(env, "OPENAI_API_KEY")
+        algorithm = _choice(
+            env, "JWT_ALGORITHM", _HMAC_ALGORITHMS + _PUBLIC_KEY_ALGORITHMS, "HS256"
+        )
+        database_url = _text(env, "DATABASE_URL")
+        settings = cls(
+            app_env=app_env,  # type: ignore[arg-type]
+            database_url=normalize_database_url(database_url) if database_url else None,
+            port=_integer(env, "PORT", 8000, minimum=1, maximum=65535),
+            jwt_secret=_text(env, "JWT_SECRET"),
+            jwt_algorithm=algorithm,
+            jwt_public_key=_text(env, "JWT_PUBLIC_KEY"),
+            jwt_audience=_text(env, "JWT_AUDIENCE"),
+            jwt_issuer=_text(env, "JWT_ISSUER"),
+            agent_model=_text(env, "AGENT_MODEL")
+            or (DEFAULT_OPENAI_MODEL if api_key else OFFLINE_MODEL),
+            openai_api_key=api_key,
+            openai_base_url=_text(env, "OPENAI_BASE_URL"),
+            offline_token_delay_ms=_integer(env, "OFFLINE_TOKEN_DELAY_MS", 0, maximum=10_000),
+            db_pool_size=_integer(env, "DB_POOL_SIZE", 5, minimum=1, maximum=100),
+            max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 4000, minimum=1),
+            history_messages=_integer(env, "HISTORY_MESSAGES", 20, minimum=0, maximum=500),
+            agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
+        )
+        if settings.jwt_secret is None and algorithm in _HMAC_ALGORITHMS and app_env != "production":
+            settings = replace(settings, jwt_secret=development_jwt_secret())
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.jwt_algorithm in _HMAC_ALGORITHMS:
+            secret = self.jwt_secret
+            if not secret:
+                raise ConfigError(f"JWT_SECRET is required with JWT_ALGORITHM={self.jwt_algorithm}")
+            weak = len(secret) < _MIN_SECRET_LENGTH or secret.lower() in _PLACEHOLDER_SECRETS
+            if weak and self.app_env == "production":
+                raise ConfigError(
+                    f"JWT_SECRET must be a random string of at least {_MIN_SECRET_LENGTH} "
+                    "characters in production"
+                )
+        elif not self.jwt_public_key:
+            raise ConfigError(f"JWT_PUBLIC_KEY is required with JWT_ALGORITHM={self.jwt_algorithm}")
+        if self.app_env == "production" and not self.database_url:
+            raise ConfigError("DATABASE_URL is required in production")
+        if not self.uses_offline_model and not self.openai_api_key:
+            raise ConfigError(
+                f"AGENT_MODEL={self.agent_model} needs OPENAI_API_KEY "
+                "(any non-empty value for a local OpenAI-compatible server)"
+            )
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku-style URLs and return one for SQLAlchemy's asyncpg dialect.
+
+    `postgres://` and `postgresql://` become `postgresql+asyncpg://`; libpq's `sslmode`
+    becomes asyncpg's `ssl`, which takes the same values.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+asyncpg"):
+        raise ConfigError(
+            "DATABASE_URL must start with postgres://, postgresql:// or postgresql+asyncpg://"
+        )
+    query = [("ssl" if key == "sslmode" else key, value) for key, value in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg", query=urlencode(query)))
+
+
+def development_jwt_secret() -> str:
+    """A random secret made once and kept under .data/, so tokens survive restarts."""
+    path = DATA_DIR / "jwt_secret"
+    if path.exists():
+        return path.read_text().strip()
+    DATA_DIR.mkdir(exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret)
+    return secret
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = _text(env, name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _integer(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = "" if maximum is None else f" and at most {maximum}"
+        raise ConfigError(f"{name} must be at least {minimum}{upper}, not {value}")
+    return value
