@@ -47,7 +47,7 @@ class Settings:
     history_messages: int = 20
     agent_max_turns: int = 10
     sse_ping_seconds: float = 15.0
-    shutdown_grace_seconds: float = 20.0
+    shutdown_grace_seconds: float = 10.0
 
     @property
     def uses_offline_model(self) -> bool:

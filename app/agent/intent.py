@@ -74,8 +74,8 @@ _RULES: tuple[tuple[Action, re.Pattern[str]], ...] = tuple(
     )
 )
 _LIST = re.compile(
-    r"^(?:list|show|display|view|see|get|what|what's|whats|which|any|how many|do i have|tasks|todos|my)\b"
-    r"|\b(?:my tasks|my todos|my list|todo list|to-do list|left to do|remaining)\b"
+    r"\b(?:tasks?|todos?|to-dos?|to do|list|left|remaining|pending|outstanding|agenda)\b"
+    r"|\bdid i (?:do|finish|complete)\b"
 )
 _GREETING = re.compile(r"^(?:hi|hello|hey|good (?:morning|afternoon|evening)|yo)\b")
 _THANKS = re.compile(r"^(?:thanks|thank you|thx|cheers|great|perfect|awesome)\b")

