@@ -1,0 +1,209 @@
+"""Every error a client can cause: status code, stable code, JSON body, nothing leaked."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+from jose import jwt
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import TEST_SECRET, Database, with_settings
+from tests.support import LiveServer, serve
+
+
+def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+def _token(sub: str | None = "alice", *, secret: str = TEST_SECRET, **claims: Any) -> str:
+    payload: dict[str, Any] = {"exp": int(time.time()) + 600, **claims}
+    if sub is not None:
+        payload["sub"] = sub
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/chat/stream"),
+        ("POST", "/chat"),
+        ("GET", "/conversations"),
+        ("GET", "/conversations/1/messages"),
+        ("DELETE", "/conversations/1"),
+        ("GET", "/tasks"),
+        ("POST", "/tasks"),
+        ("PATCH", "/tasks/1"),
+        ("DELETE", "/tasks/1"),
+    ],
+)
+async def test_every_user_path_needs_a_token(server: LiveServer, method: str, path: str) -> None:
+    response = await server.client.request(method, f"/api/alice{path}", json={"message": "hi"})
+    _error(response, 401, "not_authenticated")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [
+        ("Basic YWxpY2U6cHc=", "invalid_token"),
+        ("Bearer", "invalid_token"),
+        ("Bearer not-a-jwt", "invalid_token"),
+        (f"Bearer {_token(secret='another-secret-' + 'y' * 40)}", "invalid_token"),
+        (f"Bearer {_token(exp=int(time.time()) - 3600)}", "token_expired"),
+        (f"Bearer {_token(None)}", "invalid_token"),
+        (f"Bearer {jwt.encode({'sub': 'alice'}, TEST_SECRET, algorithm='HS256')}", "invalid_token"),
+        (f"Bearer {jwt.encode({'sub': 'alice', 'exp': 9999999999}, TEST_SECRET, algorithm='HS512')}",
+         "invalid_token"),
+    ],
+    ids=["basic", "empty", "garbage", "wrong-key", "expired", "no-sub", "no-exp", "other-alg"],
+)
+async def test_bad_tokens_are_401(server: LiveServer, authorization: str, code: str) -> None:
+    response = await server.client.get("/api/alice/tasks", headers={"Authorization": authorization})
+    _error(response, 401, code)
+
+
+async def test_a_token_for_another_user_is_403(server: LiveServer) -> None:
+    bob = server.user("bob")
+    response = await server.client.get("/api/alice/tasks", headers=bob.headers)
+    _error(response, 403, "forbidden")
+
+
+async def test_audience_and_issuer_are_checked_when_configured(settings: Settings) -> None:
+    configured = with_settings(settings, jwt_audience="todo-chat", jwt_issuer="https://auth.example")
+    async with serve(create_app(configured), configured) as live:
+        good = live.user()  # issued with the configured audience and issuer
+        assert (await good.get("/tasks")).status_code == 200
+        for claims in ({"aud": "other", "iss": "https://auth.example"}, {"aud": "todo-chat"}):
+            token = _token(good.id, **claims)
+            response = await live.client.get(
+                good.url("/tasks"), headers={"Authorization": f"Bearer {token}"}
+            )
+            _error(response, 401, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"message": ""}, "message"),
+        ({"message": "   \n\t "}, "message"),
+        ({"message": "x" * 4001}, "message"),
+        ({"message": 5}, "message"),
+        ({}, "message"),
+        ({"message": "hi", "conversation_id": "1"}, "conversation_id"),
+        ({"message": "hi", "conversation_id": True}, "conversation_id"),
+        ({"message": "hi", "conversation_id": 0}, "conversation_id"),
+        ({"message": "hi", "user_id": "bob"}, "user_id"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["/chat/stream", "/chat"])
+async def test_invalid_chat_bodies_are_422_and_store_nothing(
+    server: LiveServer, db: Database, body: dict[str, Any], field: str, endpoint: str
+) -> None:
+    user = server.user()
+    error = _error(await user.post(endpoint, json=body), 422, "invalid_request")
+    assert field in [item["field"] for item in error["fields"]]
+    assert await db.rows("SELECT id FROM conversations WHERE user_id = :u", u=user.id) == []
+
+
+async def test_malformed_json_is_422(server: LiveServer) -> None:
+    user = server.user()
+    response = await user.post("/chat/stream", content=b'{"message": "hi"')
+    error = _error(response, 422, "invalid_request")
+    assert error["fields"][0]["field"] == "body"
+
+
+async def test_the_message_limit_is_configurable(settings: Settings) -> None:
+    limited = with_settings(settings, max_message_chars=10)
+    async with serve(create_app(limited), limited) as live:
+        user = live.user()
+        error = _error(await user.post("/chat", json={"message": "x" * 11}), 422, "invalid_request")
+        assert "at most 10 characters" in error["message"]
+        assert (await user.post("/chat", json={"message": "x" * 10})).status_code == 200
+
+
+async def test_a_body_over_the_size_limit_is_413(server: LiveServer) -> None:
+    user = server.user()
+    huge = {"message": "x" * (server.settings.max_body_bytes + 1)}
+    _error(await user.post("/chat/stream", json=huge), 413, "body_too_large")
+
+    async def chunks() -> Any:  # no Content-Length: the limit holds while reading
+        for _ in range(100):
+            yield b"x" * 1024
+
+    _error(await user.post("/tasks", content=chunks()), 413, "body_too_large")
+
+
+async def test_someone_elses_conversation_is_404_everywhere(
+    server: LiveServer, db: Database
+) -> None:
+    alice, bob = server.user("alice"), server.user("bob")
+    events = await alice.chat("add buy milk")
+    conversation_id = events[0]["conversation_id"]
+
+    for endpoint in ("/chat/stream", "/chat"):
+        response = await bob.post(endpoint, json={"message": "hi", "conversation_id": conversation_id})
+        _error(response, 404, "conversation_not_found")
+    _error(await bob.get(f"/conversations/{conversation_id}/messages"), 404, "conversation_not_found")
+    _error(await bob.delete(f"/conversations/{conversation_id}"), 404, "conversation_not_found")
+    missing = await alice.post("/chat/stream", json={"message": "hi", "conversation_id": 2**62})
+    assert missing.json() == (await bob.get(f"/conversations/{conversation_id}/messages")).json()
+
+    # Nothing of bob's was stored, nothing of alice's was touched.
+    assert await db.rows("SELECT id FROM conversations WHERE user_id = :u", u=bob.id) == []
+    count = await db.rows(
+        "SELECT count(*) AS n FROM messages WHERE conversation_id = :id", id=conversation_id
+    )
+    assert count == [{"n": 2}]
+
+
+async def test_someone_elses_task_is_404(server: LiveServer) -> None:
+    alice, bob = server.user("alice"), server.user("bob")
+    task = (await alice.post("/tasks", json={"title": "Alice's task"})).json()
+    _error(await bob.patch(f"/tasks/{task['id']}", json={"completed": True}), 404, "task_not_found")
+    _error(await bob.delete(f"/tasks/{task['id']}"), 404, "task_not_found")
+    assert (await alice.get("/tasks")).json()["tasks"][0]["completed"] is False
+    _error(await alice.patch("/tasks/abc", json={"completed": True}), 404, "not_found")
+    _error(await alice.delete("/tasks/99999999999999999999999"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/tasks", {"title": ""}),
+        ("POST", "/tasks", {"title": "   "}),
+        ("POST", "/tasks", {"title": "x" * 201}),
+        ("POST", "/tasks", {"title": "ok", "description": "x" * 2001}),
+        ("POST", "/tasks", {"title": "ok", "completed": True}),
+        ("POST", "/tasks", {"title": 3}),
+        ("PATCH", "/tasks/1", {}),
+        ("PATCH", "/tasks/1", {"completed": "yes"}),
+    ],
+)
+async def test_invalid_task_bodies_are_422(
+    server: LiveServer, method: str, path: str, body: dict[str, Any]
+) -> None:
+    user = server.user()
+    response = await user.client.request(method, user.url(path), json=body, headers=user.headers)
+    _error(response, 422, "invalid_request")
+
+
+async def test_invalid_query_parameters_are_422(server: LiveServer) -> None:
+    user = server.user()
+    _error(await user.get("/tasks", params={"status": "someday"}), 422, "invalid_request")
+    _error(await user.get("/conversations", params={"limit": "0"}), 422, "invalid_request")
+
+
+async def test_unknown_paths_and_methods_answer_in_json(server: LiveServer) -> None:
+    user = server.user()
+    _error(await server.client.get("/nowhere"), 404, "not_found")
+    _error(await user.get("/nowhere"), 404, "not_found")
+    _error(await user.client.put(user.url("/tasks"), headers=user.headers), 405, "method_not_allowed")
