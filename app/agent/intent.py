@@ -69,7 +69,7 @@ _RULES: tuple[tuple[Action, re.Pattern[str]], ...] = tuple(
         ("complete", rf"^(?:i\s+)?(?:have\s+|'ve\s+|just\s+)*(?:done|finished|completed)\s+(?:with\s+)?(?P<ref>.+)$"),
         ("complete", rf"^(?P<ref>.+?)\s+is\s+(?:now\s+)?{_DONE_WORDS}$"),
         ("delete", rf"^{_POLITE}(?:delete|remove|drop|erase|get rid of|cancel)\s+(?P<ref>.+)$"),
-        ("add", rf"^{_POLITE}(?:add|create|put|new task|new todo|todo:?)\s+(?P<title>.+)$"),
+        ("add", rf"^{_POLITE}(?:add|create|put|new (?:task|todo):?|todo:)\s+(?P<title>.+)$"),
         ("add", rf"^{_POLITE}(?:remind me to|remember to|don't forget to|i need to|i have to|i must)\s+(?P<title>.+)$"),
     )
 )
@@ -129,7 +129,7 @@ def _strip_list_suffix(text: str) -> str:
 
 def _list_status(text: str) -> Literal["pending", "completed", "all"]:
     text = re.sub(r"\bto-?do list\b", "list", text)
-    if re.search(r"\b(?:completed|done|finished|did i do)\b", text) and "not done" not in text:
+    if re.search(r"\b(?:completed|done|finished|did i (?:do|finish|complete))\b", text) and "not done" not in text:
         return "completed"
     if re.search(
         r"\b(?:pending|left|remaining|open|outstanding|incomplete|unfinished|not done|to do|todo|need to do)\b",

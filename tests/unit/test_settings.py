@@ -1,0 +1,101 @@
+"""Configuration is read and validated once, and a bad one is one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app import settings as settings_module
+from app.settings import ConfigError, Settings, normalize_database_url
+
+STRONG = "s" * 40
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Development secrets go to a temporary .data/, not the checkout's."""
+    monkeypatch.setattr(settings_module, "DATA_DIR", tmp_path / ".data")
+    return tmp_path / ".data"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db.example:5432/app", "postgresql+asyncpg://u:p@db.example:5432/app"),
+        ("postgresql://u:p@h/app", "postgresql+asyncpg://u:p@h/app"),
+        ("postgresql+asyncpg://u@h/app", "postgresql+asyncpg://u@h/app"),
+        ("postgres://u:p@h/app?sslmode=require", "postgresql+asyncpg://u:p@h/app?ssl=require"),
+        ("postgresql://postgres:@/db?host=/tmp/pg", "postgresql+asyncpg://postgres:@/db?host=%2Ftmp%2Fpg"),
+    ],
+)
+def test_database_urls_are_normalized_for_asyncpg(url: str, expected: str) -> None:
+    assert normalize_database_url(url) == expected
+
+
+def test_defaults_are_the_embedded_development_setup() -> None:
+    settings = Settings.from_env({"JWT_SECRET": STRONG})
+    assert settings.app_env == "development"
+    assert settings.database_url is None
+    assert settings.agent_model == "offline" and settings.uses_offline_model
+    assert (settings.port, settings.max_message_chars, settings.db_pool_size) == (8000, 4000, 5)
+
+
+def test_an_openai_key_selects_an_openai_model() -> None:
+    settings = Settings.from_env({"JWT_SECRET": STRONG, "OPENAI_API_KEY": "sk-test"})
+    assert not settings.uses_offline_model
+    named = Settings.from_env(
+        {"JWT_SECRET": STRONG, "OPENAI_API_KEY": "k", "AGENT_MODEL": "qwen3", "OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}
+    )
+    assert (named.agent_model, named.openai_base_url) == ("qwen3", "http://127.0.0.1:1/v1")
+
+
+def test_every_setting_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": "postgres://u:p@h/app",
+            "PORT": "5000",
+            "JWT_SECRET": STRONG,
+            "JWT_AUDIENCE": "todo",
+            "JWT_ISSUER": "https://issuer",
+            "OFFLINE_TOKEN_DELAY_MS": "20",
+            "DB_POOL_SIZE": "3",
+            "MAX_MESSAGE_CHARS": "100",
+            "HISTORY_MESSAGES": "6",
+            "AGENT_MAX_TURNS": "4",
+        }
+    )
+    assert (settings.port, settings.jwt_audience, settings.jwt_issuer) == (5000, "todo", "https://issuer")
+    assert (settings.offline_token_delay_ms, settings.db_pool_size) == (20, 3)
+    assert (settings.max_message_chars, settings.history_messages, settings.agent_max_turns) == (100, 6, 4)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"APP_ENV": "production", "DATABASE_URL": "postgres://h/db"}, "JWT_SECRET is required"),
+        ({"APP_ENV": "production", "DATABASE_URL": "postgres://h/db", "JWT_SECRET": "short"}, "at least 32"),
+        ({"APP_ENV": "production", "JWT_SECRET": STRONG}, "DATABASE_URL is required"),
+        ({"APP_ENV": "staging"}, "APP_ENV must be one of"),
+        ({"PORT": "eighty"}, "PORT must be a whole number"),
+        ({"PORT": "70000"}, "PORT must be at least 1 and at most 65535"),
+        ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE must be at least 1"),
+        ({"DATABASE_URL": "mysql://h/db"}, "DATABASE_URL must start with"),
+        ({"AGENT_MODEL": "gpt-4.1"}, "needs OPENAI_API_KEY"),
+        ({"JWT_ALGORITHM": "RS256"}, "JWT_PUBLIC_KEY is required"),
+        ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM must be one of"),
+    ],
+)
+def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        Settings.from_env(environ)
+    assert "\n" not in str(raised.value)
+
+
+def test_development_makes_and_keeps_a_secret(_data_dir: Path) -> None:
+    first = Settings.from_env({})
+    second = Settings.from_env({})
+    assert first.jwt_secret and len(first.jwt_secret) >= 32
+    assert first.jwt_secret == second.jwt_secret == (_data_dir / "jwt_secret").read_text()
+    assert (_data_dir / "jwt_secret").stat().st_mode & 0o077 == 0
