@@ -56,7 +56,9 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
-        return cls(settings.jwt_key, settings.jwt_algorithm, settings.jwt_audience, settings.jwt_issuer)
+        return cls(
+            settings.jwt_key, settings.jwt_algorithm, settings.jwt_audience, settings.jwt_issuer
+        )
 
     def user_id(self, token: str) -> str:
         try:
@@ -93,7 +95,9 @@ class BearerTokenBackend(AuthenticationBackend):
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise InvalidToken("invalid_token", "Send the token as 'Authorization: Bearer <token>'.")
+            raise InvalidToken(
+                "invalid_token", "Send the token as 'Authorization: Bearer <token>'."
+            )
         return AuthCredentials(["authenticated"]), TokenUser(self._verifier.user_id(token.strip()))
 
 

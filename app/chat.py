@@ -8,6 +8,7 @@ the background (see `TurnRunner`), so a client that goes away does not stop it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -122,10 +123,8 @@ class _Subscriber:
         self._stream = stream
 
     def send(self, event: Event) -> None:
-        try:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._stream.send_nowait(event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
 
 
 class ChatService:
@@ -142,7 +141,7 @@ class ChatService:
         async with self._database.unit_of_work() as uow:
             if conversation_id is None:
                 conversation = await uow.conversations.add(user_id, conversation_title(message))
-                history = []
+                history: list[Message] = []
             else:
                 found = await uow.conversations.get(user_id, conversation_id)
                 if found is None:
@@ -159,7 +158,9 @@ class ChatService:
         async with self._database.unit_of_work() as uow:
             return await uow.conversations.list(user_id, limit=limit)
 
-    async def messages(self, user_id: str, conversation_id: int) -> tuple[Conversation, list[Message]]:
+    async def messages(
+        self, user_id: str, conversation_id: int
+    ) -> tuple[Conversation, list[Message]]:
         async with self._database.unit_of_work() as uow:
             conversation = await uow.conversations.get(user_id, conversation_id)
             if conversation is None:

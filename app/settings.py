@@ -56,7 +56,9 @@ class Settings:
     @property
     def jwt_key(self) -> str:
         """The key that verifies tokens: the shared secret, or the public key."""
-        key = self.jwt_public_key if self.jwt_algorithm in _PUBLIC_KEY_ALGORITHMS else self.jwt_secret
+        key = (
+            self.jwt_public_key if self.jwt_algorithm in _PUBLIC_KEY_ALGORITHMS else self.jwt_secret
+        )
         return key or ""
 
     def with_database(self, url: str) -> Settings:
@@ -90,7 +92,11 @@ class Settings:
             history_messages=_integer(env, "HISTORY_MESSAGES", 20, minimum=0, maximum=500),
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
         )
-        if settings.jwt_secret is None and algorithm in _HMAC_ALGORITHMS and app_env != "production":
+        if (
+            settings.jwt_secret is None
+            and algorithm in _HMAC_ALGORITHMS
+            and app_env != "production"
+        ):
             settings = replace(settings, jwt_secret=development_jwt_secret())
         settings.validate()
         return settings

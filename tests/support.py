@@ -68,7 +68,9 @@ class User:
         """Send one message to the stream endpoint; the events as `reader` parses them."""
         body = {"message": message, "conversation_id": conversation_id}
         if reader == "httpx-sse":
-            return await read_with_httpx_sse(self.client, self.url("/chat/stream"), body, self.headers)
+            return await read_with_httpx_sse(
+                self.client, self.url("/chat/stream"), body, self.headers
+            )
         raw = await read_raw(self.client, self.url("/chat/stream"), body, self.headers)
         return seed_parse(raw)
 

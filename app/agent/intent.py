@@ -13,9 +13,9 @@ from typing import Any, Literal
 Action = Literal["add", "list", "complete", "reopen", "delete", "rename", "greet", "thank", "help"]
 
 HELP = (
-    "I can keep your todo list. Try \"add buy milk\", \"show my tasks\", \"what's left?\", "
-    "\"complete task 3\" or \"done with buy milk\", \"rename task 3 to buy oat milk\", "
-    "or \"delete buy milk\"."
+    'I can keep your todo list. Try "add buy milk", "show my tasks", "what\'s left?", '
+    '"complete task 3" or "done with buy milk", "rename task 3 to buy oat milk", '
+    'or "delete buy milk".'
 )
 
 
@@ -58,21 +58,29 @@ _LIST_SUFFIX = re.compile(
 )
 _TASK_NUMBER = re.compile(r"^(?:the\s+)?(?:task|item|todo|number|no\.?)?\s*(?:number\s*)?#?(\d+)$")
 
-_RULES: tuple[tuple[Action, re.Pattern[str]], ...] = tuple(
-    (action, re.compile(pattern))
-    for action, pattern in (
-        ("rename", rf"^{_POLITE}(?:rename|change|update|edit)\s+(?P<ref>.+?)\s+(?:to|into|as)\s+(?P<new>.+)$"),
-        ("reopen", rf"^{_POLITE}(?:reopen|uncheck|untick)\s+(?P<ref>.+)$"),
-        ("reopen", rf"^{_POLITE}mark\s+(?P<ref>.+?)\s+as\s+{_NOT_DONE}$"),
-        ("complete", rf"^{_POLITE}(?:complete|finish|check off|tick off|cross off)\s+(?P<ref>.+)$"),
-        ("complete", rf"^{_POLITE}mark\s+(?P<ref>.+?)(?:\s+as)?\s+{_DONE_WORDS}$"),
-        ("complete", rf"^(?:i\s+)?(?:have\s+|'ve\s+|just\s+)*(?:done|finished|completed)\s+(?:with\s+)?(?P<ref>.+)$"),
-        ("complete", rf"^(?P<ref>.+?)\s+is\s+(?:now\s+)?{_DONE_WORDS}$"),
-        ("delete", rf"^{_POLITE}(?:delete|remove|drop|erase|get rid of|cancel)\s+(?P<ref>.+)$"),
-        ("add", rf"^{_POLITE}(?:add|create|put|new (?:task|todo):?|todo:)\s+(?P<title>.+)$"),
-        ("add", rf"^{_POLITE}(?:remind me to|remember to|don't forget to|i need to|i have to|i must)\s+(?P<title>.+)$"),
-    )
+_RULE_PATTERNS: tuple[tuple[Action, str], ...] = (
+    (
+        "rename",
+        rf"^{_POLITE}(?:rename|change|update|edit)\s+(?P<ref>.+?)\s+(?:to|into|as)\s+(?P<new>.+)$",
+    ),
+    ("reopen", rf"^{_POLITE}(?:reopen|uncheck|untick)\s+(?P<ref>.+)$"),
+    ("reopen", rf"^{_POLITE}mark\s+(?P<ref>.+?)\s+as\s+{_NOT_DONE}$"),
+    ("complete", rf"^{_POLITE}(?:complete|finish|check off|tick off|cross off)\s+(?P<ref>.+)$"),
+    ("complete", rf"^{_POLITE}mark\s+(?P<ref>.+?)(?:\s+as)?\s+{_DONE_WORDS}$"),
+    (
+        "complete",
+        r"^(?:i\s+)?(?:have\s+|'ve\s+|just\s+)*(?:done|finished|completed)\s+(?:with\s+)?(?P<ref>.+)$",
+    ),
+    ("complete", rf"^(?P<ref>.+?)\s+is\s+(?:now\s+)?{_DONE_WORDS}$"),
+    ("delete", rf"^{_POLITE}(?:delete|remove|drop|erase|get rid of|cancel)\s+(?P<ref>.+)$"),
+    ("add", rf"^{_POLITE}(?:add|create|put|new (?:task|todo):?|todo:)\s+(?P<title>.+)$"),
+    (
+        "add",
+        rf"^{_POLITE}(?:remind me to|remember to|don't forget to|i need to|i have to|i must)"
+        r"\s+(?P<title>.+)$",
+    ),
 )
+_RULES = tuple((action, re.compile(pattern)) for action, pattern in _RULE_PATTERNS)
 _LIST = re.compile(
     r"\b(?:tasks?|todos?|to-dos?|to do|list|left|remaining|pending|outstanding|agenda)\b"
     r"|\bdid i (?:do|finish|complete)\b"
@@ -117,7 +125,9 @@ def understand(message: str) -> Intent:
 def _title(span: str) -> str:
     """A title in the user's own spelling, without the words that only address the list."""
     title = _strip_list_suffix(span)
-    title = re.sub(r"^(?:a\s+)?(?:new\s+)?(?:task|todo|reminder)(?:\s+to|:)?\s+", "", title, flags=re.I)
+    title = re.sub(
+        r"^(?:a\s+)?(?:new\s+)?(?:task|todo|reminder)(?:\s+to|:)?\s+", "", title, flags=re.I
+    )
     title = re.sub(r"^to\s+(?:my|the)\s+(?:todo\s+|to-do\s+)?list:?\s+", "", title, flags=re.I)
     title = title.strip(" \"'")
     return title[:1].upper() + title[1:]
@@ -129,10 +139,14 @@ def _strip_list_suffix(text: str) -> str:
 
 def _list_status(text: str) -> Literal["pending", "completed", "all"]:
     text = re.sub(r"\bto-?do list\b", "list", text)
-    if re.search(r"\b(?:completed|done|finished|did i (?:do|finish|complete))\b", text) and "not done" not in text:
+    if (
+        re.search(r"\b(?:completed|done|finished|did i (?:do|finish|complete))\b", text)
+        and "not done" not in text
+    ):
         return "completed"
     if re.search(
-        r"\b(?:pending|left|remaining|open|outstanding|incomplete|unfinished|not done|to do|todo|need to do)\b",
+        r"\b(?:pending|left|remaining|open|outstanding|incomplete|unfinished|not done|to do|todo"
+        r"|need to do)\b",
         text,
     ):
         return "pending"
@@ -180,7 +194,7 @@ def _act_on_task(intent: Intent, results: list[ToolResult]) -> Step:
                 'Say "show my tasks" to see your list.'
             )
         if len(matches) > 1:
-            options = ", ".join(f'#{task["id"]} {task["title"]}' for task in matches)
+            options = ", ".join(f"#{task['id']} {task['title']}" for task in matches)
             return Step(
                 reply=f'More than one task matches "{intent.words}": {options}. '
                 f'Which one? You can say "{intent.action} task {matches[0]["id"]}".'
@@ -214,7 +228,8 @@ def _call(thinking: str, name: str, **arguments: Any) -> Step:
 
 
 _STOP_WORDS = frozenset(
-    "the a an my task tasks todo item one that this please to for of on list".split()
+    {"the", "a", "an", "my", "task", "tasks", "todo", "item", "one", "that", "this"}
+    | {"please", "to", "for", "of", "on", "list"}
 )
 
 
@@ -271,7 +286,10 @@ def _error_reply(output: dict[str, Any]) -> str:
             'Say "show my tasks" to see your list.'
         )
     if output.get("error") == "tool_failed":
-        return "Sorry, I couldn't reach your task list just now, so nothing was changed. Please try again."
+        return (
+            "Sorry, I couldn't reach your task list just now, so nothing was changed. "
+            "Please try again."
+        )
     return f"Sorry, I couldn't do that: {output.get('message', 'the request was not valid')}"
 
 
@@ -288,7 +306,8 @@ def _list_reply(tasks: list[dict[str, Any]], status: str) -> str:
         "completed": f"You've completed {count} {noun}:",
     }.get(status, f"You have {count} {noun}:")
     lines = [
-        f"- #{task['id']} {task['title']}" + (" (done)" if task["completed"] and status == "all" else "")
+        f"- #{task['id']} {task['title']}"
+        + (" (done)" if task["completed"] and status == "all" else "")
         for task in tasks
     ]
     return "\n".join([header, *lines])

@@ -309,7 +309,7 @@ class _Response:
             tools=[],
             top_p=None,
             parallel_tool_calls=True,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             usage=ResponseUsage.model_validate(
                 {
                     "input_tokens": usage.input_tokens,

@@ -111,7 +111,9 @@ class AgentRun:
         if event.name == "tool_output":
             call_id = _get(raw, "call_id")
             output = getattr(event.item, "output", None)
-            return ToolResultEvent(call_id, self._tool_names.get(call_id, ""), _json_or_text(output))
+            return ToolResultEvent(
+                call_id, self._tool_names.get(call_id, ""), _json_or_text(output)
+            )
         return None
 
 

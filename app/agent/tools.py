@@ -59,7 +59,9 @@ def _title_error() -> str:
 
 
 def _description_error() -> str:
-    return _error("invalid_description", f"A description has at most {MAX_DESCRIPTION_CHARS} characters.")
+    return _error(
+        "invalid_description", f"A description has at most {MAX_DESCRIPTION_CHARS} characters."
+    )
 
 
 @function_tool(failure_error_function=_tool_failed)

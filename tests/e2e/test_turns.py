@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from agents import FunctionTool
 from agents.items import TResponseStreamEvent
-from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+from agents.testing import ScriptedModel, assistant_message, function_call
 from openai.types.responses import ResponseReasoningItem, ResponseTextDeltaEvent
 from openai.types.responses.response_reasoning_item import Summary
 
@@ -31,7 +32,9 @@ async def test_a_scripted_model_gives_an_exact_sequence(settings: Settings, db: 
                     summary=[Summary(text="The user wants two tasks.", type="summary_text")],
                 ),
                 function_call("add_task", {"title": "Buy milk"}, call_id="call_1"),
-                function_call("add_task", {"title": "Buy bread", "description": "rye"}, call_id="call_2"),
+                function_call(
+                    "add_task", {"title": "Buy bread", "description": "rye"}, call_id="call_2"
+                ),
             ],
             [assistant_message("Added both.")],
         ]
@@ -42,7 +45,14 @@ async def test_a_scripted_model_gives_an_exact_sequence(settings: Settings, db: 
         await live.turns.wait_idle()
 
     assert types_of(events) == [
-        "start", "thinking", "tool_call", "tool_call", "tool_result", "tool_result", "text", "done"
+        "start",
+        "thinking",
+        "tool_call",
+        "tool_call",
+        "tool_result",
+        "tool_result",
+        "text",
+        "done",
     ]
     assert events[1] == {"type": "thinking", "message": "The user wants two tasks."}
     calls = [e for e in events if e["type"] == "tool_call"]
@@ -74,7 +84,8 @@ async def test_the_model_sees_tools_without_a_user_and_a_bounded_history(
     tool_names = sorted(tool.name for tool in call.tools)
     assert tool_names == ["add_task", "complete_task", "delete_task", "list_tasks", "update_task"]
     for tool in call.tools:
-        schema = json.dumps(tool.params_json_schema).lower()  # type: ignore[attr-defined]
+        assert isinstance(tool, FunctionTool)
+        schema = json.dumps(tool.params_json_schema).lower()
         assert "user" not in schema, f"{tool.name} lets the model name a user"
     assert call.input == [
         {"role": "user", "content": "message 1"},
@@ -146,7 +157,9 @@ class _FailingModel(OfflineModel):
         super().__init__(token_delay_ms=2)
         self.after_tokens = after_tokens
 
-    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
+    async def stream_response(
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
         tokens = 0
         async for event in super().stream_response(*args, **kwargs):
             if isinstance(event, ResponseTextDeltaEvent):
@@ -221,7 +234,9 @@ class _GatedModel(OfflineModel):
         self.paused = anyio.Event()
         self.gate = anyio.Event()
 
-    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
+    async def stream_response(
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
         async for event in super().stream_response(*args, **kwargs):
             if isinstance(event, ResponseTextDeltaEvent) and not self.gate.is_set():
                 self.paused.set()

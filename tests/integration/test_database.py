@@ -30,8 +30,11 @@ async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: st
 
             assert await connection.run_sync(differences) == []
             indexes = await connection.run_sync(
-                lambda c: {i["name"] for t in ("conversations", "messages", "tasks")
-                           for i in inspect(c).get_indexes(t)}
+                lambda c: {
+                    i["name"]
+                    for t in ("conversations", "messages", "tasks")
+                    for i in inspect(c).get_indexes(t)
+                }
             )
         assert indexes == {
             "ix_conversations_user_id_updated_at",
@@ -99,7 +102,9 @@ async def test_the_schema_refuses_unknown_roles_and_statuses(database_url: str) 
         async with engine.connect() as connection:
             conversation_id = (
                 await connection.execute(
-                    text("INSERT INTO conversations (user_id, title) VALUES ('ck', 't') RETURNING id")
+                    text(
+                        "INSERT INTO conversations (user_id, title) VALUES ('ck', 't') RETURNING id"
+                    )
                 )
             ).scalar_one()
             for role, status in (("system", "complete"), ("user", "pending")):

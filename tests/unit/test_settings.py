@@ -26,7 +26,10 @@ def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("postgresql://u:p@h/app", "postgresql+asyncpg://u:p@h/app"),
         ("postgresql+asyncpg://u@h/app", "postgresql+asyncpg://u@h/app"),
         ("postgres://u:p@h/app?sslmode=require", "postgresql+asyncpg://u:p@h/app?ssl=require"),
-        ("postgresql://postgres:@/db?host=/tmp/pg", "postgresql+asyncpg://postgres:@/db?host=%2Ftmp%2Fpg"),
+        (
+            "postgresql://postgres:@/db?host=/tmp/pg",
+            "postgresql+asyncpg://postgres:@/db?host=%2Ftmp%2Fpg",
+        ),
     ],
 )
 def test_database_urls_are_normalized_for_asyncpg(url: str, expected: str) -> None:
@@ -45,7 +48,12 @@ def test_an_openai_key_selects_an_openai_model() -> None:
     settings = Settings.from_env({"JWT_SECRET": STRONG, "OPENAI_API_KEY": "sk-test"})
     assert not settings.uses_offline_model
     named = Settings.from_env(
-        {"JWT_SECRET": STRONG, "OPENAI_API_KEY": "k", "AGENT_MODEL": "qwen3", "OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}
+        {
+            "JWT_SECRET": STRONG,
+            "OPENAI_API_KEY": "k",
+            "AGENT_MODEL": "qwen3",
+            "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
+        }
     )
     assert (named.agent_model, named.openai_base_url) == ("qwen3", "http://127.0.0.1:1/v1")
 
@@ -66,16 +74,27 @@ def test_every_setting_is_read() -> None:
             "AGENT_MAX_TURNS": "4",
         }
     )
-    assert (settings.port, settings.jwt_audience, settings.jwt_issuer) == (5000, "todo", "https://issuer")
+    assert (settings.port, settings.jwt_audience, settings.jwt_issuer) == (
+        5000,
+        "todo",
+        "https://issuer",
+    )
     assert (settings.offline_token_delay_ms, settings.db_pool_size) == (20, 3)
-    assert (settings.max_message_chars, settings.history_messages, settings.agent_max_turns) == (100, 6, 4)
+    assert (settings.max_message_chars, settings.history_messages, settings.agent_max_turns) == (
+        100,
+        6,
+        4,
+    )
 
 
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
         ({"APP_ENV": "production", "DATABASE_URL": "postgres://h/db"}, "JWT_SECRET is required"),
-        ({"APP_ENV": "production", "DATABASE_URL": "postgres://h/db", "JWT_SECRET": "short"}, "at least 32"),
+        (
+            {"APP_ENV": "production", "DATABASE_URL": "postgres://h/db", "JWT_SECRET": "short"},
+            "at least 32",
+        ),
         ({"APP_ENV": "production", "JWT_SECRET": STRONG}, "DATABASE_URL is required"),
         ({"APP_ENV": "staging"}, "APP_ENV must be one of"),
         ({"PORT": "eighty"}, "PORT must be a whole number"),

@@ -1,0 +1,1 @@
+"""todo-chat: the streaming backend of an AI todo-list assistant."""
