@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from app.agent import TodoAgent, build_model
@@ -64,8 +65,16 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             Middleware(RequireUser),
         ],
     )
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        max_age=3600,
+    )
     return Starlette(
         routes=[*service_routes, user_api],
+        middleware=[cors] if settings.cors_origins else [],
         lifespan=lifespan,
         exception_handlers={
             ApiError: handle_api_error,

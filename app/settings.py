@@ -46,6 +46,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     history_messages: int = 20
     agent_max_turns: int = 10
+    cors_origins: tuple[str, ...] = ()
     sse_ping_seconds: float = 15.0
     shutdown_grace_seconds: float = 10.0
 
@@ -91,6 +92,7 @@ class Settings:
             max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 4000, minimum=1),
             history_messages=_integer(env, "HISTORY_MESSAGES", 20, minimum=0, maximum=500),
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
+            cors_origins=_origins(env, default="" if app_env == "production" else "*"),
         )
         if (
             settings.jwt_secret is None
@@ -153,6 +155,17 @@ def development_jwt_secret() -> str:
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _origins(env: Mapping[str, str], *, default: str) -> tuple[str, ...]:
+    raw = env.get("CORS_ORIGINS", default)
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"CORS_ORIGINS must list origins such as https://app.example, not {origin!r}"
+            )
+    return origins
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:

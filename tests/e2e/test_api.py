@@ -103,3 +103,32 @@ async def test_ready_is_503_when_the_database_is_unreachable(settings: Settings)
             "code": "database_unavailable",
             "message": "The database cannot be reached.",
         }
+
+
+async def test_browsers_on_an_allowed_origin_may_call_the_api(settings: Settings) -> None:
+    cors = with_settings(settings, cors_origins=("https://app.example",))
+    async with serve(create_app(cors), cors) as live:
+        user = live.user()
+        preflight = await live.client.options(
+            user.url("/chat/stream"),
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+
+        async with live.client.stream(
+            "POST",
+            user.url("/chat/stream"),
+            json={"message": "hi"},
+            headers={**user.headers, "Origin": "https://app.example"},
+        ) as response:
+            assert response.headers["access-control-allow-origin"] == "https://app.example"
+            await response.aread()
+
+        other = await live.client.get("/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

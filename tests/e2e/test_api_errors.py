@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from typing import Any
 
@@ -22,6 +26,18 @@ def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert error["code"] == code
     assert isinstance(error["message"], str) and error["message"]
     return error
+
+
+def _hs256_by_hand(claims: dict[str, Any], key: str) -> str:
+    """An HS256 token keyed with any string: the algorithm-confusion attack, which jose's own
+    encoder refuses to build when the key is a public key."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(claims).encode())
+    signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{part(signature)}"
 
 
 def _token(sub: str | None = "alice", *, secret: str = TEST_SECRET, **claims: Any) -> str:
@@ -218,3 +234,36 @@ async def test_unknown_paths_and_methods_answer_in_json(server: LiveServer) -> N
     _error(
         await user.client.put(user.url("/tasks"), headers=user.headers), 405, "method_not_allowed"
     )
+
+
+async def test_tokens_signed_with_a_private_key_are_verified_with_the_public_key(
+    settings: Settings,
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    rs256 = with_settings(settings, jwt_algorithm="RS256", jwt_public_key=public_pem)
+    async with serve(create_app(rs256), rs256) as live:
+        token = jwt.encode(
+            {"sub": "carol", "exp": int(time.time()) + 60}, private_pem, algorithm="RS256"
+        )
+        response = await live.client.get(
+            "/api/carol/tasks", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 200
+        forged = _hs256_by_hand({"sub": "carol", "exp": int(time.time()) + 60}, public_pem)
+        response = await live.client.get(
+            "/api/carol/tasks", headers={"Authorization": f"Bearer {forged}"}
+        )
+        _error(response, 401, "invalid_token")

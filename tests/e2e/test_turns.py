@@ -329,3 +329,29 @@ async def test_fifty_concurrent_streams_on_a_pool_of_two(settings: Settings, db:
         ids=ids,
     )
     assert messages == [{"n": 100}]
+
+
+async def test_a_turn_cut_short_by_shutdown_is_stored_as_incomplete(
+    settings: Settings, db: Database
+) -> None:
+    impatient = with_settings(settings, offline_token_delay_ms=50, shutdown_grace_seconds=0.2)
+    async with serve(create_app(impatient), impatient) as live:
+        user = live.user()
+        async with live.client.stream(
+            "POST", user.url("/chat/stream"), json={"message": "hello"}, headers=user.headers
+        ) as response:
+            async for line in response.aiter_lines():
+                if line.startswith('data: {"type":"text"'):
+                    break  # hang up after the first token; the turn goes on
+        turns = live.turns
+        assert turns.active == 1
+    # The server has stopped: the turn had its grace period, then was cancelled.
+    assert turns.active == 0
+    stored = await db.rows(
+        "SELECT m.status, m.content FROM messages m JOIN conversations c"
+        " ON c.id = m.conversation_id WHERE c.user_id = :u AND m.role = 'assistant'",
+        u=user.id,
+    )
+    assert len(stored) == 1
+    assert stored[0]["status"] == "incomplete"
+    assert 0 < len(stored[0]["content"]) < len("Hi! I can keep your todo list.") * 3

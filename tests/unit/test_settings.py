@@ -42,6 +42,11 @@ def test_defaults_are_the_embedded_development_setup() -> None:
     assert settings.database_url is None
     assert settings.agent_model == "offline" and settings.uses_offline_model
     assert (settings.port, settings.max_message_chars, settings.db_pool_size) == (8000, 4000, 5)
+    assert settings.cors_origins == ("*",)
+    production = Settings.from_env(
+        {"APP_ENV": "production", "DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG}
+    )
+    assert production.cors_origins == ()
 
 
 def test_an_openai_key_selects_an_openai_model() -> None:
@@ -72,8 +77,10 @@ def test_every_setting_is_read() -> None:
             "MAX_MESSAGE_CHARS": "100",
             "HISTORY_MESSAGES": "6",
             "AGENT_MAX_TURNS": "4",
+            "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
         }
     )
+    assert settings.cors_origins == ("https://app.example", "http://localhost:3000")
     assert (settings.port, settings.jwt_audience, settings.jwt_issuer) == (
         5000,
         "todo",
@@ -104,6 +111,7 @@ def test_every_setting_is_read() -> None:
         ({"AGENT_MODEL": "gpt-4.1"}, "needs OPENAI_API_KEY"),
         ({"JWT_ALGORITHM": "RS256"}, "JWT_PUBLIC_KEY is required"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM must be one of"),
+        ({"CORS_ORIGINS": "app.example"}, "CORS_ORIGINS must list origins"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: str) -> None:

@@ -1,0 +1,39 @@
+"""The offline model through the Agents SDK alone, streamed and not, on the real database."""
+
+from __future__ import annotations
+
+import uuid
+
+from agents import Agent, RawResponsesStreamEvent, RunConfig, Runner
+
+from app.agent.offline import OfflineModel
+from app.agent.tools import TODO_TOOLS, TurnContext
+from app.db.uow import Database
+from app.tasks import UserTasks
+
+
+async def test_get_response_and_stream_response_drive_the_tools_alike(database_url: str) -> None:
+    database = Database(database_url, pool_size=1)
+    try:
+        context = TurnContext(UserTasks(database.unit_of_work, f"offline-{uuid.uuid4().hex}"))
+        agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=OfflineModel())
+        config = RunConfig(tracing_disabled=True)
+
+        added = await Runner.run(agent, "add buy milk", context=context, run_config=config)
+        [task] = await context.tasks.list()
+        assert added.final_output == f'Added "Buy milk" to your list as task #{task.id}.'
+
+        streamed = Runner.run_streamed(agent, "show my tasks", context=context, run_config=config)
+        deltas = [
+            event.data.delta
+            async for event in streamed.stream_events()
+            if isinstance(event, RawResponsesStreamEvent)
+            and event.data.type == "response.output_text.delta"
+        ]
+        assert len(deltas) > 3
+        assert (
+            "".join(deltas) == streamed.final_output == f"You have 1 task:\n- #{task.id} Buy milk"
+        )
+        assert streamed.context_wrapper.usage.requests == 2
+    finally:
+        await database.dispose()
