@@ -63,6 +63,16 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
+async def handle_database_unavailable(request: Request, exc: Exception) -> Response:
+    logger.error("database unavailable on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        503,
+        "database_unavailable",
+        "The service cannot reach its database. Please try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "Something went wrong on our side.")

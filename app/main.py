@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 from agents import Model
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -19,7 +21,13 @@ from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authenticat
 from app.chat import ChatService, TurnRunner
 from app.db.migrations import head_revision
 from app.db.uow import Database
-from app.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from app.errors import (
+    ApiError,
+    handle_api_error,
+    handle_database_unavailable,
+    handle_http_exception,
+    handle_unexpected,
+)
 from app.routes import service_routes, user_routes
 from app.settings import ConfigError, Settings
 
@@ -79,6 +87,10 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,
+            OperationalError: handle_database_unavailable,
+            PoolTimeout: handle_database_unavailable,
+            # asyncpg raises OSError when it cannot connect; endpoints do no other I/O.
+            OSError: handle_database_unavailable,
             Exception: handle_unexpected,
         },
     )

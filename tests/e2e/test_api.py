@@ -132,3 +132,18 @@ async def test_browsers_on_an_allowed_origin_may_call_the_api(settings: Settings
 
         other = await live.client.get("/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_an_unreachable_database_is_a_503_without_details(settings: Settings) -> None:
+    nowhere = with_settings(settings, database_url="postgresql+asyncpg://nobody@127.0.0.1:9/none")
+    async with serve(create_app(nowhere), nowhere) as live:
+        user = live.user()
+        for response in (
+            await user.get("/tasks"),
+            await user.post("/tasks", json={"title": "Buy milk"}),
+            await user.post("/chat/stream", json={"message": "add buy milk"}),
+        ):
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "5"
+            assert response.json()["error"]["code"] == "database_unavailable"
+            assert "127.0.0.1" not in response.text and "nobody" not in response.text

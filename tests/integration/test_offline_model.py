@@ -37,3 +37,21 @@ async def test_get_response_and_stream_response_drive_the_tools_alike(database_u
         assert streamed.context_wrapper.usage.requests == 2
     finally:
         await database.dispose()
+
+
+async def test_a_tool_whose_database_is_down_answers_safely() -> None:
+    unreachable = Database("postgresql+asyncpg://nobody:hunter2@127.0.0.1:9/none", pool_size=1)
+    try:
+        context = TurnContext(UserTasks(unreachable.unit_of_work, "offline-down"))
+        agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=OfflineModel())
+        result = await Runner.run(
+            agent, "add buy milk", context=context, run_config=RunConfig(tracing_disabled=True)
+        )
+        outputs = [item.output for item in result.new_items if item.type == "tool_call_output_item"]
+        assert outputs == [
+            '{"error":"tool_failed","message":"The task list could not be reached. '
+            'Nothing was changed."}'
+        ]
+        assert result.final_output.startswith("Sorry, I couldn't reach your task list")
+    finally:
+        await unreachable.dispose()
