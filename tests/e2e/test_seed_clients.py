@@ -1,0 +1,69 @@
+"""The seed's own JavaScript reading loops (`useChat`, `StreamingMessage`), run by Node against
+the live service: the clients this wire format was made for, unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Database
+from tests.support import LiveServer, User
+
+CLIENTS = Path(__file__).parent.parent / "clients" / "seed_clients.mjs"
+NODE = shutil.which("node")
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+
+
+async def _run(mode: str, server: LiveServer, user: User, *args: str) -> dict[str, Any]:
+    assert NODE is not None
+    process = await asyncio.create_subprocess_exec(
+        NODE,
+        str(CLIENTS),
+        mode,
+        str(server.client.base_url).rstrip("/"),
+        user.id,
+        user.token,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, (stdout, stderr)
+    result: dict[str, Any] = json.loads(stdout)
+    return result
+
+
+async def test_use_chat_reads_a_whole_turn_and_keeps_the_conversation(
+    server: LiveServer, db: Database
+) -> None:
+    user = server.user()
+    first = await _run("useChat", server, user, "add buy milk")
+    assert first["ended"] == "done" and first["parseErrors"] == 0
+    assert first["types"][:4] == ["start", "thinking", "tool_call", "tool_result"]
+    assert first["content"].startswith('Added "Buy milk" to your list as task #')
+
+    second = await _run("useChat", server, user, "show my tasks", str(first["conversationId"]))
+    assert second["conversationId"] == first["conversationId"]
+    assert second["content"].startswith("You have 1 task:")
+    stored = await db.rows(
+        "SELECT content FROM messages WHERE conversation_id = :id AND role = 'assistant'"
+        " ORDER BY id",
+        id=first["conversationId"],
+    )
+    assert [row["content"] for row in stored] == [first["content"], second["content"]]
+
+
+async def test_streaming_message_shows_tool_calls_and_completes(server: LiveServer) -> None:
+    user = server.user()
+    await user.post("/tasks", json={"title": "Call mom"})
+    state = await _run("StreamingMessage", server, user, "done with call mom")
+    assert state["parseErrors"] == 0 and state["error"] is None
+    assert state["toolCalls"] == ["list_tasks", "complete_task"]
+    assert state["text"].startswith('Marked "Call mom"')
+    assert state["completed"] == {"text": state["text"], "conversationId": state["conversationId"]}
