@@ -7,6 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
+
 
 class Role(StrEnum):
     USER = "user"

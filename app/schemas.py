@@ -7,10 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.domain import Conversation, Message, Task
-
-MAX_TITLE_CHARS = 200
-MAX_DESCRIPTION_CHARS = 2000
+from app.domain import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MessageStatus, Role
 
 
 class _Input(BaseModel):
@@ -62,7 +59,16 @@ class TaskUpdate(_Input):
         return self
 
 
-class TaskOut(BaseModel):
+class _Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, value: object) -> dict[str, Any]:
+        """The JSON body for a domain object."""
+        return cls.model_validate(value).model_dump(mode="json")
+
+
+class TaskOut(_Output):
     id: int
     title: str
     description: str | None
@@ -70,51 +76,33 @@ class TaskOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, task: Task) -> dict[str, Any]:
-        return cls(
-            id=task.id,
-            title=task.title,
-            description=task.description,
-            completed=task.completed,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-        ).model_dump(mode="json")
 
-
-class ConversationOut(BaseModel):
+class ConversationOut(_Output):
     id: int
     title: str
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, conversation: Conversation) -> dict[str, Any]:
-        return cls(
-            id=conversation.id,
-            title=conversation.title,
-            created_at=conversation.created_at,
-            updated_at=conversation.updated_at,
-        ).model_dump(mode="json")
+
+class ToolCallOut(_Output):
+    call_id: str
+    name: str
+    arguments: Any
+    output: Any
 
 
-class MessageOut(BaseModel):
+class UsageOut(_Output):
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class MessageOut(_Output):
     id: int
-    role: str
+    role: Role
     content: str
-    status: str
-    tool_calls: list[dict[str, Any]]
-    usage: dict[str, int] | None
+    status: MessageStatus
+    tool_calls: list[ToolCallOut]
+    usage: UsageOut | None
     created_at: datetime
-
-    @classmethod
-    def of(cls, message: Message) -> dict[str, Any]:
-        return cls(
-            id=message.id,
-            role=message.role.value,
-            content=message.content,
-            status=message.status.value,
-            tool_calls=[call.as_dict() for call in message.tool_calls],
-            usage=None if message.usage is None else message.usage.as_dict(),
-            created_at=message.created_at,
-        ).model_dump(mode="json")

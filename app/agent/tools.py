@@ -10,12 +10,17 @@ from typing import Any, Literal
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 
-from app.domain import Task, TaskBook, TaskChanges, TaskFilter, TaskNotFound
+from app.domain import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_TITLE_CHARS,
+    Task,
+    TaskBook,
+    TaskChanges,
+    TaskFilter,
+    TaskNotFound,
+)
 
 logger = logging.getLogger(__name__)
-
-MAX_TITLE_CHARS = 200
-MAX_DESCRIPTION_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
