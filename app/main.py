@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from agents import Model
@@ -16,7 +16,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
-from app.agent import TodoAgent, build_model
+from app.agent import TodoAgent, open_model
 from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
 from app.chat import ChatService, TurnRunner
 from app.db.migrations import head_revision
@@ -42,10 +42,19 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = Database(database_url, pool_size=settings.db_pool_size)
-        agent = TodoAgent(model or build_model(settings), max_turns=settings.agent_max_turns)
-        async with anyio.create_task_group() as task_group:
+        async with AsyncExitStack() as resources:
+            agent_model = (
+                model
+                if model is not None
+                else await resources.enter_async_context(open_model(settings))
+            )
+            database = Database(database_url, pool_size=settings.db_pool_size)
+            resources.push_async_callback(database.dispose)
+            task_group = await resources.enter_async_context(anyio.create_task_group())
             turns = TurnRunner(task_group)
+            agent = TodoAgent(
+                agent_model, max_turns=settings.agent_max_turns, tracing=settings.agent_tracing
+            )
             app.state.settings = settings
             app.state.database = database
             app.state.turns = turns
@@ -58,7 +67,6 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             with anyio.move_on_after(settings.shutdown_grace_seconds):
                 await turns.wait_idle()
             task_group.cancel_scope.cancel()
-        await database.dispose()
 
     verifier = TokenVerifier.from_settings(settings)
     user_api = Mount(

@@ -40,6 +40,10 @@ class Settings:
     agent_model: str = OFFLINE_MODEL
     openai_api_key: str | None = None
     openai_base_url: str | None = None
+    agent_api: Literal["responses", "chat_completions"] = "responses"
+    model_timeout_seconds: float = 60.0
+    model_max_retries: int = 2
+    agent_tracing: bool = False
     offline_token_delay_ms: int = 0
     db_pool_size: int = 5
     max_message_chars: int = 4000
@@ -74,6 +78,7 @@ class Settings:
             env, "JWT_ALGORITHM", _HMAC_ALGORITHMS + _PUBLIC_KEY_ALGORITHMS, "HS256"
         )
         database_url = _text(env, "DATABASE_URL")
+        base_url = _text(env, "OPENAI_BASE_URL")
         settings = cls(
             app_env=app_env,  # type: ignore[arg-type]
             database_url=normalize_database_url(database_url) if database_url else None,
@@ -86,7 +91,18 @@ class Settings:
             agent_model=_text(env, "AGENT_MODEL")
             or (DEFAULT_OPENAI_MODEL if api_key else OFFLINE_MODEL),
             openai_api_key=api_key,
-            openai_base_url=_text(env, "OPENAI_BASE_URL"),
+            openai_base_url=base_url,
+            agent_api=_choice(  # type: ignore[arg-type]
+                env,
+                "AGENT_API",
+                ("responses", "chat_completions"),
+                "chat_completions" if base_url else "responses",
+            ),
+            model_timeout_seconds=_integer(
+                env, "MODEL_TIMEOUT_SECONDS", 60, minimum=1, maximum=600
+            ),
+            model_max_retries=_integer(env, "MODEL_MAX_RETRIES", 2, maximum=10),
+            agent_tracing=_choice(env, "AGENT_TRACING", ("on", "off"), "off") == "on",
             offline_token_delay_ms=_integer(env, "OFFLINE_TOKEN_DELAY_MS", 0, maximum=10_000),
             db_pool_size=_integer(env, "DB_POOL_SIZE", 5, minimum=1, maximum=100),
             max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 4000, minimum=1),

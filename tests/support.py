@@ -77,7 +77,14 @@ class User:
 
 @asynccontextmanager
 async def serve(app: Starlette, settings: Settings) -> AsyncIterator[LiveServer]:
-    """Run `app` under uvicorn on a free loopback port, with its lifespan, for real HTTP."""
+    """Run the service under uvicorn on a free loopback port, with its lifespan."""
+    async with running(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        yield LiveServer(app, client, settings)
+
+
+@asynccontextmanager
+async def running(app: Starlette) -> AsyncIterator[str]:
+    """Run any ASGI app under uvicorn on a free loopback port; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -90,8 +97,7 @@ async def serve(app: Starlette, settings: Settings) -> AsyncIterator[LiveServer]
             raise RuntimeError("the server stopped during start-up")
         await asyncio.sleep(0.01)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield LiveServer(app, client, settings)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

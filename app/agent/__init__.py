@@ -1,6 +1,6 @@
 """The agent: the one package that uses the OpenAI Agents SDK."""
 
-from app.agent.models import build_model
+from app.agent.models import open_model
 from app.agent.runner import AgentRun, TodoAgent
 
-__all__ = ["AgentRun", "TodoAgent", "build_model"]
+__all__ = ["AgentRun", "TodoAgent", "open_model"]

@@ -14,6 +14,7 @@ from agents import (
     MaxTurnsExceeded,
     Model,
     ModelBehaviorError,
+    ModelSettings,
     RawResponsesStreamEvent,
     RunConfig,
     RunItemStreamEvent,
@@ -40,12 +41,18 @@ _THINKING_DELTAS = frozenset(
 
 
 class TodoAgent:
-    def __init__(self, model: Model, *, max_turns: int) -> None:
+    def __init__(self, model: Model, *, max_turns: int, tracing: bool = False) -> None:
         self._agent = Agent[TurnContext](
-            name="Todo assistant", instructions=INSTRUCTIONS, tools=list(TODO_TOOLS), model=model
+            name="Todo assistant",
+            instructions=INSTRUCTIONS,
+            tools=list(TODO_TOOLS),
+            model=model,
+            # Usage of streamed Chat Completions, which compatible servers send only when asked.
+            model_settings=ModelSettings(include_usage=True),
         )
         self._max_turns = max_turns
-        self._run_config = RunConfig(tracing_disabled=True)
+        # Tracing exports to OpenAI's servers: off unless AGENT_TRACING=on.
+        self._run_config = RunConfig(tracing_disabled=not tracing)
 
     def run(self, history: Sequence[Message], message: str, tasks: TaskBook) -> AgentRun:
         items: list[TResponseInputItem] = [
@@ -131,6 +138,7 @@ def _json_or_text(value: Any) -> Any:
 
 
 def _failure(error: Exception) -> AgentFailed:
+    """A stable code for what went wrong; the provider's own words stay in the log."""
     if isinstance(error, AgentFailed):
         return error
     if isinstance(error, MaxTurnsExceeded):
@@ -139,8 +147,10 @@ def _failure(error: Exception) -> AgentFailed:
         return AgentFailed("rate_limited", retryable=True)
     if isinstance(error, openai.APITimeoutError):
         return AgentFailed("model_timeout", retryable=True)
-    if isinstance(error, openai.APIConnectionError | openai.InternalServerError):
+    if isinstance(error, openai.APIConnectionError):
         return AgentFailed("model_unavailable", retryable=True)
-    if isinstance(error, ModelBehaviorError):
+    if isinstance(error, openai.APIStatusError) and error.status_code >= 500:
+        return AgentFailed("model_unavailable", retryable=True)
+    if isinstance(error, openai.APIError | ModelBehaviorError):
         return AgentFailed("model_error")
     return AgentFailed("agent_failed")

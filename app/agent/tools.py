@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agents import FunctionTool, RunContextWrapper, function_tool
+from agents import FunctionTool, ModelBehaviorError, RunContextWrapper, function_tool
 
 from app.domain import (
     MAX_DESCRIPTION_CHARS,
@@ -50,8 +50,15 @@ def _not_found(task_id: int) -> str:
 
 
 def _tool_failed(context: RunContextWrapper[Any], error: Exception) -> str:
-    logger.error("tool call failed", exc_info=error)
-    return _error("tool_failed", "The task list could not be reached. Nothing was changed.")
+    """What the model is told when a tool call fails: a short, safe reason. Details: the log."""
+    if isinstance(error, ModelBehaviorError):
+        logger.warning("a tool was called with invalid arguments: %s", error)
+        return _error(
+            "invalid_arguments",
+            "The arguments do not fit this tool's parameters. Nothing was changed.",
+        )
+    logger.error("a tool call failed", exc_info=error)
+    return _error("tool_failed", "The task list failed on our side. Nothing was changed.")
 
 
 def _clean_title(title: str) -> str | None:

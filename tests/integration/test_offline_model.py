@@ -49,7 +49,7 @@ async def test_a_tool_whose_database_is_down_answers_safely() -> None:
         )
         outputs = [item.output for item in result.new_items if item.type == "tool_call_output_item"]
         assert outputs == [
-            '{"error":"tool_failed","message":"The task list could not be reached. '
+            '{"error":"tool_failed","message":"The task list failed on our side. '
             'Nothing was changed."}'
         ]
         assert result.final_output.startswith("Sorry, I couldn't reach your task list")

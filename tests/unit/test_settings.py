@@ -63,6 +63,39 @@ def test_an_openai_key_selects_an_openai_model() -> None:
     assert (named.agent_model, named.openai_base_url) == ("qwen3", "http://127.0.0.1:1/v1")
 
 
+def test_the_api_follows_the_base_url_unless_chosen() -> None:
+    openai = Settings.from_env({"JWT_SECRET": STRONG, "OPENAI_API_KEY": "k"})
+    local = Settings.from_env(
+        {"JWT_SECRET": STRONG, "OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}
+    )
+    chosen = Settings.from_env(
+        {
+            "JWT_SECRET": STRONG,
+            "OPENAI_API_KEY": "k",
+            "OPENAI_BASE_URL": "http://h/v1",
+            "AGENT_API": "responses",
+            "MODEL_TIMEOUT_SECONDS": "5",
+            "MODEL_MAX_RETRIES": "0",
+            "AGENT_TRACING": "on",
+        }
+    )
+    assert (openai.agent_api, local.agent_api, chosen.agent_api) == (
+        "responses",
+        "chat_completions",
+        "responses",
+    )
+    assert (chosen.model_timeout_seconds, chosen.model_max_retries, chosen.agent_tracing) == (
+        5,
+        0,
+        True,
+    )
+    assert (openai.model_timeout_seconds, openai.model_max_retries, openai.agent_tracing) == (
+        60,
+        2,
+        False,
+    )
+
+
 def test_every_setting_is_read() -> None:
     settings = Settings.from_env(
         {
@@ -112,6 +145,8 @@ def test_every_setting_is_read() -> None:
         ({"JWT_ALGORITHM": "RS256"}, "JWT_PUBLIC_KEY is required"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM must be one of"),
         ({"CORS_ORIGINS": "app.example"}, "CORS_ORIGINS must list origins"),
+        ({"AGENT_API": "completions"}, "AGENT_API must be one of"),
+        ({"AGENT_TRACING": "yes"}, "AGENT_TRACING must be one of"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: str) -> None:
