@@ -44,6 +44,7 @@ def serve(settings: Settings, host: str) -> None:
         host=host,
         port=settings.port,
         timeout_graceful_shutdown=15,
+        access_log=False,  # app.access logs requests, without query strings
     )
 
 

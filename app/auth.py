@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from app.errors import error_response, not_authenticated
 from app.settings import ConfigError, Settings
 
 _LEEWAY_SECONDS = 10
+_QUERY_TOKEN_PATH = re.compile(r"^/api/[^/]+/runs/[^/]+/events$")
 
 
 class TokenUser(BaseUser):
@@ -92,6 +94,15 @@ class BearerTokenBackend(AuthenticationBackend):
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         header = conn.headers.get("authorization")
         if header is None:
+            # A browser's EventSource cannot send headers: on the run-events stream alone, the
+            # token may come as ?access_token= (query strings are never logged).
+            token = conn.query_params.get("access_token")
+            if (
+                token
+                and conn.scope.get("method") == "GET"
+                and _QUERY_TOKEN_PATH.search(conn.url.path)
+            ):
+                return AuthCredentials(["authenticated"]), TokenUser(self._verifier.user_id(token))
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

@@ -23,6 +23,14 @@ class MessageStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class RunStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
 class TaskFilter(StrEnum):
     PENDING = "pending"
     COMPLETED = "completed"
@@ -116,9 +124,25 @@ class TaskChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class Run:
+    """One chat turn, owned by the server: it outlives the request that started it."""
+
+    id: str
+    user_id: str
+    conversation_id: int
+    status: RunStatus
+    user_message_id: int
+    assistant_message_id: int | None
+    last_seq: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
     """What the model needs to answer one message, read in the turn's first transaction."""
 
+    run_id: str
     user_id: str
     conversation_id: int
     user_message_id: int
@@ -136,6 +160,26 @@ class ConversationNotFound(NotFound):
 
 class TaskNotFound(NotFound):
     pass
+
+
+class RunNotFound(NotFound):
+    pass
+
+
+class RunActive(Exception):
+    """The conversation already has a run in progress."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+class TooManyRuns(Exception):
+    """The user has as many runs in progress as allowed."""
+
+
+class ShuttingDown(Exception):
+    """The service is stopping and takes no new runs."""
 
 
 class TaskBook(Protocol):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
+
+from app.domain import MessageStatus, ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,6 +14,7 @@ class Start:
     type: ClassVar[str] = "start"
     conversation_id: int
     message_id: int
+    run_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class Done:
     conversation_id: int
     message_id: int
     usage: dict[str, int]
+    status: str = "complete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +69,73 @@ Event = Start | AgentEvent | Done | Error
 """Everything a client of the stream can receive."""
 
 
+TERMINAL_TYPES = frozenset({Done.type, Error.type})
+
+
 def to_payload(event: Event) -> dict[str, Any]:
     payload: dict[str, Any] = {"type": event.type}
-    for field in fields(event):
-        payload[field.name] = getattr(event, field.name)
+    for item in fields(event):
+        payload[item.name] = getattr(event, item.name)
     return payload
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event of a run as it is logged and sent: its sequence number and its JSON."""
+
+    seq: int
+    data: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    @property
+    def type(self) -> str:
+        # The JSON always starts with {"type":"...", as encode() writes it.
+        return self.data[9 : self.data.index('"', 9)]
+
+
+def encode(event: Event, seq: int) -> LoggedEvent:
+    """The one place events become JSON: one line, `type` first, `seq` last."""
+    payload = to_payload(event)
+    payload["seq"] = seq
+    return LoggedEvent(seq, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+
+
+_EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls for cls in (Start, Thinking, ToolCallEvent, ToolResultEvent, Text, Done, Error)
+}
+
+
+def decode(event: LoggedEvent) -> Event:
+    payload = json.loads(event.data)
+    cls = _EVENT_TYPES[payload["type"]]
+    return cls(**{f.name: payload[f.name] for f in fields(cls) if f.name in payload})
+
+
+@dataclass
+class Transcript:
+    """What the agent has produced so far in a run: the answer's text and its tool calls."""
+
+    text: list[str] = field(default_factory=list)
+    tool_calls: dict[str, ToolCall] = field(default_factory=dict)
+
+    def record(self, event: Event) -> None:
+        if isinstance(event, Text):
+            self.text.append(event.content)
+        elif isinstance(event, ToolCallEvent):
+            self.tool_calls[event.call_id] = ToolCall(event.call_id, event.name, event.arguments)
+        elif isinstance(event, ToolResultEvent):
+            call = self.tool_calls.setdefault(
+                event.call_id, ToolCall(event.call_id, event.name, None)
+            )
+            call.output = event.output
+
+    @property
+    def content(self) -> str:
+        return "".join(self.text)
+
+    def failed_status(self) -> MessageStatus:
+        """The status of an answer that did not finish: incomplete if it had begun."""
+        return MessageStatus.INCOMPLETE if self.text or self.tool_calls else MessageStatus.ERROR

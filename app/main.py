@@ -16,9 +16,10 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
+from app.access_log import AccessLog
 from app.agent import TodoAgent, open_model
 from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
-from app.chat import ChatService, TurnRunner
+from app.chat import ChatService
 from app.db.migrations import head_revision
 from app.db.uow import Database
 from app.errors import (
@@ -29,7 +30,9 @@ from app.errors import (
     handle_unexpected,
 )
 from app.routes import service_routes, user_routes
+from app.runs import RunRegistry
 from app.settings import ConfigError, Settings
+from app.sse import server_exiting
 
 
 def create_app(settings: Settings | None = None, *, model: Model | None = None) -> Starlette:
@@ -51,21 +54,30 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             database = Database(database_url, pool_size=settings.db_pool_size)
             resources.push_async_callback(database.dispose)
             task_group = await resources.enter_async_context(anyio.create_task_group())
-            turns = TurnRunner(task_group)
+            runs = RunRegistry(
+                database,
+                task_group,
+                grace_seconds=settings.shutdown_grace_seconds,
+                retention_seconds=settings.run_retention_hours * 3600,
+            )
+            runs.start()
+            task_group.start_soon(_stop_runs_on_exit, runs)
             agent = TodoAgent(
                 agent_model, max_turns=settings.agent_max_turns, tracing=settings.agent_tracing
             )
             app.state.settings = settings
             app.state.database = database
-            app.state.turns = turns
+            app.state.runs = runs
             app.state.head_revision = head_revision()
             app.state.chat = ChatService(
-                database, agent, turns, history_messages=settings.history_messages
+                database,
+                agent,
+                runs,
+                history_messages=settings.history_messages,
+                max_active_runs=settings.max_active_runs,
             )
             yield
-            # Turns whose clients left may still be running: let them finish, within reason.
-            with anyio.move_on_after(settings.shutdown_grace_seconds):
-                await turns.wait_idle()
+            await runs.shutdown()
             task_group.cancel_scope.cancel()
 
     verifier = TokenVerifier.from_settings(settings)
@@ -90,7 +102,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
     )
     return Starlette(
         routes=[*service_routes, user_api],
-        middleware=[cors] if settings.cors_origins else [],
+        middleware=[Middleware(AccessLog), *([cors] if settings.cors_origins else [])],
         lifespan=lifespan,
         exception_handlers={
             ApiError: handle_api_error,
@@ -102,3 +114,10 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             Exception: handle_unexpected,
         },
     )
+
+
+async def _stop_runs_on_exit(runs: RunRegistry) -> None:
+    """On SIGTERM, stop taking runs at once and start the grace period, while the server still
+    holds the open streams that will carry the runs' last events."""
+    await server_exiting()
+    runs.begin_shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import anyio
@@ -14,10 +15,30 @@ from starlette.routing import Route
 from app.chat import ChatService
 from app.db.migrations import current_revision
 from app.db.uow import Database
-from app.domain import ChatTurn, ConversationNotFound, TaskChanges, TaskFilter, TaskNotFound
+from app.domain import (
+    ChatTurn,
+    ConversationNotFound,
+    Run,
+    RunActive,
+    RunNotFound,
+    ShuttingDown,
+    TaskChanges,
+    TaskFilter,
+    TaskNotFound,
+    TooManyRuns,
+)
 from app.errors import ApiError, error_response, invalid_request
-from app.events import Done, Error, Text, ToolCallEvent, ToolResultEvent
-from app.schemas import ChatRequest, ConversationOut, MessageOut, TaskCreate, TaskOut, TaskUpdate
+from app.events import Done, Error, LoggedEvent, Transcript, decode
+from app.runs import LiveRun
+from app.schemas import (
+    ChatRequest,
+    ConversationOut,
+    MessageOut,
+    RunOut,
+    TaskCreate,
+    TaskOut,
+    TaskUpdate,
+)
 from app.settings import Settings
 from app.sse import event_stream
 from app.tasks import UserTasks
@@ -75,48 +96,135 @@ async def _begin_turn(request: Request) -> ChatTurn:
     settings = _settings(request)
     body = await _read_body(request, ChatRequest, max_message_chars=settings.max_message_chars)
     try:
-        return await _chat(request).begin(_user_id(request), body.message, body.conversation_id)
+        return await _chat(request).begin(
+            _user_id(request),
+            body.message,
+            body.conversation_id,
+            cancel_active=body.cancel_active,
+        )
     except ConversationNotFound:
         raise ApiError(404, "conversation_not_found", "No such conversation.") from None
+    except RunActive as active:
+        raise ApiError(
+            409,
+            "run_active",
+            "This conversation is still answering. Wait for it, follow it, or send "
+            '"cancel_active": true to stop it.',
+            run_id=active.run_id,
+        ) from None
+    except TooManyRuns:
+        raise ApiError(
+            429,
+            "too_many_runs",
+            f"At most {settings.max_active_runs} answers can be in progress at once.",
+        ) from None
+    except ShuttingDown:
+        raise ApiError(
+            503, "shutting_down", "The service is restarting. Please try again shortly."
+        ) from None
+
+
+def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | None, int]:
+    """The run and sequence number a client asks to resume after: `Last-Event-ID` as this
+    service writes it (`<run_id>:<seq>`, or just `<seq>`), or the `last_event_id` parameter."""
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if not raw:
+        return run_id, 0
+    named_run, _, seq = raw.rpartition(":")
+    if not seq.isdigit() or (run_id is not None and named_run not in ("", run_id)):
+        raise ApiError(422, "invalid_request", "last_event_id: not an event id of this run")
+    return named_run or run_id, int(seq)
+
+
+async def _run(request: Request, run_id: str) -> Run:
+    try:
+        return await _chat(request).run(_user_id(request), run_id)
+    except RunNotFound:
+        raise ApiError(404, "run_not_found", "No such run.") from None
+
+
+def _stream(request: Request, run: Run, after_seq: int) -> Response:
+    settings = _settings(request)
+    events = _chat(request).runs.follow(run, after_seq)
+    return event_stream(
+        run.id,
+        events,
+        ping_seconds=settings.sse_ping_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds + 5,
+    )
 
 
 async def chat_stream(request: Request) -> Response:
+    if "last-event-id" in request.headers:
+        # A spec-compliant client reconnecting: resume the run it was following.
+        run_id, after_seq = _last_event_id(request)
+        return _stream(request, await _run(request, run_id or ""), after_seq)
     turn = await _begin_turn(request)
-    events = _chat(request).start(turn)
-    return event_stream(events, ping_seconds=_settings(request).sse_ping_seconds)
+    live = _chat(request).start(turn)
+    settings = _settings(request)
+    return event_stream(
+        turn.run_id,
+        _subscription(live),
+        ping_seconds=settings.sse_ping_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds + 5,
+    )
+
+
+async def _subscription(live: LiveRun) -> AsyncIterator[LoggedEvent]:
+    with live.subscribe(0) as events:
+        async for event in events:
+            yield event
 
 
 async def chat(request: Request) -> Response:
     turn = await _begin_turn(request)
-    text: list[str] = []
-    tool_calls: dict[str, dict[str, Any]] = {}
-    with _chat(request).start(turn) as events:
-        async for event in events:
-            if isinstance(event, Text):
-                text.append(event.content)
-            elif isinstance(event, ToolCallEvent):
-                tool_calls[event.call_id] = {
-                    "call_id": event.call_id,
-                    "name": event.name,
-                    "arguments": event.arguments,
-                    "output": None,
+    transcript = Transcript()
+    async for logged in _subscription(_chat(request).start(turn)):
+        event = decode(logged)
+        transcript.record(event)
+        if isinstance(event, Error):
+            status = 503 if event.retryable else 502
+            return error_response(status, event.code, event.message, retryable=event.retryable)
+        if isinstance(event, Done):
+            return JSONResponse(
+                {
+                    "conversation_id": event.conversation_id,
+                    "message_id": event.message_id,
+                    "run_id": turn.run_id,
+                    "response": transcript.content,
+                    "tool_calls": [call.as_dict() for call in transcript.tool_calls.values()],
+                    "usage": event.usage,
                 }
-            elif isinstance(event, ToolResultEvent) and event.call_id in tool_calls:
-                tool_calls[event.call_id]["output"] = event.output
-            elif isinstance(event, Error):
-                status = 503 if event.retryable else 502
-                return error_response(status, event.code, event.message, retryable=event.retryable)
-            elif isinstance(event, Done):
-                return JSONResponse(
-                    {
-                        "conversation_id": event.conversation_id,
-                        "message_id": event.message_id,
-                        "response": "".join(text),
-                        "tool_calls": list(tool_calls.values()),
-                        "usage": event.usage,
-                    }
-                )
-    raise RuntimeError("a chat turn ended without done or error")
+            )
+    raise RuntimeError("a run ended without done or error")
+
+
+async def run_events(request: Request) -> Response:
+    run_id = request.path_params["run_id"]
+    _, after_seq = _last_event_id(request, run_id)
+    return _stream(request, await _run(request, run_id), after_seq)
+
+
+async def get_run(request: Request) -> Response:
+    return JSONResponse(RunOut.of(await _run(request, request.path_params["run_id"])))
+
+
+async def cancel_run(request: Request) -> Response:
+    await _run(request, request.path_params["run_id"])  # 404 before anything else
+    run = await _chat(request).cancel(_user_id(request), request.path_params["run_id"])
+    return JSONResponse(RunOut.of(run))
+
+
+async def conversation_stream(request: Request) -> Response:
+    conversation_id = _int_param(request, "conversation_id")
+    try:
+        active = await _chat(request).active_run(_user_id(request), conversation_id)
+    except ConversationNotFound:
+        raise ApiError(404, "conversation_not_found", "No such conversation.") from None
+    if active is None:
+        return Response(status_code=204)
+    _, after_seq = _last_event_id(request, active.id)
+    return _stream(request, active, after_seq)
 
 
 async def list_conversations(request: Request) -> Response:
@@ -149,6 +257,10 @@ async def delete_conversation(request: Request) -> Response:
         await _chat(request).delete_conversation(_user_id(request), conversation_id)
     except ConversationNotFound:
         raise ApiError(404, "conversation_not_found", "No such conversation.") from None
+    except RunActive as active:
+        raise ApiError(
+            409, "run_active", "This conversation is still answering.", run_id=active.run_id
+        ) from None
     return Response(status_code=204)
 
 
@@ -223,6 +335,10 @@ user_routes = [
     Route("/conversations", list_conversations, methods=["GET"]),
     Route("/conversations/{conversation_id}/messages", list_messages, methods=["GET"]),
     Route("/conversations/{conversation_id}", delete_conversation, methods=["DELETE"]),
+    Route("/conversations/{conversation_id}/stream", conversation_stream, methods=["GET"]),
+    Route("/runs/{run_id}", get_run, methods=["GET"]),
+    Route("/runs/{run_id}/events", run_events, methods=["GET"]),
+    Route("/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
     Route("/tasks", list_tasks, methods=["GET"]),
     Route("/tasks", create_task, methods=["POST"]),
     Route("/tasks/{task_id}", update_task, methods=["PATCH"]),

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.domain import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MessageStatus, Role
+from app.domain import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MessageStatus, Role, RunStatus
 
 
 class _Input(BaseModel):
@@ -17,6 +17,7 @@ class _Input(BaseModel):
 class ChatRequest(_Input):
     message: str
     conversation_id: int | None = Field(default=None, ge=1)
+    cancel_active: bool = False
 
     @field_validator("message")
     @classmethod
@@ -106,3 +107,14 @@ class MessageOut(_Output):
     tool_calls: list[ToolCallOut]
     usage: UsageOut | None
     created_at: datetime
+
+
+class RunOut(_Output):
+    id: str
+    conversation_id: int
+    status: RunStatus
+    user_message_id: int
+    assistant_message_id: int | None
+    last_seq: int
+    created_at: datetime
+    finished_at: datetime | None

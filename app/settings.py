@@ -50,6 +50,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     history_messages: int = 20
     agent_max_turns: int = 10
+    max_active_runs: int = 3
+    run_retention_hours: int = 24
     cors_origins: tuple[str, ...] = ()
     sse_ping_seconds: float = 15.0
     shutdown_grace_seconds: float = 10.0
@@ -108,6 +110,9 @@ class Settings:
             max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 4000, minimum=1),
             history_messages=_integer(env, "HISTORY_MESSAGES", 20, minimum=0, maximum=500),
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
+            max_active_runs=_integer(env, "MAX_ACTIVE_RUNS_PER_USER", 3, minimum=1, maximum=1000),
+            run_retention_hours=_integer(env, "RUN_RETENTION_HOURS", 24, minimum=1),
+            shutdown_grace_seconds=_integer(env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=25),
             cors_origins=_origins(env, default="" if app_env == "production" else "*"),
         )
         if (

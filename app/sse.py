@@ -1,38 +1,59 @@
 """Where events become Server-Sent Events: the one module that uses sse-starlette.
 
-Each event is one `data: <JSON on one line>` line and an empty line, LF only, which both
-spec-compliant SSE clients and the seed's `split('\\n\\n')` parsers read. Keep-alive pings are
-SSE comments, which both kinds of client skip.
+Every event is framed as two blocks, written together:
+
+    id: <run_id>:<seq>
+    <empty line>
+    data: <JSON on one line, with "seq">
+    <empty line>
+
+A spec-compliant client (EventSource, fetch-event-source, httpx-sse) takes the id from the
+first block (a block without data sets the last event id and dispatches nothing), then gets
+the event with that id, and resumes from it with `Last-Event-ID`. The seed's clients split on
+an empty line and read only blocks that begin with `data: `, so they see exactly one JSON
+object per event. LF line endings; keep-alive pings are comments, which both kinds skip.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
-from anyio.streams.memory import MemoryObjectReceiveStream
-from sse_starlette import EventSourceResponse, ServerSentEvent
+import anyio
+from sse_starlette import EventSourceResponse
 
-from app.events import Event, to_payload
+from app.events import LoggedEvent
 
 SEPARATOR = "\n"
 
 
-def encode(event: Event) -> str:
-    return json.dumps(to_payload(event), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def frame(run_id: str, event: LoggedEvent) -> bytes:
+    return f"id: {run_id}:{event.seq}\n\ndata: {event.data}\n\n".encode()
 
 
 def event_stream(
-    events: MemoryObjectReceiveStream[Event], *, ping_seconds: float
+    run_id: str,
+    events: AsyncIterator[LoggedEvent],
+    *,
+    ping_seconds: float,
+    shutdown_grace_seconds: float,
 ) -> EventSourceResponse:
-    async def body() -> AsyncIterator[ServerSentEvent]:
-        with events:
+    async def body() -> AsyncIterator[bytes]:
+        async with aclosing(events):  # type: ignore[type-var]
             async for event in events:
-                yield ServerSentEvent(data=encode(event), sep=SEPARATOR)
+                yield frame(run_id, event)
 
     return EventSourceResponse(
         body(),
         ping=ping_seconds,
         sep=SEPARATOR,
         headers={"Cache-Control": "no-cache, no-store"},
+        # When the server stops, keep the stream open until its run has sent its last event.
+        shutdown_event=anyio.Event(),
+        shutdown_grace_period=shutdown_grace_seconds,
     )
+
+
+async def server_exiting() -> None:
+    """Return once the server has been told to stop (SIGTERM or SIGINT under uvicorn)."""
+    await EventSourceResponse._listen_for_exit_signal()

@@ -17,7 +17,7 @@ from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
 from app.auth import issue_token
-from app.chat import TurnRunner
+from app.runs import RunRegistry
 from app.settings import Settings
 
 
@@ -28,9 +28,9 @@ class LiveServer:
     settings: Settings
 
     @property
-    def turns(self) -> TurnRunner:
-        turns: TurnRunner = self.app.state.turns
-        return turns
+    def turns(self) -> RunRegistry:
+        runs: RunRegistry = self.app.state.runs
+        return runs
 
     def user(self, name: str = "user") -> User:
         user_id = f"{name}-{uuid.uuid4().hex[:10]}"
@@ -119,7 +119,8 @@ async def read_with_httpx_sse(
 ) -> list[dict[str, Any]]:
     async with aconnect_sse(client, "POST", url, json=body, headers=headers) as source:
         source.response.raise_for_status()
-        return [json.loads(event.data) async for event in source.aiter_sse()]
+        # httpx-sse hands over the id-only blocks too, with empty data: EventSource would not.
+        return [json.loads(event.data) async for event in source.aiter_sse() if event.data]
 
 
 def seed_parse(chunks: Iterable[str]) -> list[dict[str, Any]]:

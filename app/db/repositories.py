@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ConversationRow, MessageRow, TaskRow
+from app.db.models import ConversationRow, MessageRow, RunEventRow, RunRow, TaskRow
 from app.domain import (
     Conversation,
     Message,
     MessageStatus,
     NewMessage,
     Role,
+    Run,
+    RunStatus,
     Task,
     TaskChanges,
     TaskFilter,
     ToolCall,
     Usage,
 )
+from app.events import LoggedEvent
+
+NOTIFY_CHANNEL = "todo_chat_runs"
 
 _CONVERSATION_COLUMNS = (
     ConversationRow.id,
@@ -38,6 +45,17 @@ _MESSAGE_COLUMNS = (
     MessageRow.created_at,
     MessageRow.tool_calls,
     MessageRow.usage,
+)
+_RUN_COLUMNS = (
+    RunRow.id,
+    RunRow.user_id,
+    RunRow.conversation_id,
+    RunRow.status,
+    RunRow.user_message_id,
+    RunRow.assistant_message_id,
+    RunRow.last_seq,
+    RunRow.created_at,
+    RunRow.finished_at,
 )
 _TASK_COLUMNS = (
     TaskRow.id,
@@ -185,6 +203,161 @@ class TaskRepository:
         )
         row = (await self._session.execute(statement)).one_or_none()
         return None if row is None else Task(*row)
+
+
+class RunRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def lock_user(self, user_id: str) -> None:
+        """Serialize this transaction with the user's other run starts, on every instance."""
+        await self._session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtext("todo_chat_user:" + user_id)))
+        )
+
+    async def add(
+        self, run_id: str, user_id: str, conversation_id: int, user_message_id: int, instance: str
+    ) -> Run:
+        statement = (
+            insert(RunRow)
+            .values(
+                id=uuid.UUID(run_id),
+                user_id=user_id,
+                conversation_id=conversation_id,
+                user_message_id=user_message_id,
+                instance_id=instance,
+            )
+            .returning(*_RUN_COLUMNS)
+        )
+        return _run((await self._session.execute(statement)).one())
+
+    async def get(self, user_id: str, run_id: str) -> Run | None:
+        try:
+            key = uuid.UUID(run_id)
+        except ValueError:
+            return None
+        statement = select(*_RUN_COLUMNS).where(RunRow.id == key, RunRow.user_id == user_id)
+        row = (await self._session.execute(statement)).one_or_none()
+        return None if row is None else _run(row)
+
+    async def active_in_conversation(self, conversation_id: int) -> Run | None:
+        statement = select(*_RUN_COLUMNS).where(
+            RunRow.conversation_id == conversation_id, RunRow.status == RunStatus.ACTIVE.value
+        )
+        row = (await self._session.execute(statement)).one_or_none()
+        return None if row is None else _run(row)
+
+    async def count_active(self, user_id: str) -> int:
+        statement = select(func.count()).where(
+            RunRow.user_id == user_id, RunRow.status == RunStatus.ACTIVE.value
+        )
+        return int((await self._session.execute(statement)).scalar_one())
+
+    async def finish(
+        self, run_id: str, status: RunStatus, assistant_message_id: int | None, last_seq: int
+    ) -> bool:
+        """End an active run; False if it had already ended (another instance recovered it)."""
+        statement = (
+            update(RunRow)
+            .where(RunRow.id == uuid.UUID(run_id), RunRow.status == RunStatus.ACTIVE.value)
+            .values(
+                status=status.value,
+                assistant_message_id=assistant_message_id,
+                last_seq=last_seq,
+                finished_at=func.now(),
+            )
+            .returning(RunRow.id)
+        )
+        return (await self._session.execute(statement)).one_or_none() is not None
+
+    async def request_cancel(self, run_id: str) -> None:
+        statement = (
+            update(RunRow)
+            .where(RunRow.id == uuid.UUID(run_id), RunRow.status == RunStatus.ACTIVE.value)
+            .values(cancel_requested=True)
+        )
+        await self._session.execute(statement)
+
+    async def cancel_requested(self, run_id: str) -> bool:
+        statement = select(RunRow.cancel_requested).where(RunRow.id == uuid.UUID(run_id))
+        return bool((await self._session.execute(statement)).scalar_one_or_none())
+
+    async def active_instances(self) -> list[str]:
+        statement = (
+            select(RunRow.instance_id).where(RunRow.status == RunStatus.ACTIVE.value).distinct()
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def active_of_instance(self, instance: str) -> list[Run]:
+        statement = select(*_RUN_COLUMNS).where(
+            RunRow.instance_id == instance, RunRow.status == RunStatus.ACTIVE.value
+        )
+        return [_run(row) for row in await self._session.execute(statement)]
+
+
+class RunEventRepository:
+    """The runs' event log: append-only, read in order of `seq`."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(self, events: Sequence[tuple[str, LoggedEvent]]) -> None:
+        rows = [{"run_id": uuid.UUID(run_id), "seq": e.seq, "data": e.data} for run_id, e in events]
+        if rows:
+            await self._session.execute(insert(RunEventRow), rows)
+
+    async def after(self, run_id: str, seq: int, *, limit: int = 1000) -> list[LoggedEvent]:
+        statement = (
+            select(RunEventRow.seq, RunEventRow.data)
+            .where(RunEventRow.run_id == uuid.UUID(run_id), RunEventRow.seq > seq)
+            .order_by(RunEventRow.seq)
+            .limit(limit)
+        )
+        return [LoggedEvent(seq, data) for seq, data in await self._session.execute(statement)]
+
+    async def notify(self, message: str) -> None:
+        """Tell every instance listening; delivered when the transaction commits."""
+        await self._session.execute(select(func.pg_notify(NOTIFY_CHANNEL, message)))
+
+    async def prune(self, *, older_than_seconds: float, limit: int) -> int:
+        """Delete the events of up to `limit` runs finished longer ago than that."""
+        expired = (
+            select(RunRow.id)
+            .where(
+                RunRow.status != RunStatus.ACTIVE.value,
+                RunRow.finished_at < datetime.now(UTC) - timedelta(seconds=older_than_seconds),
+                select(literal_column("1")).where(RunEventRow.run_id == RunRow.id).exists(),
+            )
+            .limit(limit)
+        )
+        statement = delete(RunEventRow).where(RunEventRow.run_id.in_(expired))
+        result = await self._session.execute(statement)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _run(row: Sequence[Any]) -> Run:
+    (
+        id_,
+        user_id,
+        conversation_id,
+        status,
+        user_message_id,
+        assistant_id,
+        last_seq,
+        created,
+        ended,
+    ) = row
+    return Run(
+        id=str(id_),
+        user_id=user_id,
+        conversation_id=conversation_id,
+        status=RunStatus(status),
+        user_message_id=user_message_id,
+        assistant_message_id=assistant_id,
+        last_seq=last_seq,
+        created_at=created,
+        finished_at=ended,
+    )
 
 
 def _message(row: Sequence[Any]) -> Message:

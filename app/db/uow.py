@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.db.repositories import ConversationRepository, MessageRepository, TaskRepository
+from app.db.repositories import (
+    ConversationRepository,
+    MessageRepository,
+    RunEventRepository,
+    RunRepository,
+    TaskRepository,
+)
 
 
 class UnitOfWork:
@@ -21,6 +27,8 @@ class UnitOfWork:
     conversations: ConversationRepository
     messages: MessageRepository
     tasks: TaskRepository
+    runs: RunRepository
+    run_events: RunEventRepository
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
@@ -30,6 +38,8 @@ class UnitOfWork:
         self.conversations = ConversationRepository(self._session)
         self.messages = MessageRepository(self._session)
         self.tasks = TaskRepository(self._session)
+        self.runs = RunRepository(self._session)
+        self.run_events = RunEventRepository(self._session)
         return self
 
     async def __aexit__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -132,7 +133,9 @@ async def test_an_unknown_task_is_answered_not_crashed(server: LiveServer, db: D
     assert events[-1]["type"] == "done"
 
 
-async def test_the_wire_format_is_one_data_line_per_event(server: LiveServer) -> None:
+async def test_the_wire_format_is_an_id_block_then_one_data_line_per_event(
+    server: LiveServer,
+) -> None:
     user = server.user()
     raw = "".join(
         await read_raw(
@@ -141,11 +144,17 @@ async def test_the_wire_format_is_one_data_line_per_event(server: LiveServer) ->
     )
     assert "\r" not in raw
     assert raw.endswith("\n\n")
-    blocks = raw[:-2].split("\n\n")
+    blocks = [block for block in raw[:-2].split("\n\n") if not block.startswith(":")]
     for block in blocks:
-        assert "\n" not in block, f"an event spans several lines: {block!r}"
-        assert block.startswith(("data: {", ":")), block
-    assert len(seed_parse([raw])) == len([b for b in blocks if b.startswith("data: ")])
+        assert "\n" not in block, f"a block spans several lines: {block!r}"
+    ids, datas = blocks[0::2], blocks[1::2]
+    assert len(ids) == len(datas)
+    events = [json.loads(data.removeprefix("data: ")) for data in datas]
+    run_id = events[0]["run_id"]
+    assert ids == [f"id: {run_id}:{n}" for n in range(1, len(events) + 1)]
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+    assert all(data.startswith("data: {") for data in datas)
+    assert seed_parse([raw]) == events
 
 
 async def test_history_reaches_the_conversation_and_conversations_are_listed(

@@ -216,7 +216,9 @@ async def test_failures_before_any_text_end_in_a_retryable_error(
     assert events[-1]["code"] == code and events[-1]["retryable"] is True
     assert len(fake.requests) == 2, "one try and one retry"
     _no_leaks(events)
-    assert f"chat turn failed (conversation {events[0]['conversation_id']})" in caplog.text
+    start = events[0]
+    assert f"run {start['run_id']} failed (conversation {start['conversation_id']})" in caplog.text
+    assert "internal-detail-42" in caplog.text or "timed out" in caplog.text
     stored = await _stored(db, events[0]["conversation_id"])
     assert [(m["role"], m["status"]) for m in stored] == [
         ("user", "complete"),

@@ -1,0 +1,372 @@
+"""Runs: chat turns owned by the server, their durable event log, and following them from any
+instance.
+
+A run's events are numbered (`seq`) and handed at once to the subscribers in this process; the
+`EventLog` writes them to PostgreSQL in batches, one short transaction and one NOTIFY per batch,
+so other instances (and later readers) can follow. `RunRegistry` knows the runs in progress in
+this process, cancels them, stops them at shutdown, and closes the runs of dead instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from app.db.notifications import Listener
+from app.db.uow import Database
+from app.domain import NewMessage, Role, Run, RunStatus
+from app.events import Error, LoggedEvent, Transcript, decode, encode
+
+logger = logging.getLogger(__name__)
+
+BATCH_SECONDS = 0.02
+POLL_SECONDS = 2.0
+READ_BATCH = 500
+MAINTENANCE_SECONDS = 30.0
+PRUNE_BATCH = 200
+
+
+class LiveRun:
+    """A run in progress in this process: every event so far, in memory, and its subscribers."""
+
+    def __init__(self, run_id: str, user_id: str, conversation_id: int) -> None:
+        self.id = run_id
+        self.user_id = user_id
+        self.conversation_id = conversation_id
+        self.events: list[LoggedEvent] = []
+        self.cancel_reason: str | None = None
+        self.on_cancel: Callable[[], None] | None = None
+        self.ended = anyio.Event()
+        self._subscribers: set[MemoryObjectSendStream[LoggedEvent]] = set()
+
+    @property
+    def next_seq(self) -> int:
+        return len(self.events) + 1
+
+    def publish(self, event: LoggedEvent) -> None:
+        self.events.append(event)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                subscriber.close()  # the client has gone; the run goes on
+                self._subscribers.discard(subscriber)
+
+    def subscribe(self, after_seq: int) -> MemoryObjectReceiveStream[LoggedEvent]:
+        """Everything after `after_seq`, then what comes, until the run ends."""
+        send, receive = anyio.create_memory_object_stream[LoggedEvent](math.inf)
+        for event in self.events[after_seq:]:
+            send.send_nowait(event)
+        if self.ended.is_set():
+            send.close()
+        else:
+            self._subscribers.add(send)
+        return receive
+
+    def cancel(self, reason: str) -> None:
+        if self.cancel_reason is None and not self.ended.is_set():
+            self.cancel_reason = reason
+            if self.on_cancel is not None:
+                self.on_cancel()
+
+    def end(self) -> None:
+        for subscriber in self._subscribers:
+            subscriber.close()
+        self._subscribers.clear()
+        self.ended.set()
+
+
+ERROR_MESSAGES = {
+    "agent_failed": "Sorry, something went wrong while answering. Please try again.",
+    "max_turns_exceeded": "The assistant took too many steps on this request and was stopped.",
+    "rate_limited": "The assistant is busy right now. Please try again in a moment.",
+    "model_timeout": "The assistant took too long to answer. Please try again.",
+    "model_unavailable": "The assistant can't be reached right now. Please try again shortly.",
+    "model_error": "The assistant gave an answer that could not be used. Please try again.",
+    "storage_failed": "The answer could not be saved. Please try again.",
+    "interrupted": "The answer was interrupted. Please send your message again.",
+    "server_restarting": "The service is restarting. Please send your message again.",
+}
+
+
+def error_event(code: str, *, retryable: bool = False) -> Error:
+    return Error(code, ERROR_MESSAGES[code], retryable)
+
+
+def interrupted() -> Error:
+    return error_event("interrupted", retryable=True)
+
+
+class EventLog:
+    """Writes the runs' events to PostgreSQL in batches, and tells every instance."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._pending: list[tuple[str, LoggedEvent]] = []
+        self._writing: set[str] = set()
+        self._wakeup = anyio.Event()
+        self._written = anyio.Event()
+
+    def append(self, run_id: str, event: LoggedEvent) -> None:
+        self._pending.append((run_id, event))
+        self._wakeup.set()
+
+    async def settle(self, run_id: str) -> list[tuple[str, LoggedEvent]]:
+        """Take back a finishing run's unwritten events, once none of its events is being
+        written, so that its last transaction writes them, in order, with its final event."""
+        while run_id in self._writing:
+            await self._written.wait()
+        mine = [item for item in self._pending if item[0] == run_id]
+        self._pending = [item for item in self._pending if item[0] != run_id]
+        return mine
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await anyio.sleep(BATCH_SECONDS)  # gather the tokens of every run into one write
+            self._wakeup = anyio.Event()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            self._writing = {run_id for run_id, _ in batch}
+            failed = False
+            try:
+                await self._write(batch)
+            except Exception:
+                logger.exception("could not write %d run events; retrying", len(batch))
+                self._pending[:0] = batch
+                self._wakeup.set()
+                failed = True
+            finally:
+                self._writing = set()
+                self._written.set()
+                self._written = anyio.Event()
+            if failed:
+                await anyio.sleep(1)
+
+    async def _write(self, batch: list[tuple[str, LoggedEvent]]) -> None:
+        last: dict[str, int] = {}
+        for run_id, event in batch:
+            last[run_id] = event.seq
+        async with self._database.unit_of_work() as uow:
+            await uow.run_events.append(batch)
+            for run_id, seq in last.items():
+                await uow.run_events.notify(f"{run_id}:{seq}")
+            await uow.commit()
+
+
+class RunRegistry:
+    def __init__(
+        self,
+        database: Database,
+        task_group: TaskGroup,
+        *,
+        grace_seconds: float,
+        retention_seconds: float,
+    ) -> None:
+        self.instance_id = uuid.uuid4().hex
+        self.accepting = True
+        self.log = EventLog(database)
+        self._database = database
+        self._task_group = task_group
+        self._grace_seconds = grace_seconds
+        self._retention_seconds = retention_seconds
+        self._local: dict[str, LiveRun] = {}
+        self._waiters: defaultdict[str, set[anyio.Event]] = defaultdict(set)
+        self._shutdown_started = False
+        self.listener = Listener(database.engine, self.instance_id, self._notified)
+
+    def start(self) -> None:
+        self._task_group.start_soon(self.log.run)
+        self._task_group.start_soon(self.listener.run)
+        self._task_group.start_soon(self._maintain)
+
+    # Runs of this process
+
+    def register(self, run_id: str, user_id: str, conversation_id: int) -> LiveRun:
+        live = LiveRun(run_id, user_id, conversation_id)
+        self._local[run_id] = live
+        return live
+
+    def launch(self, live: LiveRun, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` in the background, outside any request, so that it outlives its client."""
+        self._task_group.start_soon(self._run_safely, live, work)
+
+    async def _run_safely(self, live: LiveRun, work: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await work()
+        except Exception:
+            # One broken run must not take the task group, and every other run, down with it.
+            logger.exception("run %s crashed", live.id)
+        finally:
+            if not live.ended.is_set():
+                self.ended(live)
+
+    def local(self, run_id: str) -> LiveRun | None:
+        return self._local.get(run_id)
+
+    def emit(self, live: LiveRun, event: LoggedEvent) -> None:
+        live.publish(event)
+        self.log.append(live.id, event)
+
+    def ended(self, live: LiveRun) -> None:
+        live.end()
+        self._local.pop(live.id, None)
+
+    @property
+    def active(self) -> int:
+        return len(self._local)
+
+    async def wait_idle(self) -> None:
+        while self._local:
+            await next(iter(self._local.values())).ended.wait()
+
+    # Following any run
+
+    async def follow(self, run: Run, after_seq: int) -> AsyncIterator[LoggedEvent]:
+        """The run's events after `after_seq`, in order, until its last: from memory when it
+        runs here, else from the log, woken by the notifications of the instance running it."""
+        live = self._local.get(run.id)
+        if live is not None:
+            with live.subscribe(after_seq) as subscription:
+                async for event in subscription:
+                    yield event
+            return
+        last = after_seq
+        while True:
+            woken = anyio.Event()
+            self._waiters[run.id].add(woken)
+            try:
+                async with self._database.unit_of_work() as uow:
+                    events = await uow.run_events.after(run.id, last, limit=READ_BATCH)
+                    current = None if events else await uow.runs.get(run.user_id, run.id)
+                for event in events:
+                    yield event
+                    last = event.seq
+                    if event.terminal:
+                        return
+                if events:
+                    continue
+                if current is None or current.status is not RunStatus.ACTIVE:
+                    return  # ended, and its log is read (or was pruned)
+                with anyio.move_on_after(POLL_SECONDS):
+                    await woken.wait()
+            finally:
+                self._waiters[run.id].discard(woken)
+                if not self._waiters[run.id]:
+                    del self._waiters[run.id]
+
+    def _notified(self, message: str) -> None:
+        run_id, _, what = message.partition(":")
+        if what == "cancel":
+            live = self._local.get(run_id)
+            if live is not None:
+                live.cancel("cancelled")
+            return
+        for woken in self._waiters.get(run_id, ()):
+            woken.set()
+
+    # Cancelling
+
+    async def cancel(self, run: Run) -> None:
+        live = self._local.get(run.id)
+        if live is not None:
+            live.cancel("cancelled")
+            return
+        async with self._database.unit_of_work() as uow:
+            await uow.runs.request_cancel(run.id)
+            await uow.run_events.notify(f"{run.id}:cancel")
+            await uow.commit()
+
+    # Stopping
+
+    def begin_shutdown(self) -> None:
+        """Take no new runs; give the running ones the grace period, then stop them."""
+        if self._shutdown_started:
+            return
+        self._shutdown_started = True
+        self.accepting = False
+        self._task_group.start_soon(self._stop_after_grace)
+
+    async def _stop_after_grace(self) -> None:
+        with anyio.move_on_after(self._grace_seconds):
+            await self.wait_idle()
+        for live in list(self._local.values()):
+            live.cancel("shutdown")
+
+    async def shutdown(self) -> None:
+        self.begin_shutdown()
+        with anyio.move_on_after(self._grace_seconds + 10):
+            await self.wait_idle()
+
+    # Maintenance: the runs of dead instances, and old event logs
+
+    async def _maintain(self) -> None:
+        with anyio.move_on_after(5):
+            await self.listener.ready.wait()  # it tells which instances are alive
+        while True:
+            try:
+                await self.close_orphans()
+                await self._prune()
+            except Exception:
+                logger.exception("run maintenance failed")
+            await anyio.sleep(MAINTENANCE_SECONDS)
+
+    async def close_orphans(self) -> int:
+        """Close the runs left active by instances that are gone: what their log holds becomes
+        an incomplete answer, and their followers get a final event."""
+        async with self._database.unit_of_work() as uow:
+            instances = await uow.runs.active_instances()
+        closed = 0
+        for instance in instances:
+            if instance == self.instance_id or await self.listener.is_alive(instance):
+                continue
+            async with self._database.unit_of_work() as uow:
+                orphans = await uow.runs.active_of_instance(instance)
+            for run in orphans:
+                closed += await self._close_orphan(run)
+        return closed
+
+    async def _close_orphan(self, run: Run) -> int:
+        async with self._database.unit_of_work() as uow:
+            logged = await uow.run_events.after(run.id, 0, limit=100_000)
+            transcript = Transcript()
+            for event in logged:
+                transcript.record(decode(event))
+            seq = (logged[-1].seq if logged else 0) + 1
+            status = transcript.failed_status()
+            message = await uow.messages.add(
+                NewMessage(
+                    run.conversation_id,
+                    Role.ASSISTANT,
+                    transcript.content,
+                    status,
+                    tuple(transcript.tool_calls.values()),
+                )
+            )
+            if not await uow.runs.finish(run.id, RunStatus(status.value), message.id, seq):
+                return 0  # another instance closed it first; roll back
+            final = encode(interrupted(), seq)
+            await uow.run_events.append([(run.id, final)])
+            await uow.run_events.notify(f"{run.id}:{seq}")
+            await uow.commit()
+        logger.warning("closed run %s of a stopped instance as %s", run.id, status.value)
+        return 1
+
+    async def _prune(self) -> None:
+        while True:
+            async with self._database.unit_of_work() as uow:
+                deleted = await uow.run_events.prune(
+                    older_than_seconds=self._retention_seconds, limit=PRUNE_BATCH
+                )
+                await uow.commit()
+            if deleted == 0:
+                return
+            await anyio.sleep(0.1)  # let requests have the database between batches
