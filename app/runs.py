@@ -314,7 +314,7 @@ class RunRegistry:
         while True:
             try:
                 await self.close_orphans()
-                await self._prune()
+                await self.prune()
             except Exception:
                 logger.exception("run maintenance failed")
             await anyio.sleep(MAINTENANCE_SECONDS)
@@ -360,7 +360,7 @@ class RunRegistry:
         logger.warning("closed run %s of a stopped instance as %s", run.id, status.value)
         return 1
 
-    async def _prune(self) -> None:
+    async def prune(self) -> None:
         while True:
             async with self._database.unit_of_work() as uow:
                 deleted = await uow.run_events.prune(

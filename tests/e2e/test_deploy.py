@@ -4,34 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from app.auth import TokenVerifier
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_SECRET
+from tests.support import environment, free_port, wait_until_ready
 
 PROCFILE = PROJECT_ROOT / "Procfile"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _environment(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "JWT_", "APP_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    env.update(values)
-    return env
 
 
 def _procfile(process: str) -> str:
@@ -40,18 +23,6 @@ def _procfile(process: str) -> str:
         if name.strip() == process:
             return command.strip()
     raise AssertionError(f"no {process} process in the Procfile")
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {process.communicate()}")
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not start")
 
 
 def _stop_gracefully(process: subprocess.Popen[bytes], *, group: bool = False) -> None:
@@ -66,8 +37,8 @@ def _stop_gracefully(process: subprocess.Popen[bytes], *, group: bool = False) -
 
 
 def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
-    port = _free_port()
-    env = _environment(
+    port = free_port()
+    env = environment(
         DATABASE_URL=fresh_database, PORT=str(port), JWT_SECRET=TEST_SECRET, APP_ENV="production"
     )
     release = subprocess.run(
@@ -84,15 +55,15 @@ def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
         start_new_session=True,
     )
     try:
-        ready = _wait_until_ready(f"http://127.0.0.1:{port}/ready", web)
+        ready = wait_until_ready(f"http://127.0.0.1:{port}/ready", web)
         assert ready.status_code == 200, ready.text
     finally:
         _stop_gracefully(web, group=True)
 
 
 def test_python_m_app_serve_migrates_and_serves(fresh_database: str) -> None:
-    port = _free_port()
-    env = _environment(DATABASE_URL=fresh_database, PORT=str(port), JWT_SECRET=TEST_SECRET)
+    port = free_port()
+    env = environment(DATABASE_URL=fresh_database, PORT=str(port), JWT_SECRET=TEST_SECRET)
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve"],
         cwd=PROJECT_ROOT,
@@ -101,14 +72,14 @@ def test_python_m_app_serve_migrates_and_serves(fresh_database: str) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        ready = _wait_until_ready(f"http://127.0.0.1:{port}/ready", server)
+        ready = wait_until_ready(f"http://127.0.0.1:{port}/ready", server)
         assert ready.status_code == 200, ready.text
     finally:
         _stop_gracefully(server)
 
 
 def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
-    env = _environment(APP_ENV="production", DATABASE_URL="postgres://h/db", JWT_SECRET="short")
+    env = environment(APP_ENV="production", DATABASE_URL="postgres://h/db", JWT_SECRET="short")
     result = subprocess.run(
         [sys.executable, "-m", "app", "serve"],
         cwd=PROJECT_ROOT,
@@ -125,7 +96,7 @@ def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
 
 @pytest.mark.parametrize("command", [["-m", "app", "token"], ["-m", "app", "token", "--ttl", "60"]])
 def test_the_token_command_prints_a_token_the_service_accepts(command: list[str]) -> None:
-    env = _environment(JWT_SECRET=TEST_SECRET)
+    env = environment(JWT_SECRET=TEST_SECRET)
     result = subprocess.run(
         [sys.executable, *command, "alice"],
         cwd=PROJECT_ROOT,

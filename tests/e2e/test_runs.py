@@ -1,0 +1,293 @@
+"""Durable runs: resume after a cut at every event, cancel, one run per conversation, limits,
+isolation, and two instances sharing one database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+from httpx_sse import aconnect_sse
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import Database, with_settings
+from tests.support import User, serve, text_of, types_of
+
+Events = list[dict[str, Any]]
+
+
+@pytest.fixture
+def paced(settings: Settings) -> Settings:
+    """The offline model at 4 ms a token: runs last long enough to be cut, joined, cancelled."""
+    return with_settings(settings, offline_token_delay_ms=4)
+
+
+async def _post_until(user: User, message: str, count: int, **body: Any) -> Events:
+    """POST a message, read `count` events with the seed's parsing, then hang up."""
+    events: Events = []
+    buffer = ""
+    payload = {"message": message, **body}
+    async with user.client.stream(
+        "POST", user.url("/chat/stream"), json=payload, headers=user.headers
+    ) as response:
+        assert response.status_code == 200, await response.aread()
+        async for chunk in response.aiter_text():
+            buffer += chunk
+            blocks = buffer.split("\n\n")
+            buffer = blocks.pop()
+            for block in blocks:
+                if block.startswith("data: "):
+                    events.append(json.loads(block[6:]))
+                    if len(events) == count:
+                        return events
+    return events
+
+
+async def _read_run(user: User, run_id: str, *, last_event_id: str | None = None) -> Events:
+    """GET a run's events to the end with a spec-compliant SSE client."""
+    headers = dict(user.headers)
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    async with aconnect_sse(
+        user.client, "GET", user.url(f"/runs/{run_id}/events"), headers=headers
+    ) as source:
+        assert source.response.status_code == 200, await source.response.aread()
+        return [json.loads(event.data) async for event in source.aiter_sse() if event.data]
+
+
+async def test_resuming_after_every_event_gives_the_whole_stream_once(
+    paced: Settings,
+) -> None:
+    async with serve(create_app(paced), paced) as live:
+        user = live.user()
+        complete = await _post_until(user, "hello", 10_000)
+        whole = await _read_run(user, complete[0]["run_id"])
+        assert whole == complete, "the log replays exactly what was streamed"
+        for cut in range(1, len(whole)):
+            first = await _post_until(user, "hello", cut)
+            rest = await _read_run(user, first[0]["run_id"], last_event_id=str(first[-1]["seq"]))
+            joined = first + rest
+            assert [e["seq"] for e in joined] == list(range(1, len(joined) + 1))
+            assert types_of(joined) == types_of(whole)
+            assert text_of(joined) == text_of(whole)
+        await live.turns.wait_idle()
+
+
+async def test_a_spec_compliant_client_resumes_by_itself_on_both_endpoints(
+    paced: Settings,
+) -> None:
+    """Like EventSource (GET) and fetch-event-source (POST): reconnect with Last-Event-ID."""
+    async with serve(create_app(paced), paced) as live:
+        user = live.user()
+        reference = await _post_until(user, "show my tasks", 10_000)
+        for cut in range(1, len(reference)):
+            received: Events = []
+            last_id: str | None = None
+            # fetch-event-source retries the POST itself; EventSource reconnects to a GET URL.
+            by_post = cut % 2 == 1
+            url, method = user.url("/chat/stream"), "POST"
+            body: dict[str, str] | None = {"message": "show my tasks"}
+            while not received or received[-1]["type"] not in ("done", "error"):
+                headers = dict(user.headers)
+                if last_id is not None:
+                    headers["Last-Event-ID"] = last_id
+                async with aconnect_sse(
+                    user.client, method, url, json=body, headers=headers
+                ) as source:
+                    assert source.response.status_code == 200
+                    async for event in source.aiter_sse():
+                        last_id = event.id
+                        if not event.data:
+                            continue
+                        received.append(json.loads(event.data))
+                        if (
+                            len(received) == cut
+                            and method == "POST"
+                            and "Last-Event-ID" not in headers
+                        ):
+                            break  # the network fails once, after `cut` events
+                if not by_post:
+                    url, method, body = (
+                        user.url(f"/runs/{received[0]['run_id']}/events"),
+                        "GET",
+                        None,
+                    )
+            assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
+            assert types_of(received) == types_of(reference)
+            assert text_of(received) == text_of(reference)
+        await live.turns.wait_idle()
+
+
+async def test_cancel_during_text_keeps_the_partial_answer(paced: Settings, db: Database) -> None:
+    slow = with_settings(paced, offline_token_delay_ms=40)
+    async with serve(create_app(slow), slow) as live:
+        user = live.user()
+        first = await _post_until(user, "hello", 3)
+        run_id = first[0]["run_id"]
+        assert types_of(first)[-1] == "text"
+        cancelled = await user.post(f"/runs/{run_id}/cancel")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+        again = await user.post(f"/runs/{run_id}/cancel")
+        assert again.status_code == 200 and again.json() == cancelled.json()
+        events = await _read_run(user, run_id)
+    assert events[-1]["type"] == "done" and events[-1]["status"] == "cancelled"
+    stored = await db.rows(
+        "SELECT status, content FROM messages WHERE id = :id", id=events[-1]["message_id"]
+    )
+    assert stored == [{"status": "cancelled", "content": text_of(events)}]
+    assert 0 < len(text_of(events)) < 100
+
+
+async def test_cancel_during_a_tool_call(paced: Settings, db: Database) -> None:
+    slow = with_settings(paced, offline_token_delay_ms=40)
+    async with serve(create_app(slow), slow) as live:
+        user = live.user()
+        await user.post("/tasks", json={"title": "Buy milk"})
+        first = await _post_until(user, "done with milk", 4)  # start thinking tool_call ...
+        assert "tool_call" in types_of(first)
+        run_id = first[0]["run_id"]
+        assert (await user.post(f"/runs/{run_id}/cancel")).json()["status"] == "cancelled"
+        events = await _read_run(user, run_id)
+        run = (await user.get(f"/runs/{run_id}")).json()
+    assert events[-1] == {**events[-1], "type": "done", "status": "cancelled"}
+    assert run["status"] == "cancelled" and run["assistant_message_id"] == events[-1]["message_id"]
+    stored = await db.rows(
+        "SELECT status, tool_calls FROM messages WHERE id = :id", id=events[-1]["message_id"]
+    )
+    assert stored[0]["status"] == "cancelled"
+    assert stored[0]["tool_calls"][0]["name"] == "list_tasks"
+
+
+async def test_one_run_per_conversation_and_a_limit_per_user(paced: Settings) -> None:
+    limited = with_settings(paced, offline_token_delay_ms=30, max_active_runs=2)
+    async with serve(create_app(limited), limited) as live:
+        user = live.user()
+        first = await _post_until(user, "hello", 1)
+        conversation_id, run_id = first[0]["conversation_id"], first[0]["run_id"]
+
+        busy = await user.post(
+            "/chat/stream", json={"message": "again", "conversation_id": conversation_id}
+        )
+        assert busy.status_code == 409
+        assert busy.json()["error"]["code"] == "run_active"
+        assert busy.json()["error"]["run_id"] == run_id
+        assert (await user.delete(f"/conversations/{conversation_id}")).status_code == 409
+
+        await _post_until(user, "hello", 1)  # a second run, in a new conversation
+        over = await user.post("/chat/stream", json={"message": "a third"})
+        assert over.status_code == 429
+        assert over.json()["error"]["code"] == "too_many_runs"
+
+        replaced = await _post_until(
+            user, "show my tasks", 10_000, conversation_id=conversation_id, cancel_active=True
+        )
+        assert replaced[-1]["type"] == "done"
+        assert (await user.get(f"/runs/{run_id}")).json()["status"] == "cancelled"
+        await live.turns.wait_idle()
+
+
+async def test_joining_a_conversations_active_run(paced: Settings) -> None:
+    async with serve(create_app(paced), paced) as live:
+        user = live.user()
+        first = await _post_until(user, "hello", 2)
+        conversation_id = first[0]["conversation_id"]
+        async with aconnect_sse(
+            user.client,
+            "GET",
+            user.url(f"/conversations/{conversation_id}/stream"),
+            headers=user.headers,
+        ) as source:
+            joined = [json.loads(e.data) async for e in source.aiter_sse() if e.data]
+        assert joined[:2] == first and joined[-1]["type"] == "done"
+        idle = await user.get(f"/conversations/{conversation_id}/stream")
+        assert idle.status_code == 204
+
+
+async def test_someone_elses_run_is_404_everywhere(paced: Settings) -> None:
+    async with serve(create_app(paced), paced) as live:
+        alice, bob = live.user("alice"), live.user("bob")
+        first = await _post_until(alice, "hello", 1)
+        run_id, conversation_id = first[0]["run_id"], first[0]["conversation_id"]
+        for response in (
+            await bob.get(f"/runs/{run_id}"),
+            await bob.get(f"/runs/{run_id}/events"),
+            await bob.post(f"/runs/{run_id}/cancel"),
+            await bob.client.post(
+                bob.url("/chat/stream"), headers={**bob.headers, "Last-Event-ID": f"{run_id}:1"}
+            ),
+            await bob.get("/runs/not-a-run/events"),
+        ):
+            assert response.status_code == 404, response.text
+            assert response.json()["error"]["code"] == "run_not_found"
+        other = await bob.get(f"/conversations/{conversation_id}/stream")
+        assert other.status_code == 404
+        assert (await alice.get(f"/runs/{run_id}")).json()["status"] in ("active", "complete")
+        await live.turns.wait_idle()
+
+
+async def test_an_access_token_in_the_query_works_on_the_events_stream_only(
+    paced: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serve(create_app(paced), paced) as live:
+        user = live.user()
+        run_id = (await _post_until(user, "hello", 10_000))[0]["run_id"]
+        with caplog.at_level(logging.INFO, logger="app.access"):
+            async with aconnect_sse(
+                live.client,
+                "GET",
+                user.url(f"/runs/{run_id}/events"),
+                params={"access_token": user.token},
+            ) as source:
+                events = [json.loads(e.data) async for e in source.aiter_sse() if e.data]
+        assert events[-1]["type"] == "done"
+        assert user.token not in caplog.text and f"/runs/{run_id}/events 200" in caplog.text
+        elsewhere = await live.client.get(user.url("/tasks"), params={"access_token": user.token})
+        assert elsewhere.status_code == 401
+
+
+async def test_two_instances_share_runs_through_the_database(paced: Settings, db: Database) -> None:
+    slow = with_settings(paced, offline_token_delay_ms=25)
+    async with serve(create_app(slow), slow) as a, serve(create_app(slow), slow) as b:
+        on_a = a.user()
+        on_b = User(on_a.id, on_a.token, b.client)
+        first = await _post_until(on_a, "hello", 2)
+        run_id = first[0]["run_id"]
+        assert a.turns.local(run_id) is not None and b.turns.local(run_id) is None
+
+        async def follow_on_b() -> Events:
+            return await _read_run(on_b, run_id, last_event_id=f"{run_id}:2")
+
+        follower = asyncio.create_task(follow_on_b())
+        await asyncio.sleep(0.2)  # let b's follower read what the log has, and wait for more
+        cancelled = await on_b.post(f"/runs/{run_id}/cancel")
+        rest = await follower
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        await a.turns.wait_idle()
+
+    joined = first + rest
+    assert [e["seq"] for e in joined] == list(range(1, len(joined) + 1))
+    assert joined[-1]["type"] == "done" and joined[-1]["status"] == "cancelled"
+    stored = await db.rows(
+        "SELECT status, content FROM messages WHERE id = :id", id=joined[-1]["message_id"]
+    )
+    assert stored == [{"status": "cancelled", "content": text_of(joined)}]
+
+
+async def test_old_event_logs_are_pruned(settings: Settings, db: Database) -> None:
+    async with serve(create_app(settings), settings) as live:
+        user = live.user()
+        run_id = (await _post_until(user, "hello", 10_000))[0]["run_id"]
+        await live.turns.wait_idle()
+        await db.execute(
+            "UPDATE runs SET finished_at = now() - interval '25 hours' WHERE id = :id",
+            id=run_id,
+        )
+        await live.turns.prune()
+        assert await db.rows("SELECT seq FROM run_events WHERE run_id = :id", id=run_id) == []
+        run = (await user.get(f"/runs/{run_id}")).json()
+        assert run["status"] == "complete"
+        assert await _read_run(user, run_id) == []
