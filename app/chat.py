@@ -98,8 +98,10 @@ class ChatService:
                 raise TooManyRuns
             stored = await uow.messages.add(NewMessage(conversation.id, Role.USER, message))
             run_id = str(uuid.uuid4())
-            await uow.runs.add(run_id, user_id, conversation.id, stored.id, self.runs.instance_id)
             try:
+                await uow.runs.add(
+                    run_id, user_id, conversation.id, stored.id, self.runs.instance_id
+                )
                 await uow.commit()
             except IntegrityError:
                 # A run started on this conversation in the meantime (on another instance).
