@@ -207,36 +207,8 @@ class ChatService:
                 turn, live, transcript, run, transcript.failed_status(), lambda _: interrupted()
             )
             raise
-        if live.cancel_reason == "cancelled":
-            usage = run.usage.as_dict()
-            await self._finish(
-                turn,
-                live,
-                transcript,
-                run,
-                MessageStatus.CANCELLED,
-                lambda message_id: Done(turn.conversation_id, message_id, usage, "cancelled"),
-            )
-        elif live.cancel_reason == "shutdown":
-            restarting = error_event("server_restarting", retryable=True)
-            await self._finish(
-                turn, live, transcript, run, transcript.failed_status(), lambda _: restarting
-            )
-        elif failure is not None:
-            failed = error_event(failure.code, retryable=failure.retryable)
-            await self._finish(
-                turn, live, transcript, run, transcript.failed_status(), lambda _: failed
-            )
-        else:
-            usage = run.usage.as_dict()
-            await self._finish(
-                turn,
-                live,
-                transcript,
-                run,
-                MessageStatus.COMPLETE,
-                lambda message_id: Done(turn.conversation_id, message_id, usage),
-            )
+        status, final_event = _ending(turn, live, transcript, run, failure)
+        await self._finish(turn, live, transcript, run, status, final_event)
 
     async def _finish(
         self,
@@ -278,3 +250,27 @@ class ChatService:
             final = encode(error_event("storage_failed", retryable=True), seq)
         live.publish(final)
         self.runs.ended(live)
+
+
+def _ending(
+    turn: ChatTurn,
+    live: LiveRun,
+    transcript: Transcript,
+    run: AgentRun,
+    failure: AgentFailed | None,
+) -> tuple[MessageStatus, Callable[[int], Event]]:
+    """How a run that was not interrupted ends: the answer's status, and its final event
+    (given the stored answer's id)."""
+    if live.cancel_reason == "cancelled":
+        usage = run.usage.as_dict()
+        return MessageStatus.CANCELLED, lambda message_id: Done(
+            turn.conversation_id, message_id, usage, "cancelled"
+        )
+    if live.cancel_reason == "shutdown":
+        restarting = error_event("server_restarting", retryable=True)
+        return transcript.failed_status(), lambda _: restarting
+    if failure is not None:
+        failed = error_event(failure.code, retryable=failure.retryable)
+        return transcript.failed_status(), lambda _: failed
+    usage = run.usage.as_dict()
+    return MessageStatus.COMPLETE, lambda message_id: Done(turn.conversation_id, message_id, usage)
