@@ -1,0 +1,371 @@
+"""The benchmark: `make bench` (or `python -m tests.load.bench [--quick] [--scenario NAME]`).
+
+Starts todo-chat and a bare sse-starlette reference beside it (see `bench_server`), drives both
+with the same cheap load generator (asyncio sockets, its own CPU reported), and prints a table
+and writes `bench-results.json`. Server CPU comes from the server process's own counters
+(/proc), not from wall time; PostgreSQL's CPU is not in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from app.auth import issue_token
+from app.db.embedded import start_embedded_postgres
+from app.db.migrations import upgrade
+from app.settings import PROJECT_ROOT, Settings, normalize_database_url
+from tests.load.sdk_floor import measure as measure_sdk_floor
+
+SECRET = "bench-secret-" + "b" * 40
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    concurrency: int
+    turns: int
+    delay_ms: int
+    tokens: int
+    pool_size: int = 10
+    reference: bool = True
+
+
+SCENARIOS = [
+    Scenario("a32", "tool-using turns, no model delay, 32 clients", 32, 1000, 0, 0),
+    Scenario("a100", "tool-using turns, no model delay, 100 clients", 100, 1000, 0, 0),
+    Scenario("b100", "paced model (20 ms, 60 tokens), 100 clients", 100, 300, 20, 60),
+    Scenario(
+        "c2000",
+        "2,000 open streams of 10 s (50 tokens, 200 ms), pool of 10",
+        2000,
+        2000,
+        200,
+        50,
+        reference=False,
+    ),
+]
+
+
+@dataclass
+class Turn:
+    ok: bool = False
+    start: float | None = None
+    first_text: float | None = None
+    last_text: float | None = None
+    lags: list[float] = field(default_factory=list)
+
+
+async def one_turn(port: int, user: str, token: str, message: str) -> Turn:
+    """POST one chat turn over a raw socket and read its stream: the cheapest client there is."""
+    turn = Turn()
+    body = json.dumps({"message": message}).encode()
+    request = (
+        f"POST /api/{user}/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    began = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return turn
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            return turn
+        buffer = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            now = time.perf_counter()
+            wall = time.time()
+            buffer += chunk
+            while b"\n\n" in buffer:
+                block, _, buffer = buffer.partition(b"\n\n")
+                start = block.find(b'data: {"type":"')
+                if start < 0:
+                    continue
+                kind = block[start + 15 : block.index(b'"', start + 15)]
+                if kind == b"text":
+                    stamp = block[block.index(b'"content":" ') + 12 :].split(b'"', 1)[0]
+                    turn.lags.append(wall - float(stamp))
+                    turn.first_text = turn.first_text or now - began
+                    turn.last_text = now - began
+                elif kind == b"start":
+                    turn.start = now - began
+                elif kind == b"done":
+                    turn.ok = True
+                elif kind == b"error":
+                    return turn
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        return turn
+    finally:
+        writer.close()
+    return turn
+
+
+class Process:
+    """A server process, and what its /proc says."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "tests.load.bench_server", *args], cwd=PROJECT_ROOT, env=env
+        )
+        self.peak_rss = 0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        self.popen.terminate()
+        try:
+            self.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+
+
+async def wait_listening(port: int, process: Process) -> None:
+    for _ in range(300):
+        if process.popen.poll() is not None:
+            raise RuntimeError("a benchmark server exited during start-up")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError("a benchmark server did not start")
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+async def drive(
+    scenario: Scenario, port: int, process: Process, database_url: str | None
+) -> dict[str, Any]:
+    users = [f"bench-{scenario.name}-{n}-{time.time_ns()}" for n in range(scenario.concurrency)]
+    settings = Settings(jwt_secret=SECRET)
+    tokens = {user: issue_token(settings, user) for user in users}
+    queue = iter(range(scenario.turns))
+    turns: list[Turn] = []
+    sampling = True
+    connections_in_use = 0
+
+    async def worker(user: str) -> None:
+        for number in queue:
+            turns.append(await one_turn(port, user, tokens[user], f"add bench item {number}"))
+
+    async def sample() -> None:
+        nonlocal connections_in_use
+        observer = None
+        if database_url is not None:
+            observer = await asyncpg.connect(
+                database_url.replace("postgresql+asyncpg", "postgresql")
+            )
+        try:
+            while sampling:
+                process.peak_rss = max(process.peak_rss, process.rss())
+                if observer is not None:
+                    in_use = await observer.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state <> 'idle' AND pid <> pg_backend_pid()"
+                    )
+                    connections_in_use = max(connections_in_use, in_use)
+                await asyncio.sleep(0.05)
+        finally:
+            if observer is not None:
+                await observer.close()
+
+    baseline_rss = process.rss()
+    process.peak_rss = baseline_rss
+    sampler = asyncio.create_task(sample())
+    cpu_before, client_before = process.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(user) for user in users))
+    wall = time.perf_counter() - began
+    cpu_after, client_after = process.cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+    sampling = False
+    await sampler
+
+    done = [turn for turn in turns if turn.ok]
+    starts = [t.start for t in done if t.start is not None]
+    firsts = [t.first_text for t in done if t.first_text is not None]
+    lags = [lag for t in done for lag in t.lags]
+    ratios = [t.last_text / t.first_text for t in done if t.first_text and t.last_text]
+    client_cpu = (client_after.ru_utime + client_after.ru_stime) - (
+        client_before.ru_utime + client_before.ru_stime
+    )
+    ms = 1000.0
+    return {
+        "turns": len(turns),
+        "errors": len(turns) - len(done),
+        "turns_per_s": round(len(done) / wall, 1),
+        "server_cpu_ms_per_turn": round((cpu_after - cpu_before) / max(len(done), 1) * ms, 2),
+        "server_cpu_share": round((cpu_after - cpu_before) / wall, 2),
+        "client_cpu_share": round(client_cpu / wall, 2),
+        "start_p50_ms": _ms(percentile(starts, 0.5)),
+        "start_p99_ms": _ms(percentile(starts, 0.99)),
+        "first_text_p50_ms": _ms(percentile(firsts, 0.5)),
+        "first_text_p99_ms": _ms(percentile(firsts, 0.99)),
+        "text_lag_p50_ms": _ms(percentile(lags, 0.5)),
+        "text_lag_p99_ms": _ms(percentile(lags, 0.99)),
+        "last_over_first_text": round(statistics.median(ratios), 1) if ratios else None,
+        "peak_rss_mb": round(process.peak_rss / 2**20, 1),
+        "rss_per_stream_kb": round(
+            (process.peak_rss - baseline_rss) / scenario.concurrency / 1024, 1
+        ),
+        "db_connections_in_use_max": connections_in_use if database_url else None,
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+async def run_scenario(scenario: Scenario, database_url: str, base_port: int) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": SECRET,
+        "APP_ENV": "test",
+        "DB_POOL_SIZE": str(scenario.pool_size),
+        "MAX_ACTIVE_RUNS_PER_USER": "5",
+    }
+    args = [str(scenario.delay_ms), str(scenario.tokens)]
+    results: dict[str, Any] = {"scenario": scenario.description}
+    service = Process(["service", str(base_port), *args], env)
+    reference = (
+        Process(["reference", str(base_port + 1), *args], env) if scenario.reference else None
+    )
+    try:
+        await wait_listening(base_port, service)
+        if reference is not None:
+            await wait_listening(base_port + 1, reference)
+        await drive(
+            Scenario(**{**scenario.__dict__, "turns": min(50, scenario.turns)}),
+            base_port,
+            service,
+            None,
+        )
+        results["service"] = await drive(scenario, base_port, service, database_url)
+        if reference is not None:
+            results["reference"] = await drive(scenario, base_port + 1, reference, None)
+    finally:
+        service.stop()
+        if reference is not None:
+            reference.stop()
+    return results
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows = [
+        ("turns/s", "turns_per_s"),
+        ("errors", "errors"),
+        ("server CPU ms/turn", "server_cpu_ms_per_turn"),
+        ("start p50 / p99 ms", ("start_p50_ms", "start_p99_ms")),
+        ("first text p50 / p99 ms", ("first_text_p50_ms", "first_text_p99_ms")),
+        ("text lag p50 / p99 ms", ("text_lag_p50_ms", "text_lag_p99_ms")),
+        ("last / first text", "last_over_first_text"),
+        ("peak RSS MB", "peak_rss_mb"),
+        ("RSS per stream KB", "rss_per_stream_kb"),
+        ("DB connections max", "db_connections_in_use_max"),
+        ("load generator CPU share", "client_cpu_share"),
+    ]
+    for name, result in results["scenarios"].items():
+        print(f"\n{name}: {result['scenario']}")
+        print(f"  {'':28} {'todo-chat':>18} {'reference':>18}")
+        for label, key in rows:
+            cells = []
+            for side in ("service", "reference"):
+                data = result.get(side)
+                if data is None:
+                    cells.append("-")
+                elif isinstance(key, tuple):
+                    cells.append(" / ".join(str(data[k]) for k in key))
+                else:
+                    cells.append(str(data[key]))
+            print(f"  {label:28} {cells[0]:>18} {cells[1]:>18}")
+    floor = results.get("sdk_floor")
+    if floor:
+        print(f"\nAgents SDK floor (the same tool-using turn, no HTTP, no database): {floor}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", action="append", help="a32, a100, b100, c2000 (default all)")
+    parser.add_argument("--quick", action="store_true", help="a few seconds of each: a smoke test")
+    parser.add_argument("--output", default="bench-results.json")
+    parser.add_argument("--port", type=int, default=18700)
+    args = parser.parse_args()
+
+    chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
+    if args.quick:
+        chosen = [
+            Scenario(
+                **{
+                    **s.__dict__,
+                    "concurrency": min(s.concurrency, 8),
+                    "turns": 16,
+                    "delay_ms": min(s.delay_ms, 5),
+                    "tokens": min(s.tokens, 10),
+                }
+            )
+            for s in chosen
+        ]
+    configured = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        database_url = normalize_database_url(configured)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="todo-chat-bench-"))
+        directory.chmod(0o755)
+        embedded = start_embedded_postgres(directory / "pg", cleanup="delete")
+        database_url = normalize_database_url(embedded)
+    asyncio.run(upgrade(database_url))
+
+    results: dict[str, Any] = {"scenarios": {}}
+    for scenario in chosen:
+        results["scenarios"][scenario.name] = asyncio.run(
+            run_scenario(scenario, database_url, args.port)
+        )
+    results["sdk_floor"] = measure_sdk_floor(50 if args.quick else 500)
+    floor = results["sdk_floor"]["cpu_ms_per_turn"]
+    for result in results["scenarios"].values():
+        service = result.get("service")
+        if service and floor:
+            service["cpu_over_sdk_floor"] = round(service["server_cpu_ms_per_turn"] / floor, 2)
+    print_table(results)
+    Path(args.output).write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The two servers the benchmark drives, each in a process of its own under uvicorn (uvloop,
+httptools, one worker):
+
+- `service`: todo-chat itself, on a real PostgreSQL, with the offline model stamping each text
+  token with the wall-clock time it was produced (the model is the edge we may fake);
+- `reference`: a bare sse-starlette app that emits the same events, framed the same way, with
+  the same pacing and stamps, and no auth, database or agent.
+
+    python -m tests.load.bench_server service|reference PORT DELAY_MS TOKENS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from agents.items import TResponseStreamEvent
+from openai.types.responses import ResponseTextDeltaEvent
+from sse_starlette import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.agent.offline import OfflineModel
+from app.main import create_app
+from app.settings import Settings
+
+
+def stamp() -> str:
+    return f" {time.time():.6f}"
+
+
+class StampingModel(OfflineModel):
+    """The offline model, whose reply is `tokens` tokens (its own count when 0), each one the
+    time it was produced, paced `delay_ms` apart."""
+
+    def __init__(self, *, delay_ms: int, tokens: int) -> None:
+        super().__init__()
+        self._delay = delay_ms / 1000
+        self._tokens = tokens
+
+    async def stream_response(
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        replied = False
+        async for event in super().stream_response(*args, **kwargs):
+            if not isinstance(event, ResponseTextDeltaEvent):
+                yield event
+                continue
+            if self._tokens and replied:
+                continue
+            replied = True
+            for _ in range(self._tokens or 1):
+                if self._delay:
+                    await asyncio.sleep(self._delay)
+                yield event.model_copy(update={"delta": stamp()})
+
+
+def reference_app(delay_ms: int, tokens: int) -> Starlette:
+    delay = delay_ms / 1000
+
+    async def stream(request: Request) -> Response:
+        await request.body()
+        run_id = "00000000-0000-0000-0000-000000000000"
+
+        def frame(seq: int, payload: dict[str, Any]) -> bytes:
+            data = json.dumps({**payload, "seq": seq}, separators=(",", ":"))
+            return f"id: {run_id}:{seq}\n\ndata: {data}\n\n".encode()
+
+        async def events() -> AsyncIterator[bytes]:
+            seq = 0
+
+            def next_seq() -> int:
+                nonlocal seq
+                seq += 1
+                return seq
+
+            yield frame(
+                next_seq(),
+                {"type": "start", "conversation_id": 1, "message_id": 1, "run_id": run_id},
+            )
+            yield frame(
+                next_seq(), {"type": "thinking", "message": 'Adding "Bench item" to the list.'}
+            )
+            call = {"call_id": "call_1", "name": "add_task"}
+            yield frame(
+                next_seq(), {"type": "tool_call", **call, "arguments": {"title": "Bench item"}}
+            )
+            task = {"id": 1, "title": "Bench item", "description": None, "completed": False}
+            yield frame(next_seq(), {"type": "tool_result", **call, "output": {"task": task}})
+            for _ in range(tokens or 9):
+                if delay:
+                    await asyncio.sleep(delay)
+                yield frame(next_seq(), {"type": "text", "content": stamp()})
+            usage = {"requests": 2, "input_tokens": 50, "output_tokens": 12, "total_tokens": 62}
+            yield frame(
+                next_seq(),
+                {
+                    "type": "done",
+                    "conversation_id": 1,
+                    "message_id": 2,
+                    "usage": usage,
+                    "status": "complete",
+                },
+            )
+
+        return EventSourceResponse(events(), sep="\n", ping=15)
+
+    return Starlette(routes=[Route("/api/{user_id}/chat/stream", stream, methods=["POST"])])
+
+
+def main() -> None:
+    kind, port, delay_ms, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if kind == "service":
+        settings = Settings.from_env()
+        app = create_app(settings, model=StampingModel(delay_ms=delay_ms, tokens=tokens))
+    else:
+        app = reference_app(delay_ms, tokens)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()
