@@ -1,4 +1,4 @@
-"""Repositories: collections of domain objects over one session. They never commit."""
+"""Repositories: collections of domain objects over one connection. They never commit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import ConversationRow, MessageRow, RunEventRow, RunRow, TaskRow
 from app.domain import (
@@ -68,24 +68,68 @@ _TASK_COLUMNS = (
 )
 
 
+# The statements of the hot path are built once: building a statement costs more CPU than
+# sending it. Parameters come at execution.
+_ADD_CONVERSATION = insert(ConversationRow).returning(*_CONVERSATION_COLUMNS)
+_GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(
+    ConversationRow.id == bindparam("conversation_key"),
+    ConversationRow.user_id == bindparam("user_key"),
+)
+_TOUCH_CONVERSATION = (
+    update(ConversationRow)
+    .where(ConversationRow.id == bindparam("conversation_key"))
+    .values(updated_at=func.now())
+)
+_ADD_MESSAGE = insert(MessageRow).returning(*_MESSAGE_COLUMNS)
+_RECENT_MESSAGES = (
+    select(*_MESSAGE_COLUMNS)
+    .where(MessageRow.conversation_id == bindparam("conversation_key"))
+    .order_by(MessageRow.id.desc())
+    .limit(bindparam("limit_key"))
+)
+_ADD_TASK = insert(TaskRow).returning(*_TASK_COLUMNS)
+_LOCK_USER = select(func.pg_advisory_xact_lock(func.hashtext(bindparam("lock_key"))))
+_ADD_RUN = insert(RunRow).returning(*_RUN_COLUMNS)
+_ACTIVE_RUN_IN_CONVERSATION = select(*_RUN_COLUMNS).where(
+    RunRow.conversation_id == bindparam("conversation_key"),
+    RunRow.status == RunStatus.ACTIVE.value,
+)
+_COUNT_ACTIVE_RUNS = select(func.count()).where(
+    RunRow.user_id == bindparam("user_key"), RunRow.status == RunStatus.ACTIVE.value
+)
+_FINISH_RUN = (
+    update(RunRow)
+    .where(RunRow.id == bindparam("run_key"), RunRow.status == RunStatus.ACTIVE.value)
+    .values(
+        status=bindparam("status_value"),
+        assistant_message_id=bindparam("message_key"),
+        last_seq=bindparam("seq_value"),
+        finished_at=func.now(),
+    )
+    .returning(RunRow.id)
+)
+_APPEND_EVENTS = insert(RunEventRow)
+_EVENTS_AFTER = (
+    select(RunEventRow.seq, RunEventRow.data)
+    .where(RunEventRow.run_id == bindparam("run_key"), RunEventRow.seq > bindparam("seq_key"))
+    .order_by(RunEventRow.seq)
+    .limit(bindparam("limit_key"))
+)
+_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("message_value")))
+
+
 class ConversationRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def add(self, user_id: str, title: str) -> Conversation:
-        statement = (
-            insert(ConversationRow)
-            .values(user_id=user_id, title=title)
-            .returning(*_CONVERSATION_COLUMNS)
-        )
-        row = (await self._session.execute(statement)).one()
+        values = {"user_id": user_id, "title": title}
+        row = (await self._connection.execute(_ADD_CONVERSATION, values)).one()
         return Conversation(*row)
 
     async def get(self, user_id: str, conversation_id: int) -> Conversation | None:
-        statement = select(*_CONVERSATION_COLUMNS).where(
-            ConversationRow.id == conversation_id, ConversationRow.user_id == user_id
-        )
-        row = (await self._session.execute(statement)).one_or_none()
+        keys = {"conversation_key": conversation_id, "user_key": user_id}
+        row = (await self._connection.execute(_GET_CONVERSATION, keys)).one_or_none()
         return None if row is None else Conversation(*row)
 
     async def list(self, user_id: str, *, limit: int) -> list[Conversation]:
@@ -95,15 +139,10 @@ class ConversationRepository:
             .order_by(ConversationRow.updated_at.desc(), ConversationRow.id.desc())
             .limit(limit)
         )
-        return [Conversation(*row) for row in await self._session.execute(statement)]
+        return [Conversation(*row) for row in await self._connection.execute(statement)]
 
     async def touch(self, conversation_id: int) -> None:
-        statement = (
-            update(ConversationRow)
-            .where(ConversationRow.id == conversation_id)
-            .values(updated_at=func.now())
-        )
-        await self._session.execute(statement)
+        await self._connection.execute(_TOUCH_CONVERSATION, {"conversation_key": conversation_id})
 
     async def delete(self, user_id: str, conversation_id: int) -> bool:
         statement = (
@@ -111,39 +150,30 @@ class ConversationRepository:
             .where(ConversationRow.id == conversation_id, ConversationRow.user_id == user_id)
             .returning(ConversationRow.id)
         )
-        return (await self._session.execute(statement)).one_or_none() is not None
+        return (await self._connection.execute(statement)).one_or_none() is not None
 
 
 class MessageRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def add(self, message: NewMessage) -> Message:
-        statement = (
-            insert(MessageRow)
-            .values(
-                conversation_id=message.conversation_id,
-                role=message.role.value,
-                content=message.content,
-                status=message.status.value,
-                tool_calls=[call.as_dict() for call in message.tool_calls],
-                usage=None if message.usage is None else message.usage.as_dict(),
-            )
-            .returning(*_MESSAGE_COLUMNS)
-        )
-        return _message((await self._session.execute(statement)).one())
+        values = {
+            "conversation_id": message.conversation_id,
+            "role": message.role.value,
+            "content": message.content,
+            "status": message.status.value,
+            "tool_calls": [call.as_dict() for call in message.tool_calls],
+            "usage": None if message.usage is None else message.usage.as_dict(),
+        }
+        return _message((await self._connection.execute(_ADD_MESSAGE, values)).one())
 
     async def recent(self, conversation_id: int, *, limit: int) -> list[Message]:
         """The last `limit` messages, oldest first."""
         if limit == 0:
             return []
-        statement = (
-            select(*_MESSAGE_COLUMNS)
-            .where(MessageRow.conversation_id == conversation_id)
-            .order_by(MessageRow.id.desc())
-            .limit(limit)
-        )
-        rows = list(await self._session.execute(statement))
+        keys = {"conversation_key": conversation_id, "limit_key": limit}
+        rows = list(await self._connection.execute(_RECENT_MESSAGES, keys))
         return [_message(row) for row in reversed(rows)]
 
     async def list(self, conversation_id: int) -> list[Message]:
@@ -152,31 +182,27 @@ class MessageRepository:
             .where(MessageRow.conversation_id == conversation_id)
             .order_by(MessageRow.id)
         )
-        return [_message(row) for row in await self._session.execute(statement)]
+        return [_message(row) for row in await self._connection.execute(statement)]
 
 
 class TaskRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def add(self, user_id: str, title: str, description: str | None) -> Task:
-        statement = (
-            insert(TaskRow)
-            .values(user_id=user_id, title=title, description=description)
-            .returning(*_TASK_COLUMNS)
-        )
-        return Task(*(await self._session.execute(statement)).one())
+        values = {"user_id": user_id, "title": title, "description": description}
+        return Task(*(await self._connection.execute(_ADD_TASK, values)).one())
 
     async def get(self, user_id: str, task_id: int) -> Task | None:
         statement = select(*_TASK_COLUMNS).where(TaskRow.id == task_id, TaskRow.user_id == user_id)
-        row = (await self._session.execute(statement)).one_or_none()
+        row = (await self._connection.execute(statement)).one_or_none()
         return None if row is None else Task(*row)
 
     async def list(self, user_id: str, status: TaskFilter) -> list[Task]:
         statement = select(*_TASK_COLUMNS).where(TaskRow.user_id == user_id).order_by(TaskRow.id)
         if status is not TaskFilter.ALL:
             statement = statement.where(TaskRow.completed.is_(status is TaskFilter.COMPLETED))
-        return [Task(*row) for row in await self._session.execute(statement)]
+        return [Task(*row) for row in await self._connection.execute(statement)]
 
     async def update(self, user_id: str, task_id: int, changes: TaskChanges) -> Task | None:
         values: dict[str, Any] = {"updated_at": func.now()}
@@ -192,7 +218,7 @@ class TaskRepository:
             .values(values)
             .returning(*_TASK_COLUMNS)
         )
-        row = (await self._session.execute(statement)).one_or_none()
+        row = (await self._connection.execute(statement)).one_or_none()
         return None if row is None else Task(*row)
 
     async def delete(self, user_id: str, task_id: int) -> Task | None:
@@ -201,35 +227,29 @@ class TaskRepository:
             .where(TaskRow.id == task_id, TaskRow.user_id == user_id)
             .returning(*_TASK_COLUMNS)
         )
-        row = (await self._session.execute(statement)).one_or_none()
+        row = (await self._connection.execute(statement)).one_or_none()
         return None if row is None else Task(*row)
 
 
 class RunRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def lock_user(self, user_id: str) -> None:
         """Serialize this transaction with the user's other run starts, on every instance."""
-        await self._session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtext("todo_chat_user:" + user_id)))
-        )
+        await self._connection.execute(_LOCK_USER, {"lock_key": f"todo_chat_user:{user_id}"})
 
     async def add(
         self, run_id: str, user_id: str, conversation_id: int, user_message_id: int, instance: str
     ) -> Run:
-        statement = (
-            insert(RunRow)
-            .values(
-                id=uuid.UUID(run_id),
-                user_id=user_id,
-                conversation_id=conversation_id,
-                user_message_id=user_message_id,
-                instance_id=instance,
-            )
-            .returning(*_RUN_COLUMNS)
-        )
-        return _run((await self._session.execute(statement)).one())
+        values = {
+            "id": uuid.UUID(run_id),
+            "user_id": user_id,
+            "conversation_id": conversation_id,
+            "user_message_id": user_message_id,
+            "instance_id": instance,
+        }
+        return _run((await self._connection.execute(_ADD_RUN, values)).one())
 
     async def get(self, user_id: str, run_id: str) -> Run | None:
         try:
@@ -237,38 +257,29 @@ class RunRepository:
         except ValueError:
             return None
         statement = select(*_RUN_COLUMNS).where(RunRow.id == key, RunRow.user_id == user_id)
-        row = (await self._session.execute(statement)).one_or_none()
+        row = (await self._connection.execute(statement)).one_or_none()
         return None if row is None else _run(row)
 
     async def active_in_conversation(self, conversation_id: int) -> Run | None:
-        statement = select(*_RUN_COLUMNS).where(
-            RunRow.conversation_id == conversation_id, RunRow.status == RunStatus.ACTIVE.value
-        )
-        row = (await self._session.execute(statement)).one_or_none()
+        keys = {"conversation_key": conversation_id}
+        row = (await self._connection.execute(_ACTIVE_RUN_IN_CONVERSATION, keys)).one_or_none()
         return None if row is None else _run(row)
 
     async def count_active(self, user_id: str) -> int:
-        statement = select(func.count()).where(
-            RunRow.user_id == user_id, RunRow.status == RunStatus.ACTIVE.value
-        )
-        return int((await self._session.execute(statement)).scalar_one())
+        keys = {"user_key": user_id}
+        return int((await self._connection.execute(_COUNT_ACTIVE_RUNS, keys)).scalar_one())
 
     async def finish(
         self, run_id: str, status: RunStatus, assistant_message_id: int | None, last_seq: int
     ) -> bool:
         """End an active run; False if it had already ended (another instance recovered it)."""
-        statement = (
-            update(RunRow)
-            .where(RunRow.id == uuid.UUID(run_id), RunRow.status == RunStatus.ACTIVE.value)
-            .values(
-                status=status.value,
-                assistant_message_id=assistant_message_id,
-                last_seq=last_seq,
-                finished_at=func.now(),
-            )
-            .returning(RunRow.id)
-        )
-        return (await self._session.execute(statement)).one_or_none() is not None
+        values = {
+            "run_key": uuid.UUID(run_id),
+            "status_value": status.value,
+            "message_key": assistant_message_id,
+            "seq_value": last_seq,
+        }
+        return (await self._connection.execute(_FINISH_RUN, values)).one_or_none() is not None
 
     async def request_cancel(self, run_id: str) -> None:
         statement = (
@@ -276,48 +287,44 @@ class RunRepository:
             .where(RunRow.id == uuid.UUID(run_id), RunRow.status == RunStatus.ACTIVE.value)
             .values(cancel_requested=True)
         )
-        await self._session.execute(statement)
+        await self._connection.execute(statement)
 
     async def cancel_requested(self, run_id: str) -> bool:
         statement = select(RunRow.cancel_requested).where(RunRow.id == uuid.UUID(run_id))
-        return bool((await self._session.execute(statement)).scalar_one_or_none())
+        return bool((await self._connection.execute(statement)).scalar_one_or_none())
 
     async def active_instances(self) -> list[str]:
         statement = (
             select(RunRow.instance_id).where(RunRow.status == RunStatus.ACTIVE.value).distinct()
         )
-        return list((await self._session.execute(statement)).scalars())
+        return list((await self._connection.execute(statement)).scalars())
 
     async def active_of_instance(self, instance: str) -> list[Run]:
         statement = select(*_RUN_COLUMNS).where(
             RunRow.instance_id == instance, RunRow.status == RunStatus.ACTIVE.value
         )
-        return [_run(row) for row in await self._session.execute(statement)]
+        return [_run(row) for row in await self._connection.execute(statement)]
 
 
 class RunEventRepository:
     """The runs' event log: append-only, read in order of `seq`."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def append(self, events: Sequence[tuple[str, LoggedEvent]]) -> None:
         rows = [{"run_id": uuid.UUID(run_id), "seq": e.seq, "data": e.data} for run_id, e in events]
         if rows:
-            await self._session.execute(insert(RunEventRow), rows)
+            await self._connection.execute(_APPEND_EVENTS, rows)
 
     async def after(self, run_id: str, seq: int, *, limit: int = 1000) -> list[LoggedEvent]:
-        statement = (
-            select(RunEventRow.seq, RunEventRow.data)
-            .where(RunEventRow.run_id == uuid.UUID(run_id), RunEventRow.seq > seq)
-            .order_by(RunEventRow.seq)
-            .limit(limit)
-        )
-        return [LoggedEvent(seq, data) for seq, data in await self._session.execute(statement)]
+        keys = {"run_key": uuid.UUID(run_id), "seq_key": seq, "limit_key": limit}
+        rows = await self._connection.execute(_EVENTS_AFTER, keys)
+        return [LoggedEvent(number, data) for number, data in rows]
 
     async def notify(self, message: str) -> None:
         """Tell every instance listening; delivered when the transaction commits."""
-        await self._session.execute(select(func.pg_notify(NOTIFY_CHANNEL, message)))
+        await self._connection.execute(_NOTIFY, {"message_value": message})
 
     async def prune(self, *, older_than_seconds: float, limit: int) -> int:
         """Delete the events of up to `limit` runs finished longer ago than that."""
@@ -331,8 +338,8 @@ class RunEventRepository:
             .limit(limit)
         )
         statement = delete(RunEventRow).where(RunEventRow.run_id.in_(expired))
-        result = await self._session.execute(statement)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        result = await self._connection.execute(statement)
+        return int(result.rowcount or 0)
 
 
 def _run(row: Sequence[Any]) -> Run:

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.db.repositories import (
     ConversationRepository,
@@ -30,16 +25,18 @@ class UnitOfWork:
     runs: RunRepository
     run_events: RunEventRepository
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._session_factory = session_factory
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = self._session_factory()
-        self.conversations = ConversationRepository(self._session)
-        self.messages = MessageRepository(self._session)
-        self.tasks = TaskRepository(self._session)
-        self.runs = RunRepository(self._session)
-        self.run_events = RunEventRepository(self._session)
+        # SQLAlchemy Core on a connection: the repositories map rows to domain objects
+        # themselves, so the ORM session's bookkeeping would be pure cost.
+        self._connection: AsyncConnection = await self._engine.connect()
+        self.conversations = ConversationRepository(self._connection)
+        self.messages = MessageRepository(self._connection)
+        self.tasks = TaskRepository(self._connection)
+        self.runs = RunRepository(self._connection)
+        self.run_events = RunEventRepository(self._connection)
         return self
 
     async def __aexit__(
@@ -48,10 +45,10 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._session.close()
+        await self._connection.close()
 
     async def commit(self) -> None:
-        await self._session.commit()
+        await self._connection.commit()
 
 
 class Database:
@@ -61,10 +58,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             url, pool_size=pool_size, max_overflow=0, pool_recycle=1800
         )
-        self._session_factory = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self._session_factory)
+        return UnitOfWork(self.engine)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
