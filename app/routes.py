@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import anyio
@@ -28,8 +27,7 @@ from app.domain import (
     TooManyRuns,
 )
 from app.errors import ApiError, error_response, invalid_request
-from app.events import Done, Error, LoggedEvent, Transcript, decode
-from app.runs import LiveRun
+from app.events import Done, Error, Transcript, decode
 from app.schemas import (
     ChatRequest,
     ConversationOut,
@@ -164,38 +162,33 @@ async def chat_stream(request: Request) -> Response:
     settings = _settings(request)
     return event_stream(
         turn.run_id,
-        _subscription(live),
+        live.subscribe(0).batches(),
         ping_seconds=settings.sse_ping_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds + 5,
     )
 
 
-async def _subscription(live: LiveRun) -> AsyncIterator[LoggedEvent]:
-    with live.subscribe(0) as events:
-        async for event in events:
-            yield event
-
-
 async def chat(request: Request) -> Response:
     turn = await _begin_turn(request)
     transcript = Transcript()
-    async for logged in _subscription(_chat(request).start(turn)):
-        event = decode(logged)
-        transcript.record(event)
-        if isinstance(event, Error):
-            status = 503 if event.retryable else 502
-            return error_response(status, event.code, event.message, retryable=event.retryable)
-        if isinstance(event, Done):
-            return JSONResponse(
-                {
-                    "conversation_id": event.conversation_id,
-                    "message_id": event.message_id,
-                    "run_id": turn.run_id,
-                    "response": transcript.content,
-                    "tool_calls": [call.as_dict() for call in transcript.tool_calls.values()],
-                    "usage": event.usage,
-                }
-            )
+    async for batch in _chat(request).start(turn).subscribe(0).batches():
+        for logged in batch:
+            event = decode(logged)
+            transcript.record(event)
+            if isinstance(event, Error):
+                status = 503 if event.retryable else 502
+                return error_response(status, event.code, event.message, retryable=event.retryable)
+            if isinstance(event, Done):
+                return JSONResponse(
+                    {
+                        "conversation_id": event.conversation_id,
+                        "message_id": event.message_id,
+                        "run_id": turn.run_id,
+                        "response": transcript.content,
+                        "tool_calls": [call.as_dict() for call in transcript.tool_calls.values()],
+                        "usage": event.usage,
+                    }
+                )
     raise RuntimeError("a run ended without done or error")
 
 

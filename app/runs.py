@@ -10,14 +10,12 @@ this process, cancels them, stops them at shutdown, and closes the runs of dead 
 from __future__ import annotations
 
 import logging
-import math
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from app.db.notifications import Listener
 from app.db.uow import Database
@@ -33,6 +31,40 @@ MAINTENANCE_SECONDS = 30.0
 PRUNE_BATCH = 200
 
 
+class Subscription:
+    """One follower's queue of a live run's events. The run pushes without waiting; the
+    follower takes everything queued at once, so a busy stream costs one write per batch."""
+
+    def __init__(self) -> None:
+        self._queue: deque[LoggedEvent] = deque()
+        self._ready = anyio.Event()
+        self._closed = False
+        self.gone = False
+
+    def push(self, event: LoggedEvent) -> None:
+        self._queue.append(event)
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def batches(self) -> AsyncIterator[list[LoggedEvent]]:
+        try:
+            while True:
+                if self._queue:
+                    batch = list(self._queue)
+                    self._queue.clear()
+                    yield batch
+                elif self._closed:
+                    return
+                else:
+                    self._ready = anyio.Event()
+                    await self._ready.wait()
+        finally:
+            self.gone = True
+
+
 class LiveRun:
     """A run in progress in this process: every event so far, in memory, and its subscribers."""
 
@@ -44,7 +76,7 @@ class LiveRun:
         self.cancel_reason: str | None = None
         self.on_cancel: Callable[[], None] | None = None
         self.ended = anyio.Event()
-        self._subscribers: set[MemoryObjectSendStream[LoggedEvent]] = set()
+        self._subscribers: set[Subscription] = set()
 
     @property
     def next_seq(self) -> int:
@@ -53,22 +85,21 @@ class LiveRun:
     def publish(self, event: LoggedEvent) -> None:
         self.events.append(event)
         for subscriber in list(self._subscribers):
-            try:
-                subscriber.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                subscriber.close()  # the client has gone; the run goes on
-                self._subscribers.discard(subscriber)
+            if subscriber.gone:
+                self._subscribers.discard(subscriber)  # the client has left; the run goes on
+            else:
+                subscriber.push(event)
 
-    def subscribe(self, after_seq: int) -> MemoryObjectReceiveStream[LoggedEvent]:
+    def subscribe(self, after_seq: int) -> Subscription:
         """Everything after `after_seq`, then what comes, until the run ends."""
-        send, receive = anyio.create_memory_object_stream[LoggedEvent](math.inf)
+        subscription = Subscription()
         for event in self.events[after_seq:]:
-            send.send_nowait(event)
+            subscription.push(event)
         if self.ended.is_set():
-            send.close()
+            subscription.close()
         else:
-            self._subscribers.add(send)
-        return receive
+            self._subscribers.add(subscription)
+        return subscription
 
     def cancel(self, reason: str) -> None:
         if self.cancel_reason is None and not self.ended.is_set():
@@ -230,14 +261,14 @@ class RunRegistry:
 
     # Following any run
 
-    async def follow(self, run: Run, after_seq: int) -> AsyncIterator[LoggedEvent]:
-        """The run's events after `after_seq`, in order, until its last: from memory when it
-        runs here, else from the log, woken by the notifications of the instance running it."""
+    async def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
+        """The run's events after `after_seq`, in order and in batches, until its last: from
+        memory when it runs here, else from the log, woken by the notifications of the instance
+        running it."""
         live = self._local.get(run.id)
         if live is not None:
-            with live.subscribe(after_seq) as subscription:
-                async for event in subscription:
-                    yield event
+            async for batch in live.subscribe(after_seq).batches():
+                yield batch
             return
         last = after_seq
         while True:
@@ -247,12 +278,13 @@ class RunRegistry:
                 async with self._database.unit_of_work() as uow:
                     events = await uow.run_events.after(run.id, last, limit=READ_BATCH)
                     current = None if events else await uow.runs.get(run.user_id, run.id)
-                for event in events:
-                    yield event
-                    last = event.seq
-                    if event.terminal:
-                        return
                 if events:
+                    terminal = next((i for i, e in enumerate(events) if e.terminal), None)
+                    if terminal is not None:
+                        yield events[: terminal + 1]
+                        return
+                    yield events
+                    last = events[-1].seq
                     continue
                 if current is None or current.status is not RunStatus.ACTIVE:
                     return  # ended, and its log is read (or was pruned)

@@ -33,15 +33,16 @@ def frame(run_id: str, event: LoggedEvent) -> bytes:
 
 def event_stream(
     run_id: str,
-    events: AsyncIterator[LoggedEvent],
+    batches: AsyncIterator[list[LoggedEvent]],
     *,
     ping_seconds: float,
     shutdown_grace_seconds: float,
 ) -> EventSourceResponse:
     async def body() -> AsyncIterator[bytes]:
-        async with aclosing(events):  # type: ignore[type-var]
-            async for event in events:
-                yield frame(run_id, event)
+        async with aclosing(batches):  # type: ignore[type-var]
+            async for batch in batches:
+                # Whatever is queued goes out in one write: one send per batch, not per token.
+                yield b"".join(frame(run_id, event) for event in batch)
 
     return EventSourceResponse(
         body(),

@@ -270,7 +270,8 @@ class _Response:
             sequence_number=sequence.next(),
         )
         for token in self._tokens:
-            yield ResponseTextDeltaEvent(
+            # Built without validation: these are the hot path, and their fields are ours.
+            yield ResponseTextDeltaEvent.model_construct(
                 type="response.output_text.delta",
                 item_id=message.id,
                 output_index=index,
