@@ -74,8 +74,8 @@ TERMINAL_TYPES = frozenset({Done.type, Error.type})
 
 def to_payload(event: Event) -> dict[str, Any]:
     payload: dict[str, Any] = {"type": event.type}
-    for item in fields(event):
-        payload[item.name] = getattr(event, item.name)
+    for name in _FIELD_NAMES[event.type]:
+        payload[name] = getattr(event, name)
     return payload
 
 
@@ -105,6 +105,9 @@ def encode(event: Event, seq: int) -> LoggedEvent:
 
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls for cls in (Start, Thinking, ToolCallEvent, ToolResultEvent, Text, Done, Error)
+}
+_FIELD_NAMES = {
+    name: tuple(item.name for item in fields(cls)) for name, cls in _EVENT_TYPES.items()
 }
 
 

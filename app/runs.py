@@ -9,6 +9,7 @@ this process, cancels them, stops them at shutdown, and closes the runs of dead 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict, deque
@@ -37,7 +38,9 @@ class Subscription:
 
     def __init__(self) -> None:
         self._queue: deque[LoggedEvent] = deque()
-        self._ready = anyio.Event()
+        # asyncio's own Event: this wait happens once per token and stream, and anyio's adds
+        # a backend lookup to every one (the service runs on asyncio: asyncpg needs it).
+        self._ready = asyncio.Event()
         self._closed = False
         self.gone = False
 
@@ -59,7 +62,7 @@ class Subscription:
                 elif self._closed:
                     return
                 else:
-                    self._ready = anyio.Event()
+                    self._ready.clear()
                     await self._ready.wait()
         finally:
             self.gone = True
