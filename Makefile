@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 USER ?= alice
+HOST ?= http://127.0.0.1:8000
+USERS ?= 50
+RUN_TIME ?= 30s
 
-.PHONY: install run test lint typecheck migrate token
+.PHONY: install run test lint typecheck migrate token bench loadtest
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,3 +32,11 @@ migrate:
 
 token:
 	@$(BIN)/python -m app token $(USER)
+
+bench:
+	$(BIN)/python -m tests.load.bench
+
+loadtest:
+	$(BIN)/python -m pip install --quiet -e '.[load]'
+	$(BIN)/locust -f tests/load/locustfile.py --headless --host $(HOST) --users $(USERS) \
+		--spawn-rate 10 --run-time $(RUN_TIME) --stop-timeout 15 --only-summary

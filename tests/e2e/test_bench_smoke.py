@@ -1,0 +1,42 @@
+"""The benchmark script runs (a few seconds of it): `make bench` is not part of the tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from app.settings import PROJECT_ROOT
+from tests.support import environment
+
+
+def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.load.bench",
+            "--quick",
+            "--scenario",
+            "a32",
+            "--output",
+            str(output),
+            "--port",
+            "18650",
+        ],
+        cwd=PROJECT_ROOT,
+        env=environment(DATABASE_URL=database_url),
+        capture_output=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    report = json.loads(output.read_text())
+    a32 = report["scenarios"]["a32"]
+    for side in ("service", "reference"):
+        assert a32[side]["turns"] == 16 and a32[side]["errors"] == 0
+        assert a32[side]["server_cpu_ms_per_turn"] > 0
+    assert a32["service"]["start_p50_ms"] > 0 and a32["service"]["text_lag_p99_ms"] is not None
+    assert report["sdk_floor"]["cpu_ms_per_turn"] > 0
+    assert "server CPU ms/turn" in result.stdout.decode()
