@@ -186,6 +186,8 @@ class ChatService:
         tasks = UserTasks(self._database.unit_of_work, turn.user_id)
         run = self._agent.run(turn.history, turn.message, tasks)
         live.on_cancel = run.cancel
+        if live.cancel_reason is not None:
+            run.cancel()  # cancelled before the agent had started
         failure: AgentFailed | None = None
         try:
             async for event in run.events():

@@ -279,8 +279,9 @@ class RunRegistry:
             self._waiters[run.id].add(woken)
             try:
                 async with self._database.unit_of_work() as uow:
+                    # The status first: if it says ended, the events read next include the end.
+                    current = await uow.runs.get(run.user_id, run.id)
                     events = await uow.run_events.after(run.id, last, limit=READ_BATCH)
-                    current = None if events else await uow.runs.get(run.user_id, run.id)
                 if events:
                     terminal = next((i for i, e in enumerate(events) if e.terminal), None)
                     if terminal is not None:
@@ -349,10 +350,23 @@ class RunRegistry:
         while True:
             try:
                 await self.close_orphans()
+                await self.recheck_cancels()
                 await self.prune()
             except Exception:
                 logger.exception("run maintenance failed")
             await anyio.sleep(MAINTENANCE_SECONDS)
+
+    async def recheck_cancels(self) -> None:
+        """Cancels asked of this instance's runs whose notification it missed (while its
+        listening connection was down)."""
+        if not self._local:
+            return
+        async with self._database.unit_of_work() as uow:
+            requested = await uow.runs.cancel_requested(list(self._local))
+        for run_id in requested:
+            live = self._local.get(run_id)
+            if live is not None:
+                live.cancel("cancelled")
 
     async def close_orphans(self) -> int:
         """Close the runs left active by instances that are gone: what their log holds becomes

@@ -289,9 +289,14 @@ class RunRepository:
         )
         await self._connection.execute(statement)
 
-    async def cancel_requested(self, run_id: str) -> bool:
-        statement = select(RunRow.cancel_requested).where(RunRow.id == uuid.UUID(run_id))
-        return bool((await self._connection.execute(statement)).scalar_one_or_none())
+    async def cancel_requested(self, run_ids: Sequence[str]) -> list[str]:
+        """Which of these active runs have been asked to stop."""
+        statement = select(RunRow.id).where(
+            RunRow.id.in_([uuid.UUID(run_id) for run_id in run_ids]),
+            RunRow.status == RunStatus.ACTIVE.value,
+            RunRow.cancel_requested,
+        )
+        return [str(run_id) for run_id in (await self._connection.execute(statement)).scalars()]
 
     async def active_instances(self) -> list[str]:
         statement = (
