@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import anyio
 from anyio.abc import TaskGroup
@@ -30,6 +31,7 @@ POLL_SECONDS = 2.0
 READ_BATCH = 500
 MAINTENANCE_SECONDS = 30.0
 PRUNE_BATCH = 200
+ORPHAN_AGE_SECONDS = 60.0
 
 
 class Subscription:
@@ -369,17 +371,22 @@ class RunRegistry:
                 live.cancel("cancelled")
 
     async def close_orphans(self) -> int:
-        """Close the runs left active by instances that are gone: what their log holds becomes
-        an incomplete answer, and their followers get a final event."""
+        """Close the runs left active by instances that are gone, and this instance's own runs
+        whose end could not be stored (the database was down then): what their log holds
+        becomes an incomplete answer, and their followers get a final event."""
         async with self._database.unit_of_work() as uow:
             instances = await uow.runs.active_instances()
         closed = 0
+        settled_before = datetime.now(UTC) - timedelta(seconds=ORPHAN_AGE_SECONDS)
         for instance in instances:
-            if instance == self.instance_id or await self.listener.is_alive(instance):
+            mine = instance == self.instance_id
+            if not mine and await self.listener.is_alive(instance):
                 continue
             async with self._database.unit_of_work() as uow:
                 orphans = await uow.runs.active_of_instance(instance)
             for run in orphans:
+                if mine and (run.id in self._local or run.created_at > settled_before):
+                    continue  # still running here, or only just started
                 closed += await self._close_orphan(run)
         return closed
 

@@ -64,7 +64,7 @@ class ChatUser(FastHttpUser):
         if response.status_code == 409:  # the previous answer is still running
             return False
         buffer = ""
-        for chunk in response.iter_content(4096):
+        for chunk in response.iter_content(4096):  # type: ignore[no-untyped-call]
             buffer += chunk if isinstance(chunk, str) else chunk.decode()
             blocks = buffer.split("\n\n")
             buffer = blocks.pop()
