@@ -97,7 +97,7 @@ def settings(database_url: str) -> Settings:
 async def server(settings: Settings) -> AsyncIterator[LiveServer]:
     async with serve(create_app(settings), settings) as live:
         yield live
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
 
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:

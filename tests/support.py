@@ -33,7 +33,7 @@ class LiveServer:
     settings: Settings
 
     @property
-    def turns(self) -> RunRegistry:
+    def runs(self) -> RunRegistry:
         runs: RunRegistry = self.app.state.runs
         return runs
 

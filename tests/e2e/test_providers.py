@@ -49,7 +49,7 @@ async def _turn(
     async with serve(create_app(settings), settings) as live:
         user = live.user()
         events = await user.chat(message)
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
     return events, user.id
 
 

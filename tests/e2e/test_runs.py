@@ -73,7 +73,7 @@ async def test_resuming_after_every_event_gives_the_whole_stream_once(
             assert [e["seq"] for e in joined] == list(range(1, len(joined) + 1))
             assert types_of(joined) == types_of(whole)
             assert text_of(joined) == text_of(whole)
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
 
 
 async def test_a_spec_compliant_client_resumes_by_itself_on_both_endpoints(
@@ -118,7 +118,7 @@ async def test_a_spec_compliant_client_resumes_by_itself_on_both_endpoints(
             assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
             assert types_of(received) == types_of(reference)
             assert text_of(received) == text_of(reference)
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
 
 
 async def test_cancel_during_text_keeps_the_partial_answer(paced: Settings, db: Database) -> None:
@@ -187,7 +187,7 @@ async def test_one_run_per_conversation_and_a_limit_per_user(paced: Settings) ->
         )
         assert replaced[-1]["type"] == "done"
         assert (await user.get(f"/runs/{run_id}")).json()["status"] == "cancelled"
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
 
 
 async def test_joining_a_conversations_active_run(paced: Settings) -> None:
@@ -226,7 +226,7 @@ async def test_someone_elses_run_is_404_everywhere(paced: Settings) -> None:
         other = await bob.get(f"/conversations/{conversation_id}/stream")
         assert other.status_code == 404
         assert (await alice.get(f"/runs/{run_id}")).json()["status"] in ("active", "complete")
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
 
 
 async def test_an_access_token_in_the_query_works_on_the_events_stream_only(
@@ -256,7 +256,7 @@ async def test_two_instances_share_runs_through_the_database(paced: Settings, db
         on_b = User(on_a.id, on_a.token, b.client)
         first = await _post_until(on_a, "hello", 2)
         run_id = first[0]["run_id"]
-        assert a.turns.local(run_id) is not None and b.turns.local(run_id) is None
+        assert a.runs.local(run_id) is not None and b.runs.local(run_id) is None
 
         async def follow_on_b() -> Events:
             return await _read_run(on_b, run_id, last_event_id=f"{run_id}:2")
@@ -266,7 +266,7 @@ async def test_two_instances_share_runs_through_the_database(paced: Settings, db
         cancelled = await on_b.post(f"/runs/{run_id}/cancel")
         rest = await follower
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-        await a.turns.wait_idle()
+        await a.runs.wait_idle()
 
     joined = first + rest
     assert [e["seq"] for e in joined] == list(range(1, len(joined) + 1))
@@ -281,12 +281,12 @@ async def test_old_event_logs_are_pruned(settings: Settings, db: Database) -> No
     async with serve(create_app(settings), settings) as live:
         user = live.user()
         run_id = (await _post_until(user, "hello", 10_000))[0]["run_id"]
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
         await db.execute(
             "UPDATE runs SET finished_at = now() - interval '25 hours' WHERE id = :id",
             id=run_id,
         )
-        await live.turns.prune()
+        await live.runs.prune()
         assert await db.rows("SELECT seq FROM run_events WHERE run_id = :id", id=run_id) == []
         run = (await user.get(f"/runs/{run_id}")).json()
         assert run["status"] == "complete"
@@ -302,7 +302,7 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
         user = live.user()
         events = await _post_until(user, "hello", 10_000)
         run_id = events[0]["run_id"]
-        await live.turns.wait_idle()
+        await live.runs.wait_idle()
         # As if the last transaction had failed: the run still active, its end not logged.
         await db.execute(
             "UPDATE runs SET status = 'active', finished_at = NULL,"
@@ -314,7 +314,7 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
             id=run_id,
             seq=events[-1]["seq"],
         )
-        assert await live.turns.close_orphans() == 1
+        assert await live.runs.close_orphans() == 1
         run = (await user.get(f"/runs/{run_id}")).json()
         replay = await _read_run(user, run_id)
     assert run["status"] == "incomplete"
