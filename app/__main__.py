@@ -43,7 +43,7 @@ def serve(settings: Settings, host: str) -> None:
         create_app(settings),
         host=host,
         port=settings.port,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 15,
         access_log=False,  # app.access logs requests, without query strings
     )
 

@@ -33,7 +33,7 @@ from app.domain import (
     ShuttingDown,
     TooManyRuns,
 )
-from app.events import Done, Event, Start, Transcript, encode
+from app.events import Done, Event, LoggedEvent, Start, Transcript, encode
 from app.runs import LiveRun, RunRegistry, error_event, interrupted
 from app.tasks import UserTasks
 
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 TITLE_CHARS = 50
 STORE_TIMEOUT_SECONDS = 10
 CANCEL_WAIT_SECONDS = 15
+ACTIVE_RUN_INDEX = "uq_runs_conversation_id_active"
 
 
 def conversation_title(message: str) -> str:
@@ -103,7 +104,9 @@ class ChatService:
                     run_id, user_id, conversation.id, stored.id, self.runs.instance_id
                 )
                 await uow.commit()
-            except IntegrityError:
+            except IntegrityError as error:
+                if ACTIVE_RUN_INDEX not in str(error.orig):
+                    raise
                 # A run started on this conversation in the meantime (on another instance).
                 raise RunActive(await self._active_run_id(conversation.id)) from None
         return ChatTurn(run_id, user_id, conversation.id, stored.id, message, tuple(history))
@@ -169,10 +172,11 @@ class ChatService:
             return conversation, await uow.messages.list(conversation.id)
 
     async def delete_conversation(self, user_id: str, conversation_id: int) -> None:
-        active = await self.active_run(user_id, conversation_id)
-        if active is not None:
-            raise RunActive(active.id)
         async with self._database.unit_of_work() as uow:
+            await uow.runs.lock_user(user_id)  # no run starts on it meanwhile
+            active = await uow.runs.active_in_conversation(conversation_id)
+            if active is not None and active.user_id == user_id:
+                raise RunActive(active.id)
             if not await uow.conversations.delete(user_id, conversation_id):
                 raise ConversationNotFound(conversation_id)
             await uow.commit()
@@ -181,15 +185,16 @@ class ChatService:
         def emit(event: Event) -> None:
             self.runs.emit(live, encode(event, live.next_seq))
 
-        emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
         transcript = Transcript()
-        tasks = UserTasks(self._database.unit_of_work, turn.user_id)
-        run = self._agent.run(turn.history, turn.message, tasks)
-        live.on_cancel = run.cancel
-        if live.cancel_reason is not None:
-            run.cancel()  # cancelled before the agent had started
+        run: AgentRun | None = None
         failure: AgentFailed | None = None
         try:
+            emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
+            tasks = UserTasks(self._database.unit_of_work, turn.user_id)
+            run = self._agent.run(turn.history, turn.message, tasks)
+            live.on_cancel = run.cancel
+            if live.cancel_reason is not None:
+                run.cancel()  # cancelled before the agent had started
             async for event in run.events():
                 transcript.record(event)
                 emit(event)
@@ -202,13 +207,12 @@ class ChatService:
                 error.code,
                 exc_info=error.__cause__,
             )
-        except BaseException:
+        except BaseException as error:
             # Cancelled (the service is stopping) or a bug: keep what was said, then go on
-            # unwinding.
-            await self._finish(
-                turn, live, transcript, run, transcript.failed_status(), lambda _: interrupted()
-            )
-            raise
+            # unwinding (a bug is logged by the registry).
+            status = transcript.failed_status()
+            await self._finish(turn, live, transcript, run, status, lambda _: interrupted())
+            raise error
         status, final_event = _ending(turn, live, transcript, run, failure)
         await self._finish(turn, live, transcript, run, status, final_event)
 
@@ -217,7 +221,7 @@ class ChatService:
         turn: ChatTurn,
         live: LiveRun,
         transcript: Transcript,
-        run: AgentRun,
+        run: AgentRun | None,
         status: MessageStatus,
         final_event: Callable[[int], Event],
     ) -> None:
@@ -230,8 +234,9 @@ class ChatService:
             content=transcript.content,
             status=status,
             tool_calls=tuple(transcript.tool_calls.values()),
-            usage=run.usage,
+            usage=None if run is None else run.usage,
         )
+        unwritten: list[tuple[str, LoggedEvent]] = []
         try:
             with anyio.fail_after(STORE_TIMEOUT_SECONDS, shield=True):
                 unwritten = await self.runs.log.settle(turn.run_id)
@@ -249,6 +254,9 @@ class ChatService:
                         final = encode(interrupted(), seq)
         except Exception:
             logger.exception("could not store the end of run %s", turn.run_id)
+            # Its events go back to the log; maintenance closes the run from it later.
+            self.runs.log.restore(unwritten)
+            self.runs.unsettled.add(turn.run_id)
             final = encode(error_event("storage_failed", retryable=True), seq)
         live.publish(final)
         self.runs.ended(live)
@@ -258,13 +266,13 @@ def _ending(
     turn: ChatTurn,
     live: LiveRun,
     transcript: Transcript,
-    run: AgentRun,
+    run: AgentRun | None,
     failure: AgentFailed | None,
 ) -> tuple[MessageStatus, Callable[[int], Event]]:
     """How a run that was not interrupted ends: the answer's status, and its final event
     (given the stored answer's id)."""
+    usage = {} if run is None else run.usage.as_dict()
     if live.cancel_reason == "cancelled":
-        usage = run.usage.as_dict()
         return MessageStatus.CANCELLED, lambda message_id: Done(
             turn.conversation_id, message_id, usage, "cancelled"
         )
@@ -274,5 +282,4 @@ def _ending(
     if failure is not None:
         failed = error_event(failure.code, retryable=failure.retryable)
         return transcript.failed_status(), lambda _: failed
-    usage = run.usage.as_dict()
     return MessageStatus.COMPLETE, lambda message_id: Done(turn.conversation_id, message_id, usage)

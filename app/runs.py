@@ -14,10 +14,10 @@ import logging
 import uuid
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 
 import anyio
 from anyio.abc import TaskGroup
+from sqlalchemy.exc import OperationalError
 
 from app.db.notifications import Listener
 from app.db.uow import Database
@@ -31,7 +31,7 @@ POLL_SECONDS = 2.0
 READ_BATCH = 500
 MAINTENANCE_SECONDS = 30.0
 PRUNE_BATCH = 200
-ORPHAN_AGE_SECONDS = 60.0
+ORPHAN_CONFIRM_SECONDS = 3.0
 
 
 class Subscription:
@@ -163,6 +163,11 @@ class EventLog:
         self._pending = [item for item in self._pending if item[0] != run_id]
         return mine
 
+    def restore(self, events: list[tuple[str, LoggedEvent]]) -> None:
+        """Put back events taken by `settle()` whose transaction failed."""
+        self._pending[:0] = events
+        self._wakeup.set()
+
     async def run(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -176,16 +181,34 @@ class EventLog:
             try:
                 await self._write(batch)
             except Exception:
-                logger.exception("could not write %d run events; retrying", len(batch))
-                self._pending[:0] = batch
-                self._wakeup.set()
-                failed = True
+                logger.exception("could not write %d run events; retrying run by run", len(batch))
+                failed = await self._write_each_run(batch)
             finally:
                 self._writing = set()
                 self._written.set()
                 self._written = anyio.Event()
             if failed:
                 await anyio.sleep(1)
+
+    async def _write_each_run(self, batch: list[tuple[str, LoggedEvent]]) -> bool:
+        """After a failed batch: write each run's events on their own, so that one run whose
+        events cannot be written (its conversation was deleted) does not hold up the others.
+        Events that fail for an unreachable database go back in the queue; those of a run
+        the database refuses are dropped. True if the database seemed unreachable."""
+        by_run: dict[str, list[tuple[str, LoggedEvent]]] = defaultdict(list)
+        for item in batch:
+            by_run[item[0]].append(item)
+        unreachable = False
+        for run_id, events in by_run.items():
+            try:
+                await self._write(events)
+            except (OSError, TimeoutError, OperationalError):
+                unreachable = True
+                self._pending[:0] = events
+                self._wakeup.set()
+            except Exception:
+                logger.exception("dropping %d events of run %s", len(events), run_id)
+        return unreachable
 
     async def _write(self, batch: list[tuple[str, LoggedEvent]]) -> None:
         last: dict[str, int] = {}
@@ -217,6 +240,8 @@ class RunRegistry:
         self._local: dict[str, LiveRun] = {}
         self._waiters: defaultdict[str, set[anyio.Event]] = defaultdict(set)
         self._shutdown_started = False
+        self._grace_over = False
+        self.unsettled: set[str] = set()
         self.listener = Listener(database.engine, self.instance_id, self._notified)
 
     def start(self) -> None:
@@ -229,6 +254,8 @@ class RunRegistry:
     def register(self, run_id: str, user_id: str, conversation_id: int) -> LiveRun:
         live = LiveRun(run_id, user_id, conversation_id)
         self._local[run_id] = live
+        if self._grace_over:
+            live.cancel("shutdown")  # begun just as the grace period ended
         return live
 
     def launch(self, live: LiveRun, work: Callable[[], Awaitable[None]]) -> None:
@@ -243,6 +270,7 @@ class RunRegistry:
             logger.exception("run %s crashed", live.id)
         finally:
             if not live.ended.is_set():
+                self.unsettled.add(live.id)  # maintenance closes it from its log
                 self.ended(live)
 
     def local(self, run_id: str) -> LiveRun | None:
@@ -336,6 +364,7 @@ class RunRegistry:
     async def _stop_after_grace(self) -> None:
         with anyio.move_on_after(self._grace_seconds):
             await self.wait_idle()
+        self._grace_over = True
         for live in list(self._local.values()):
             live.cancel("shutdown")
 
@@ -377,21 +406,32 @@ class RunRegistry:
         async with self._database.unit_of_work() as uow:
             instances = await uow.runs.active_instances()
         closed = 0
-        settled_before = datetime.now(UTC) - timedelta(seconds=ORPHAN_AGE_SECONDS)
         for instance in instances:
             mine = instance == self.instance_id
-            if not mine and await self.listener.is_alive(instance):
+            if not mine and not await self._dead(instance):
                 continue
             async with self._database.unit_of_work() as uow:
                 orphans = await uow.runs.active_of_instance(instance)
             for run in orphans:
-                if mine and (run.id in self._local or run.created_at > settled_before):
-                    continue  # still running here, or only just started
-                closed += await self._close_orphan(run)
+                if mine and (run.id in self._local or run.id not in self.unsettled):
+                    continue  # still running here
+                if await self._close_orphan(run):
+                    closed += 1
+                    self.unsettled.discard(run.id)
         return closed
 
-    async def _close_orphan(self, run: Run) -> int:
+    async def _dead(self, instance: str) -> bool:
+        """Dead, and still dead a while later: a live instance whose listening connection is
+        reconnecting lacks its lock for a moment."""
+        if await self.listener.is_alive(instance):
+            return False
+        await anyio.sleep(ORPHAN_CONFIRM_SECONDS)
+        return not await self.listener.is_alive(instance)
+
+    async def _close_orphan(self, run: Run) -> bool:
+        unwritten = await self.log.settle(run.id)  # events of our own, not yet in the log
         async with self._database.unit_of_work() as uow:
+            await uow.run_events.append(unwritten)
             logged = await uow.run_events.after(run.id, 0, limit=100_000)
             transcript = Transcript()
             for event in logged:
@@ -408,13 +448,14 @@ class RunRegistry:
                 )
             )
             if not await uow.runs.finish(run.id, RunStatus(status.value), message.id, seq):
-                return 0  # another instance closed it first; roll back
+                self.log.restore(unwritten)
+                return False  # another instance closed it first; roll back
             final = encode(interrupted(), seq)
             await uow.run_events.append([(run.id, final)])
             await uow.run_events.notify(f"{run.id}:{seq}")
             await uow.commit()
-        logger.warning("closed run %s of a stopped instance as %s", run.id, status.value)
-        return 1
+        logger.warning("closed the unfinished run %s as %s", run.id, status.value)
+        return True
 
     async def prune(self) -> None:
         while True:

@@ -11,15 +11,13 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.repositories import NOTIFY_CHANNEL
+from app.db.repositories import INSTANCE_LOCK_CLASS, NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0
-
-
-def _lock_key(instance_id: str) -> str:
-    return f"todo_chat_instance:{instance_id}"
+HEALTH_SECONDS = 5.0
+_LOCK_KEY = "hashtext($1)"
 
 
 class Listener:
@@ -34,27 +32,42 @@ class Listener:
     async def run(self) -> None:
         """Stay connected, listening and holding the liveness lock, until cancelled."""
         while True:
-            lost = anyio.Event()
             try:
-                await self._connect(lost)
-            except (OSError, asyncpg.PostgresError):
-                logger.warning("run notifications: cannot connect, retrying", exc_info=True)
-            else:
-                await lost.wait()
-                logger.warning("run notifications: connection lost, reconnecting")
+                await self._serve()
+            except Exception:
+                # Whatever went wrong (the server restarted, the network dropped, a bad
+                # argument), never let it reach the task group that runs every chat turn.
+                logger.warning("run notifications: connection lost, reconnecting", exc_info=True)
             finally:
                 await self._close()
             await anyio.sleep(RECONNECT_SECONDS)
 
-    async def _connect(self, lost: anyio.Event) -> None:
+    async def _serve(self) -> None:
+        lost = anyio.Event()
         connection = await asyncpg.connect(**self._connect_args)
+        try:
+            connection.add_termination_listener(lambda _: lost.set())
+            # The previous session of this instance may linger on the server for a moment.
+            while not await connection.fetchval(  # noqa: ASYNC110 (polls the server, not us)
+                f"SELECT pg_try_advisory_lock($2, {_LOCK_KEY})",
+                self._instance_id,
+                INSTANCE_LOCK_CLASS,
+            ):
+                await anyio.sleep(RECONNECT_SECONDS)
+            await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+        except BaseException:
+            await connection.close()
+            raise
         self._connection = connection
-        await connection.execute(
-            "SELECT pg_advisory_lock(hashtext($1))", _lock_key(self._instance_id)
-        )
-        await connection.add_listener(NOTIFY_CHANNEL, self._notified)
-        connection.add_termination_listener(lambda _: lost.set())
         self.ready.set()
+        while not lost.is_set():
+            with anyio.move_on_after(HEALTH_SECONDS):
+                await lost.wait()
+            if not lost.is_set():
+                async with self._lock:
+                    # A half-open connection answers nothing: find out, and reconnect.
+                    with anyio.fail_after(HEALTH_SECONDS):
+                        await connection.execute("SELECT 1")
 
     def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         try:
@@ -68,10 +81,13 @@ class Listener:
             connection = self._connection
             if connection is None:
                 return True  # cannot tell: assume alive
-            key = _lock_key(instance_id)
-            taken = await connection.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
+            taken = await connection.fetchval(
+                f"SELECT pg_try_advisory_lock($2, {_LOCK_KEY})", instance_id, INSTANCE_LOCK_CLASS
+            )
             if taken:
-                await connection.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+                await connection.execute(
+                    f"SELECT pg_advisory_unlock($2, {_LOCK_KEY})", instance_id, INSTANCE_LOCK_CLASS
+                )
             return not taken
 
     async def _close(self) -> None:

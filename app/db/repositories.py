@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import ConversationRow, MessageRow, RunEventRow, RunRow, TaskRow
@@ -28,6 +29,9 @@ from app.domain import (
 from app.events import LoggedEvent
 
 NOTIFY_CHANNEL = "todo_chat_runs"
+# Advisory lock classes (the first key of the two-key form), so that locks never collide.
+USER_LOCK_CLASS = 7301
+INSTANCE_LOCK_CLASS = 7302
 
 _CONVERSATION_COLUMNS = (
     ConversationRow.id,
@@ -88,7 +92,9 @@ _RECENT_MESSAGES = (
     .limit(bindparam("limit_key"))
 )
 _ADD_TASK = insert(TaskRow).returning(*_TASK_COLUMNS)
-_LOCK_USER = select(func.pg_advisory_xact_lock(func.hashtext(bindparam("lock_key"))))
+_LOCK_USER = select(
+    func.pg_advisory_xact_lock(USER_LOCK_CLASS, func.hashtext(bindparam("lock_key")))
+)
 _ADD_RUN = insert(RunRow).returning(*_RUN_COLUMNS)
 _ACTIVE_RUN_IN_CONVERSATION = select(*_RUN_COLUMNS).where(
     RunRow.conversation_id == bindparam("conversation_key"),
@@ -108,7 +114,9 @@ _FINISH_RUN = (
     )
     .returning(RunRow.id)
 )
-_APPEND_EVENTS = insert(RunEventRow)
+# An event already logged (a retried batch whose first commit went through, or the end an
+# orphan-closing instance wrote) is kept as it is.
+_APPEND_EVENTS = pg_insert(RunEventRow).on_conflict_do_nothing()
 _EVENTS_AFTER = (
     select(RunEventRow.seq, RunEventRow.data)
     .where(RunEventRow.run_id == bindparam("run_key"), RunEventRow.seq > bindparam("seq_key"))
@@ -237,7 +245,7 @@ class RunRepository:
 
     async def lock_user(self, user_id: str) -> None:
         """Serialize this transaction with the user's other run starts, on every instance."""
-        await self._connection.execute(_LOCK_USER, {"lock_key": f"todo_chat_user:{user_id}"})
+        await self._connection.execute(_LOCK_USER, {"lock_key": user_id})
 
     async def add(
         self, run_id: str, user_id: str, conversation_id: int, user_message_id: int, instance: str

@@ -303,17 +303,18 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
         events = await _post_until(user, "hello", 10_000)
         run_id = events[0]["run_id"]
         await live.runs.wait_idle()
-        # As if the last transaction had failed: the run still active, its end not logged.
+        # As if the last transaction had failed: the run still active, its end not logged,
+        # and the registry told so (as `_finish` tells it).
         await db.execute(
-            "UPDATE runs SET status = 'active', finished_at = NULL,"
-            " created_at = now() - interval '5 minutes' WHERE id = :id",
-            id=run_id,
+            "UPDATE runs SET status = 'active', finished_at = NULL WHERE id = :id", id=run_id
         )
         await db.execute(
             "DELETE FROM run_events WHERE run_id = :id AND seq = :seq",
             id=run_id,
             seq=events[-1]["seq"],
         )
+        assert await live.runs.close_orphans() == 0, "a run this instance did not give up on"
+        live.runs.unsettled.add(run_id)
         assert await live.runs.close_orphans() == 1
         run = (await user.get(f"/runs/{run_id}")).json()
         replay = await _read_run(user, run_id)
@@ -323,3 +324,25 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
         "SELECT content, status FROM messages WHERE id = :id", id=run["assistant_message_id"]
     )
     assert stored == [{"content": text_of(events), "status": "incomplete"}]
+
+
+async def test_a_run_the_database_refuses_does_not_hold_up_the_others_log(
+    paced: Settings, db: Database
+) -> None:
+    slow = with_settings(paced, offline_token_delay_ms=20)
+    async with serve(create_app(slow), slow) as live:
+        doomed, healthy = live.user("doomed"), live.user("healthy")
+        for n in range(30):
+            await doomed.post("/tasks", json={"title": f"errand {n}"})
+        first = await _post_until(doomed, "show my tasks", 2)  # a long answer: ~2.5 s
+        # The doomed run's row vanishes under it: its next events break the foreign key.
+        await db.execute("DELETE FROM runs WHERE id = :id", id=first[0]["run_id"])
+        seen = await _post_until(healthy, "hello", 10)
+        await asyncio.sleep(0.3)  # many batch windows, while the doomed run goes on
+        logged_meanwhile = await db.rows(
+            "SELECT count(*) AS n FROM run_events WHERE run_id = :id", id=seen[0]["run_id"]
+        )
+        assert logged_meanwhile[0]["n"] >= 10, "the healthy run's events are held up"
+        await live.runs.wait_idle()
+        logged = await _read_run(healthy, seen[0]["run_id"])
+    assert logged[:10] == seen and logged[-1]["type"] == "done"
