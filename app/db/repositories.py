@@ -201,11 +201,6 @@ class TaskRepository:
         values = {"user_id": user_id, "title": title, "description": description}
         return Task(*(await self._connection.execute(_ADD_TASK, values)).one())
 
-    async def get(self, user_id: str, task_id: int) -> Task | None:
-        statement = select(*_TASK_COLUMNS).where(TaskRow.id == task_id, TaskRow.user_id == user_id)
-        row = (await self._connection.execute(statement)).one_or_none()
-        return None if row is None else Task(*row)
-
     async def list(self, user_id: str, status: TaskFilter) -> list[Task]:
         statement = select(*_TASK_COLUMNS).where(TaskRow.user_id == user_id).order_by(TaskRow.id)
         if status is not TaskFilter.ALL:
