@@ -216,8 +216,7 @@ class EventLog:
             last[run_id] = event.seq
         async with self._database.unit_of_work() as uow:
             await uow.run_events.append(batch)
-            for run_id, seq in last.items():
-                await uow.run_events.notify(f"{run_id}:{seq}")
+            await uow.run_events.notify(*(f"{run_id}:{seq}" for run_id, seq in last.items()))
             await uow.commit()
 
 

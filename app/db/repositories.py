@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -123,7 +123,8 @@ _EVENTS_AFTER = (
     .order_by(RunEventRow.seq)
     .limit(bindparam("limit_key"))
 )
-_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("message_value")))
+# One statement for any number of notifications: one per run in an event-log batch.
+_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', m) FROM unnest(CAST(:messages AS text[])) m")
 
 
 class ConversationRepository:
@@ -321,7 +322,15 @@ class RunEventRepository:
         self._connection = connection
 
     async def append(self, events: Sequence[tuple[str, LoggedEvent]]) -> None:
-        rows = [{"run_id": uuid.UUID(run_id), "seq": e.seq, "data": e.data} for run_id, e in events]
+        keys: dict[str, uuid.UUID] = {}
+        rows = [
+            {
+                "run_id": keys.get(run_id) or keys.setdefault(run_id, uuid.UUID(run_id)),
+                "seq": event.seq,
+                "data": event.data,
+            }
+            for run_id, event in events
+        ]
         if rows:
             await self._connection.execute(_APPEND_EVENTS, rows)
 
@@ -330,9 +339,10 @@ class RunEventRepository:
         rows = await self._connection.execute(_EVENTS_AFTER, keys)
         return [LoggedEvent(number, data) for number, data in rows]
 
-    async def notify(self, message: str) -> None:
+    async def notify(self, *messages: str) -> None:
         """Tell every instance listening; delivered when the transaction commits."""
-        await self._connection.execute(_NOTIFY, {"message_value": message})
+        if messages:
+            await self._connection.execute(_NOTIFY, {"messages": list(messages)})
 
     async def prune(self, *, older_than_seconds: float, limit: int) -> int:
         """Delete the events of up to `limit` runs finished longer ago than that."""
