@@ -311,3 +311,16 @@ async def test_a_tool_whose_database_fails_tells_the_model_a_safe_reason(
     assert 'relation "tasks" does not exist' in caplog.text
     for detail in ("relation", "does not exist", "UndefinedTable", "asyncpg"):
         assert detail not in json.dumps(events) and detail not in told
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_model_looping_on_tools_is_stopped(
+    settings: Settings, provider: tuple[FakeOpenAI, str], api: str
+) -> None:
+    fake, base_url = provider
+    fake.script = [Reply(tool_calls=[("list_tasks", '{"status": "all"}')]) for _ in range(3)]
+    events, _ = await _turn(_settings(settings, base_url, api, agent_max_turns=2), "list")
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "max_turns_exceeded"
+    assert events[-1]["retryable"] is False
+    assert len(fake.requests) == 2, "stopped at AGENT_MAX_TURNS model calls"
+    assert fake.script, "the third scripted reply was never asked for"
