@@ -113,7 +113,7 @@ class ChatService:
 
     def start(self, turn: ChatTurn) -> LiveRun:
         """Run the turn in the background. Subscribe to the returned run for its events."""
-        live = self.runs.register(turn.run_id, turn.user_id, turn.conversation_id)
+        live = self.runs.register(turn.run_id)
         self.runs.launch(live, lambda: self._run(turn, live))
         return live
 

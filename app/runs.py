@@ -73,10 +73,8 @@ class Subscription:
 class LiveRun:
     """A run in progress in this process: every event so far, in memory, and its subscribers."""
 
-    def __init__(self, run_id: str, user_id: str, conversation_id: int) -> None:
+    def __init__(self, run_id: str) -> None:
         self.id = run_id
-        self.user_id = user_id
-        self.conversation_id = conversation_id
         self.events: list[LoggedEvent] = []
         self.cancel_reason: str | None = None
         self.on_cancel: Callable[[], None] | None = None
@@ -250,8 +248,8 @@ class RunRegistry:
 
     # Runs of this process
 
-    def register(self, run_id: str, user_id: str, conversation_id: int) -> LiveRun:
-        live = LiveRun(run_id, user_id, conversation_id)
+    def register(self, run_id: str) -> LiveRun:
+        live = LiveRun(run_id)
         self._local[run_id] = live
         if self._grace_over:
             live.cancel("shutdown")  # begun just as the grace period ended
