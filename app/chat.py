@@ -190,7 +190,7 @@ class ChatService:
         failure: AgentFailed | None = None
         try:
             emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
-            tasks = UserTasks(self._database.unit_of_work, turn.user_id)
+            tasks = UserTasks(self._database, turn.user_id)
             run = self._agent.run(turn.history, turn.message, tasks)
             live.on_cancel = run.cancel
             if live.cancel_reason is not None:
@@ -245,9 +245,10 @@ class ChatService:
                     final = encode(final_event(stored.id), seq)
                     run_status = RunStatus(status.value)
                     if await uow.runs.finish(turn.run_id, run_status, stored.id, seq):
-                        await uow.run_events.append([*unwritten, (turn.run_id, final)])
                         await uow.conversations.touch(turn.conversation_id)
-                        await uow.run_events.notify(f"{turn.run_id}:{seq}")
+                        await uow.run_events.append_and_notify(
+                            [*unwritten, (turn.run_id, final)], f"{turn.run_id}:{seq}"
+                        )
                         await uow.commit()
                     else:
                         logger.warning("run %s was closed by another instance", turn.run_id)

@@ -258,7 +258,7 @@ async def delete_conversation(request: Request) -> Response:
 
 
 def _tasks(request: Request) -> UserTasks:
-    return UserTasks(_database(request).unit_of_work, _user_id(request))
+    return UserTasks(_database(request), _user_id(request))
 
 
 async def list_tasks(request: Request) -> Response:

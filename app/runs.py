@@ -212,10 +212,9 @@ class EventLog:
         last: dict[str, int] = {}
         for run_id, event in batch:
             last[run_id] = event.seq
-        async with self._database.unit_of_work() as uow:
-            await uow.run_events.append(batch)
-            await uow.run_events.notify(*(f"{run_id}:{seq}" for run_id, seq in last.items()))
-            await uow.commit()
+        async with self._database.single_statement() as uow:
+            notifications = (f"{run_id}:{seq}" for run_id, seq in last.items())
+            await uow.run_events.append_and_notify(batch, *notifications)
 
 
 class RunRegistry:

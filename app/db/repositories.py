@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, literal_column, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import ConversationRow, MessageRow, RunEventRow, RunRow, TaskRow
@@ -114,9 +113,15 @@ _FINISH_RUN = (
     )
     .returning(RunRow.id)
 )
-# An event already logged (a retried batch whose first commit went through, or the end an
-# orphan-closing instance wrote) is kept as it is.
-_APPEND_EVENTS = pg_insert(RunEventRow).on_conflict_do_nothing()
+# One statement for any number of events (arrays, not one VALUES row per event: the same
+# prepared statement whatever the count). An event already logged (a retried batch whose first
+# commit went through, or the end an orphan-closing instance wrote) is kept as it is.
+_APPEND_EVENTS_SQL = (
+    "INSERT INTO run_events (run_id, seq, data) SELECT * FROM unnest("
+    "CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])"
+    ") ON CONFLICT DO NOTHING"
+)
+_APPEND_EVENTS = text(_APPEND_EVENTS_SQL)
 _EVENTS_AFTER = (
     select(RunEventRow.seq, RunEventRow.data)
     .where(RunEventRow.run_id == bindparam("run_key"), RunEventRow.seq > bindparam("seq_key"))
@@ -124,7 +129,10 @@ _EVENTS_AFTER = (
     .limit(bindparam("limit_key"))
 )
 # One statement for any number of notifications: one per run in an event-log batch.
-_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', m) FROM unnest(CAST(:messages AS text[])) m")
+_NOTIFY_SQL = f"SELECT pg_notify('{NOTIFY_CHANNEL}', m) FROM unnest(CAST(:messages AS text[])) m"
+_NOTIFY = text(_NOTIFY_SQL)
+# Both in one statement, hence one round trip; a data-modifying WITH always runs to completion.
+_APPEND_EVENTS_AND_NOTIFY = text(f"WITH appended AS ({_APPEND_EVENTS_SQL}) {_NOTIFY_SQL}")
 
 
 class ConversationRepository:
@@ -322,17 +330,15 @@ class RunEventRepository:
         self._connection = connection
 
     async def append(self, events: Sequence[tuple[str, LoggedEvent]]) -> None:
-        keys: dict[str, uuid.UUID] = {}
-        rows = [
-            {
-                "run_id": keys.get(run_id) or keys.setdefault(run_id, uuid.UUID(run_id)),
-                "seq": event.seq,
-                "data": event.data,
-            }
-            for run_id, event in events
-        ]
-        if rows:
-            await self._connection.execute(_APPEND_EVENTS, rows)
+        if events:
+            await self._connection.execute(_APPEND_EVENTS, _event_arrays(events))
+
+    async def append_and_notify(
+        self, events: Sequence[tuple[str, LoggedEvent]], *messages: str
+    ) -> None:
+        """`append()` and `notify()` in one statement."""
+        values = {**_event_arrays(events), "messages": list(messages)}
+        await self._connection.execute(_APPEND_EVENTS_AND_NOTIFY, values)
 
     async def after(self, run_id: str, seq: int, *, limit: int = 1000) -> list[LoggedEvent]:
         keys = {"run_key": uuid.UUID(run_id), "seq_key": seq, "limit_key": limit}
@@ -358,6 +364,15 @@ class RunEventRepository:
         statement = delete(RunEventRow).where(RunEventRow.run_id.in_(expired))
         result = await self._connection.execute(statement)
         return int(result.rowcount or 0)
+
+
+def _event_arrays(events: Sequence[tuple[str, LoggedEvent]]) -> dict[str, list[Any]]:
+    keys: dict[str, uuid.UUID] = {}
+    return {
+        "run_keys": [keys.get(run) or keys.setdefault(run, uuid.UUID(run)) for run, _ in events],
+        "seq_values": [event.seq for _, event in events],
+        "data_values": [event.data for _, event in events],
+    }
 
 
 def _run(row: Sequence[Any]) -> Run:

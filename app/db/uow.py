@@ -17,7 +17,10 @@ from app.db.repositories import (
 
 class UnitOfWork:
     """`async with uow: ...; await uow.commit()`. Leaving the block without commit rolls back,
-    and the connection goes back to the pool as soon as the block ends."""
+    and the connection goes back to the pool as soon as the block ends.
+
+    With `single_statement`, each statement is its own transaction (autocommit): no BEGIN and
+    COMMIT round trips, for work that is one statement, which is atomic on its own."""
 
     conversations: ConversationRepository
     messages: MessageRepository
@@ -25,13 +28,16 @@ class UnitOfWork:
     runs: RunRepository
     run_events: RunEventRepository
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, single_statement: bool = False) -> None:
         self._engine = engine
+        self._single_statement = single_statement
 
     async def __aenter__(self) -> UnitOfWork:
         # SQLAlchemy Core on a connection: the repositories map rows to domain objects
         # themselves, so the ORM session's bookkeeping would be pure cost.
         self._connection: AsyncConnection = await self._engine.connect()
+        if self._single_statement:
+            await self._connection.execution_options(isolation_level="AUTOCOMMIT")
         self.conversations = ConversationRepository(self._connection)
         self.messages = MessageRepository(self._connection)
         self.tasks = TaskRepository(self._connection)
@@ -61,6 +67,10 @@ class Database:
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
+
+    def single_statement(self) -> UnitOfWork:
+        """A unit of work for one statement: see `UnitOfWork`."""
+        return UnitOfWork(self.engine, single_statement=True)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

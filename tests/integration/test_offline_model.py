@@ -15,7 +15,7 @@ from app.tasks import UserTasks
 async def test_get_response_and_stream_response_drive_the_tools_alike(database_url: str) -> None:
     database = Database(database_url, pool_size=1)
     try:
-        context = TurnContext(UserTasks(database.unit_of_work, f"offline-{uuid.uuid4().hex}"))
+        context = TurnContext(UserTasks(database, f"offline-{uuid.uuid4().hex}"))
         agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=OfflineModel())
         config = RunConfig(tracing_disabled=True)
 
@@ -42,7 +42,7 @@ async def test_get_response_and_stream_response_drive_the_tools_alike(database_u
 async def test_a_tool_whose_database_is_down_answers_safely() -> None:
     unreachable = Database("postgresql+asyncpg://nobody:hunter2@127.0.0.1:9/none", pool_size=1)
     try:
-        context = TurnContext(UserTasks(unreachable.unit_of_work, "offline-down"))
+        context = TurnContext(UserTasks(unreachable, "offline-down"))
         agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=OfflineModel())
         result = await Runner.run(
             agent, "add buy milk", context=context, run_config=RunConfig(tracing_disabled=True)

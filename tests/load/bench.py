@@ -12,12 +12,14 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +46,15 @@ class Scenario:
     tokens: int
     pool_size: int = 10
     reference: bool = True
+    # Clients start their first turn at random times spread over this many seconds, as users
+    # do; all starting in the same millisecond would measure a burst, not a steady load.
+    spread_s: float = 0.0
 
 
 SCENARIOS = [
     Scenario("a32", "tool-using turns, no model delay, 32 clients", 32, 1000, 0, 0),
     Scenario("a100", "tool-using turns, no model delay, 100 clients", 100, 1000, 0, 0),
-    Scenario("b100", "paced model (20 ms, 60 tokens), 100 clients", 100, 300, 20, 60),
+    Scenario("b100", "paced model (20 ms, 60 tokens), 100 clients", 100, 300, 20, 60, spread_s=1.2),
     Scenario(
         "c2000",
         "2,000 open streams of 10 s (50 tokens, 200 ms), pool of 10",
@@ -58,6 +63,7 @@ SCENARIOS = [
         200,
         50,
         reference=False,
+        spread_s=5.0,
     ),
 ]
 
@@ -65,6 +71,7 @@ SCENARIOS = [
 @dataclass
 class Turn:
     ok: bool = False
+    failure: str = ""
     start: float | None = None
     first_text: float | None = None
     last_text: float | None = None
@@ -84,11 +91,14 @@ async def one_turn(port: int, user: str, token: str, message: str) -> Turn:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
+        turn.failure = "connect"
         return turn
+    turn.failure = "cut"
     try:
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
+            turn.failure = head[9:12].decode()
             return turn
         buffer = b""
         while True:
@@ -112,8 +122,10 @@ async def one_turn(port: int, user: str, token: str, message: str) -> Turn:
                 elif kind == b"start":
                     turn.start = now - began
                 elif kind == b"done":
-                    turn.ok = True
+                    turn.ok, turn.failure = True, ""
                 elif kind == b"error":
+                    code = block[block.find(b'"code":"') + 8 :].split(b'"', 1)[0]
+                    turn.failure = "error:" + code.decode()
                     return turn
     except (OSError, asyncio.IncompleteReadError, ValueError):
         return turn
@@ -181,6 +193,7 @@ async def drive(
     connections_in_use = 0
 
     async def worker(user: str) -> None:
+        await asyncio.sleep(random.uniform(0, scenario.spread_s))
         for number in queue:
             turns.append(await one_turn(port, user, tokens[user], f"add bench item {number}"))
 
@@ -225,9 +238,11 @@ async def drive(
         client_before.ru_utime + client_before.ru_stime
     )
     ms = 1000.0
+    failures = Counter(turn.failure for turn in turns if not turn.ok)
     return {
         "turns": len(turns),
         "errors": len(turns) - len(done),
+        "error_kinds": dict(failures),
         "turns_per_s": round(len(done) / wall, 1),
         "server_cpu_ms_per_turn": round((cpu_after - cpu_before) / max(len(done), 1) * ms, 2),
         "server_cpu_share": round((cpu_after - cpu_before) / wall, 2),
@@ -337,6 +352,7 @@ def main() -> None:
                     "turns": 16,
                     "delay_ms": min(s.delay_ms, 5),
                     "tokens": min(s.tokens, 10),
+                    "spread_s": min(s.spread_s, 0.2),
                 }
             )
             for s in chosen
