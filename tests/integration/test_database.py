@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -13,8 +16,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
+from app.db.repositories import NOTIFY_CHANNEL
 from app.db.uow import Database
 from app.domain import MessageStatus, NewMessage, Role, TaskChanges, TaskFilter, ToolCall, Usage
+from app.events import Text, encode
 
 
 async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: str) -> None:
@@ -58,6 +63,53 @@ async def test_a_unit_of_work_without_commit_rolls_back(database_url: str) -> No
         async with database.unit_of_work() as uow:
             assert await uow.conversations.get("uow-user-1", conversation.id) is None
     finally:
+        await database.dispose()
+
+
+async def test_a_single_statement_unit_commits_each_statement_and_then_rolls_nothing_back(
+    database_url: str,
+) -> None:
+    database = Database(database_url, pool_size=1)
+    try:
+        async with database.single_statement() as uow:
+            task = await uow.tasks.add("uow-user-3", "Kept without commit", None)
+        async with database.unit_of_work() as uow:
+            assert [t.id for t in await uow.tasks.list("uow-user-3", TaskFilter.ALL)] == [task.id]
+            await uow.tasks.add("uow-user-3", "Rolled back", None)
+        # The pooled connection is back in a transaction of its own (autocommit was reset).
+        async with database.unit_of_work() as uow:
+            titles = [t.title for t in await uow.tasks.list("uow-user-3", TaskFilter.ALL)]
+        assert titles == ["Kept without commit"]
+    finally:
+        await database.dispose()
+
+
+async def test_events_are_appended_and_announced_in_one_statement(database_url: str) -> None:
+    database = Database(database_url, pool_size=2)
+    listener = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[3]))
+    try:
+        async with database.unit_of_work() as uow:
+            conversation = await uow.conversations.add("uow-user-4", "Log")
+            message = await uow.messages.add(NewMessage(conversation.id, Role.USER, "hi"))
+            run = str(uuid.uuid4())
+            await uow.runs.add(run, "uow-user-4", conversation.id, message.id, "instance")
+            await uow.commit()
+        events = [(run, encode(Text(f"token {n}"), n)) for n in (1, 2, 3)]
+        async with database.single_statement() as uow:
+            await uow.run_events.append_and_notify(events[:2], f"{run}:2", "other:1")
+            await uow.run_events.append_and_notify(events, f"{run}:3")  # 1 and 2 are kept
+        assert [await asyncio.wait_for(heard.get(), 5) for _ in range(3)] == [
+            f"{run}:2",
+            "other:1",
+            f"{run}:3",
+        ]
+        async with database.unit_of_work() as uow:
+            logged = await uow.run_events.after(run, 0)
+        assert logged == [event for _, event in events]
+    finally:
+        await listener.close()
         await database.dispose()
 
 

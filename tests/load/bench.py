@@ -30,7 +30,9 @@ from app.auth import issue_token
 from app.db.embedded import start_embedded_postgres
 from app.db.migrations import upgrade
 from app.settings import PROJECT_ROOT, Settings, normalize_database_url
+from tests.load.bench_server import StampingModel
 from tests.load.sdk_floor import measure as measure_sdk_floor
+from tests.load.sdk_floor import measure_paced
 
 SECRET = "bench-secret-" + "b" * 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -55,6 +57,8 @@ SCENARIOS = [
     Scenario("a32", "tool-using turns, no model delay, 32 clients", 32, 1000, 0, 0),
     Scenario("a100", "tool-using turns, no model delay, 100 clients", 100, 1000, 0, 0),
     Scenario("b100", "paced model (20 ms, 60 tokens), 100 clients", 100, 300, 20, 60, spread_s=1.2),
+    # The paced model where one worker is far from saturated: the latency targets' case.
+    Scenario("b30", "paced model (20 ms, 60 tokens), 30 clients", 30, 150, 20, 60, spread_s=1.2),
     Scenario(
         "c2000",
         "2,000 open streams of 10 s (50 tokens, 200 ms), pool of 10",
@@ -305,6 +309,7 @@ def print_table(results: dict[str, Any]) -> None:
     rows = [
         ("turns/s", "turns_per_s"),
         ("errors", "errors"),
+        ("errors by kind", "error_kinds"),
         ("server CPU ms/turn", "server_cpu_ms_per_turn"),
         ("start p50 / p99 ms", ("start_p50_ms", "start_p99_ms")),
         ("first text p50 / p99 ms", ("first_text_p50_ms", "first_text_p99_ms")),
@@ -329,6 +334,13 @@ def print_table(results: dict[str, Any]) -> None:
                 else:
                     cells.append(str(data[key]))
             print(f"  {label:28} {cells[0]:>18} {cells[1]:>18}")
+        floor = result.get("sdk_floor")
+        if floor:
+            print(
+                f"  the Agents SDK alone on these turns ({floor['concurrency']} at once):"
+                f" {floor['cpu_ms_per_turn']} ms CPU per turn, {floor['cpu_share']} of a core,"
+                f" {floor['rss_per_run_kb']} KB RSS per run"
+            )
     floor = results.get("sdk_floor")
     if floor:
         print(f"\nAgents SDK floor (the same tool-using turn, no HTTP, no database): {floor}")
@@ -336,7 +348,9 @@ def print_table(results: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenario", action="append", help="a32, a100, b100, c2000 (default all)")
+    parser.add_argument(
+        "--scenario", action="append", help="a32, a100, b100, b30, c2000 (default all)"
+    )
     parser.add_argument("--quick", action="store_true", help="a few seconds of each: a smoke test")
     parser.add_argument("--output", default="bench-results.json")
     parser.add_argument("--port", type=int, default=18700)
@@ -372,6 +386,12 @@ def main() -> None:
         results["scenarios"][scenario.name] = asyncio.run(
             run_scenario(scenario, database_url, args.port)
         )
+        if scenario.delay_ms:
+            # The SDK alone on the same paced turns, as many at once: what no server can beat.
+            model = StampingModel(delay_ms=scenario.delay_ms, tokens=scenario.tokens)
+            results["scenarios"][scenario.name]["sdk_floor"] = measure_paced(
+                model, concurrency=scenario.concurrency, turns=scenario.turns
+            )
     results["sdk_floor"] = measure_sdk_floor(50 if args.quick else 500)
     floor = results["sdk_floor"]["cpu_ms_per_turn"]
     for result in results["scenarios"].values():

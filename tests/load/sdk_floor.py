@@ -1,14 +1,22 @@
-"""The Agents SDK floor: the benchmark's tool-using turn run by the SDK alone, in a bare loop,
-with no HTTP and no database (the tools keep tasks in memory)."""
+"""The Agents SDK floor: the benchmark's turns run by the SDK alone, in a bare loop, with no
+HTTP and no database (the tools keep tasks in memory).
+
+- `measure()`: the tool-using turn, one at a time, for CPU per turn (scenario d);
+- `measure_paced()`: the paced turns of a scenario, as many at once as it has clients, for
+  CPU per turn, the share of a core they need, and memory per run in progress.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from agents import Agent, RunConfig, Runner
+import uvloop
+from agents import Agent, Model, RunConfig, Runner
 
 from app.agent.offline import OfflineModel
 from app.agent.tools import TODO_TOOLS, TurnContext
@@ -35,21 +43,60 @@ class MemoryTasks:
         return self._tasks.pop(task_id)
 
 
-async def _turns(count: int) -> None:
-    agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=OfflineModel())
+async def _turns(count: int, model: Model, concurrency: int = 1) -> None:
+    agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=model)
     config = RunConfig(tracing_disabled=True)
-    context = TurnContext(MemoryTasks())
-    for number in range(count):
-        result = Runner.run_streamed(
-            agent, f"add bench item {number}", context=context, run_config=config
-        )
-        async for _ in result.stream_events():
-            pass
+    numbers = iter(range(count))
+
+    async def client() -> None:
+        context = TurnContext(MemoryTasks())
+        for number in numbers:
+            result = Runner.run_streamed(
+                agent, f"add bench item {number}", context=context, run_config=config
+            )
+            async for _ in result.stream_events():
+                pass
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
 def measure(count: int) -> dict[str, Any]:
-    asyncio.run(_turns(10))  # warm up
+    asyncio.run(_turns(10, OfflineModel()))  # warm up
     began = time.process_time()
-    asyncio.run(_turns(count))
+    asyncio.run(_turns(count, OfflineModel()))
     cpu = time.process_time() - began
     return {"turns": count, "cpu_ms_per_turn": round(cpu / count * 1000, 2)}
+
+
+def measure_paced(model: Model, *, concurrency: int, turns: int) -> dict[str, Any]:
+    """`turns` paced turns, `concurrency` at a time, under uvloop as the service runs."""
+    uvloop.run(_turns(concurrency, model, concurrency))  # warm up
+    gc.collect()
+    baseline = _rss()
+    peak = baseline
+
+    async def sampled() -> None:
+        nonlocal peak
+        work = asyncio.ensure_future(_turns(turns, model, concurrency))
+        while not work.done():
+            peak = max(peak, _rss())
+            await asyncio.sleep(0.05)
+        await work
+
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    uvloop.run(sampled())
+    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    return {
+        "turns": turns,
+        "concurrency": concurrency,
+        "cpu_ms_per_turn": round(cpu / turns * 1000, 2),
+        "cpu_share": round(cpu / wall, 2),
+        "rss_per_run_kb": round((peak - baseline) / concurrency / 1024, 1),
+    }
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
