@@ -240,7 +240,7 @@ class ChatService:
         try:
             with anyio.fail_after(STORE_TIMEOUT_SECONDS, shield=True):
                 unwritten = await self.runs.log.settle(turn.run_id)
-                async with self._database.unit_of_work() as uow:
+                async with self._database.unit_of_work(priority=True) as uow:
                     stored = await uow.messages.add(answer)
                     final = encode(final_event(stored.id), seq)
                     run_status = RunStatus(status.value)

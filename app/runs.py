@@ -212,7 +212,7 @@ class EventLog:
         last: dict[str, int] = {}
         for run_id, event in batch:
             last[run_id] = event.seq
-        async with self._database.single_statement() as uow:
+        async with self._database.single_statement(priority=True) as uow:
             notifications = (f"{run_id}:{seq}" for run_id, seq in last.items())
             await uow.run_events.append_and_notify(batch, *notifications)
 
@@ -426,7 +426,7 @@ class RunRegistry:
 
     async def _close_orphan(self, run: Run) -> bool:
         unwritten = await self.log.settle(run.id)  # events of our own, not yet in the log
-        async with self._database.unit_of_work() as uow:
+        async with self._database.unit_of_work(priority=True) as uow:
             await uow.run_events.append(unwritten)
             logged = await uow.run_events.after(run.id, 0, limit=100_000)
             transcript = Transcript()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -14,13 +15,18 @@ from app.db.repositories import (
     TaskRepository,
 )
 
+POOL_TIMEOUT_SECONDS = 30.0
+
 
 class UnitOfWork:
     """`async with uow: ...; await uow.commit()`. Leaving the block without commit rolls back,
     and the connection goes back to the pool as soon as the block ends.
 
     With `single_statement`, each statement is its own transaction (autocommit): no BEGIN and
-    COMMIT round trips, for work that is one statement, which is atomic on its own."""
+    COMMIT round trips, for work that is one statement, which is atomic on its own.
+
+    A unit of work with a `gate` first takes a place in it (waiting at most the pool's timeout,
+    then raising `TimeoutError`); one without goes straight to the pool."""
 
     conversations: ConversationRepository
     messages: MessageRepository
@@ -28,16 +34,31 @@ class UnitOfWork:
     runs: RunRepository
     run_events: RunEventRepository
 
-    def __init__(self, engine: AsyncEngine, *, single_statement: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        gate: asyncio.Semaphore | None = None,
+        single_statement: bool = False,
+    ) -> None:
         self._engine = engine
+        self._gate = gate
         self._single_statement = single_statement
 
     async def __aenter__(self) -> UnitOfWork:
-        # SQLAlchemy Core on a connection: the repositories map rows to domain objects
-        # themselves, so the ORM session's bookkeeping would be pure cost.
-        self._connection: AsyncConnection = await self._engine.connect()
-        if self._single_statement:
-            await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+        if self._gate is not None:
+            async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
+                await self._gate.acquire()
+        try:
+            # SQLAlchemy Core on a connection: the repositories map rows to domain objects
+            # themselves, so the ORM session's bookkeeping would be pure cost.
+            self._connection: AsyncConnection = await self._engine.connect()
+            if self._single_statement:
+                await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+        except BaseException:
+            if self._gate is not None:
+                self._gate.release()
+            raise
         self.conversations = ConversationRepository(self._connection)
         self.messages = MessageRepository(self._connection)
         self.tasks = TaskRepository(self._connection)
@@ -51,26 +72,40 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._connection.close()
+        try:
+            await self._connection.close()
+        finally:
+            if self._gate is not None:
+                self._gate.release()
 
     async def commit(self) -> None:
         await self._connection.commit()
 
 
 class Database:
-    """The engine and the units of work made from it; built in the lifespan, disposed there."""
+    """The engine and the units of work made from it; built in the lifespan, disposed there.
+
+    A fifth of the pool is kept for `priority` work, storing what runs have already done (their
+    events, their ends): under load, new turns wait for a connection, while the runs already
+    going are still stored on time."""
 
     def __init__(self, url: str, *, pool_size: int) -> None:
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=0, pool_recycle=1800
+            url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_recycle=1800,
+            pool_timeout=POOL_TIMEOUT_SECONDS,
         )
+        self.reserved_connections = pool_size // 5
+        self._gate = asyncio.Semaphore(pool_size - self.reserved_connections)
 
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.engine)
+    def unit_of_work(self, *, priority: bool = False) -> UnitOfWork:
+        return UnitOfWork(self.engine, gate=None if priority else self._gate)
 
-    def single_statement(self) -> UnitOfWork:
+    def single_statement(self, *, priority: bool = False) -> UnitOfWork:
         """A unit of work for one statement: see `UnitOfWork`."""
-        return UnitOfWork(self.engine, single_statement=True)
+        return UnitOfWork(self.engine, gate=None if priority else self._gate, single_statement=True)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

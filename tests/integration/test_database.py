@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -80,6 +81,27 @@ async def test_a_single_statement_unit_commits_each_statement_and_then_rolls_not
         async with database.unit_of_work() as uow:
             titles = [t.title for t in await uow.tasks.list("uow-user-3", TaskFilter.ALL)]
         assert titles == ["Kept without commit"]
+    finally:
+        await database.dispose()
+
+
+async def test_a_fifth_of_the_pool_is_kept_for_storing_what_runs_did(database_url: str) -> None:
+    database = Database(database_url, pool_size=5)
+    try:
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(4):
+                await held.enter_async_context(database.unit_of_work())
+            # Every connection for ordinary work is taken: a new turn waits...
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(database.unit_of_work().__aenter__(), 0.5)
+            # ...while the end of a run still gets one at once.
+            async with database.unit_of_work(priority=True) as uow:
+                assert await uow.runs.count_active("uow-user-5") == 0
+            waiting = asyncio.ensure_future(database.single_statement().__aenter__())
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+        uow = await asyncio.wait_for(waiting, 5)  # a place was freed
+        await uow.__aexit__(None, None, None)
     finally:
         await database.dispose()
 
