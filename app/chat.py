@@ -80,36 +80,46 @@ class ChatService:
             raise ShuttingDown
         if conversation_id is not None and cancel_active:
             await self._cancel_active(user_id, conversation_id)
-        async with self._database.unit_of_work() as uow:
-            await uow.runs.lock_user(user_id)
-            history: list[Message] = []
-            if conversation_id is None:
-                conversation = await uow.conversations.add(user_id, conversation_title(message))
-            else:
-                found = await uow.conversations.get(user_id, conversation_id)
-                if found is None:
-                    raise ConversationNotFound(conversation_id)
-                conversation = found
-                active = await uow.runs.active_in_conversation(conversation.id)
-                if active is not None:
-                    raise RunActive(active.id)
-                history = await uow.messages.recent(conversation.id, limit=self._history_messages)
-                await uow.conversations.touch(conversation.id)
-            if await uow.runs.count_active(user_id) >= self._max_active_runs:
-                raise TooManyRuns
-            stored = await uow.messages.add(NewMessage(conversation.id, Role.USER, message))
-            run_id = str(uuid.uuid4())
-            try:
-                await uow.runs.add(
-                    run_id, user_id, conversation.id, stored.id, self.runs.instance_id
-                )
+        run_id = str(uuid.uuid4())
+        instance = self.runs.instance_id
+        history: list[Message] = []
+        try:
+            async with self._database.unit_of_work() as uow:
+                await uow.runs.lock_user(user_id)
+                if conversation_id is None:
+                    if await uow.runs.count_active(user_id) >= self._max_active_runs:
+                        raise TooManyRuns
+                    title = conversation_title(message)
+                    started = await uow.runs.start(run_id, user_id, title, message, instance)
+                else:
+                    state = await uow.conversations.state(user_id, conversation_id)
+                    if state is None:
+                        raise ConversationNotFound(conversation_id)
+                    if state.active_run_id is not None:
+                        raise RunActive(state.active_run_id)
+                    if state.active_runs_of_user >= self._max_active_runs:
+                        raise TooManyRuns
+                    history = await uow.messages.recent(
+                        conversation_id, limit=self._history_messages
+                    )
+                    started = await uow.runs.start(
+                        run_id, user_id, conversation_id, message, instance
+                    )
                 await uow.commit()
-            except IntegrityError as error:
-                if ACTIVE_RUN_INDEX not in str(error.orig):
-                    raise
-                # A run started on this conversation in the meantime (on another instance).
-                raise RunActive(await self._active_run_id(conversation.id)) from None
-        return ChatTurn(run_id, user_id, conversation.id, stored.id, message, tuple(history))
+        except IntegrityError as error:
+            if conversation_id is None or ACTIVE_RUN_INDEX not in str(error.orig):
+                raise
+            # A run started on this conversation in the meantime (on another instance).
+            raise RunActive(await self._active_run_id(conversation_id)) from None
+        return ChatTurn(
+            run_id,
+            user_id,
+            started.conversation_id,
+            started.user_message_id,
+            started.answer_message_id,
+            message,
+            tuple(history),
+        )
 
     def start(self, turn: ChatTurn) -> LiveRun:
         """Run the turn in the background. Subscribe to the returned run for its events."""
@@ -223,9 +233,9 @@ class ChatService:
         transcript: Transcript,
         run: AgentRun | None,
         status: MessageStatus,
-        final_event: Callable[[int], Event],
+        final_event: Callable[[int], Event],  # given the answer's message id
     ) -> None:
-        """Store the answer, the run's unwritten events and its final one in one transaction,
+        """Store the answer, the run's unwritten events and its final one in one statement,
         shielded from cancellation; then hand the final event to the subscribers."""
         seq = live.next_seq
         answer = NewMessage(
@@ -236,23 +246,23 @@ class ChatService:
             tool_calls=tuple(transcript.tool_calls.values()),
             usage=None if run is None else run.usage,
         )
+        final = encode(final_event(turn.answer_message_id), seq)
         unwritten: list[tuple[str, LoggedEvent]] = []
         try:
             with anyio.fail_after(STORE_TIMEOUT_SECONDS, shield=True):
                 unwritten = await self.runs.log.settle(turn.run_id)
-                async with self._database.unit_of_work(priority=True) as uow:
-                    stored = await uow.messages.add(answer)
-                    final = encode(final_event(stored.id), seq)
-                    run_status = RunStatus(status.value)
-                    if await uow.runs.finish(turn.run_id, run_status, stored.id, seq):
-                        await uow.conversations.touch(turn.conversation_id)
-                        await uow.run_events.append_and_notify(
-                            [*unwritten, (turn.run_id, final)], f"{turn.run_id}:{seq}"
-                        )
-                        await uow.commit()
-                    else:
-                        logger.warning("run %s was closed by another instance", turn.run_id)
-                        final = encode(interrupted(), seq)
+                async with self._database.single_statement(priority=True) as uow:
+                    ended = await uow.runs.end(
+                        turn.run_id,
+                        RunStatus(status.value),
+                        answer,
+                        turn.answer_message_id,
+                        [*unwritten, (turn.run_id, final)],
+                        notification=f"{turn.run_id}:{seq}",
+                    )
+                if not ended:
+                    logger.warning("run %s was closed by another instance", turn.run_id)
+                    final = encode(interrupted(), seq)
         except Exception:
             logger.exception("could not store the end of run %s", turn.run_id)
             # Its events go back to the log; maintenance closes the run from it later.

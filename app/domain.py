@@ -124,6 +124,25 @@ class TaskChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class StartedRun:
+    """A run just stored with its user's message. The answer's id is reserved now, so that the
+    run's end (and its final event, which names it) is one statement."""
+
+    conversation_id: int
+    user_message_id: int
+    answer_message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """What a new turn in a conversation must know first: the run going on in it, if any, and
+    how many runs its user has going."""
+
+    active_run_id: str | None
+    active_runs_of_user: int
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     """One chat turn, owned by the server: it outlives the request that started it."""
 
@@ -146,6 +165,7 @@ class ChatTurn:
     user_id: str
     conversation_id: int
     user_message_id: int
+    answer_message_id: int
     message: str
     history: tuple[Message, ...] = field(default=())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db.models import ConversationRow, MessageRow, RunEventRow, RunRow, TaskRow
 from app.domain import (
     Conversation,
+    ConversationState,
     Message,
     MessageStatus,
     NewMessage,
     Role,
     Run,
     RunStatus,
+    StartedRun,
     Task,
     TaskChanges,
     TaskFilter,
@@ -78,11 +81,6 @@ _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(
     ConversationRow.id == bindparam("conversation_key"),
     ConversationRow.user_id == bindparam("user_key"),
 )
-_TOUCH_CONVERSATION = (
-    update(ConversationRow)
-    .where(ConversationRow.id == bindparam("conversation_key"))
-    .values(updated_at=func.now())
-)
 _ADD_MESSAGE = insert(MessageRow).returning(*_MESSAGE_COLUMNS)
 _RECENT_MESSAGES = (
     select(*_MESSAGE_COLUMNS)
@@ -94,7 +92,6 @@ _ADD_TASK = insert(TaskRow).returning(*_TASK_COLUMNS)
 _LOCK_USER = select(
     func.pg_advisory_xact_lock(USER_LOCK_CLASS, func.hashtext(bindparam("lock_key")))
 )
-_ADD_RUN = insert(RunRow).returning(*_RUN_COLUMNS)
 _ACTIVE_RUN_IN_CONVERSATION = select(*_RUN_COLUMNS).where(
     RunRow.conversation_id == bindparam("conversation_key"),
     RunRow.status == RunStatus.ACTIVE.value,
@@ -135,6 +132,73 @@ _NOTIFY = text(_NOTIFY_SQL)
 _APPEND_EVENTS_AND_NOTIFY = text(f"WITH appended AS ({_APPEND_EVENTS_SQL}) {_NOTIFY_SQL}")
 
 
+# A run's start, with its user's message, in one statement (after the user's lock), for a new
+# conversation or an existing one; the answer's id is reserved with it.
+_RESERVE_ANSWER_ID = "nextval(pg_get_serial_sequence('messages', 'id'))"
+_START_RUN_IN_NEW_CONVERSATION = text(f"""
+WITH conversation AS (
+    INSERT INTO conversations (user_id, title) VALUES (:user_key, :title) RETURNING id
+), message AS (
+    INSERT INTO messages (conversation_id, role, content, status, tool_calls)
+    SELECT id, 'user', CAST(:content AS text), 'complete', '[]' FROM conversation
+    RETURNING id, conversation_id
+), run AS (
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
+    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
+        CAST(:instance AS text)
+    FROM message
+)
+SELECT conversation_id, id, {_RESERVE_ANSWER_ID} FROM message
+""")
+_START_RUN = text(f"""
+WITH touched AS (
+    UPDATE conversations SET updated_at = now() WHERE id = :conversation_key
+), message AS (
+    INSERT INTO messages (conversation_id, role, content, status, tool_calls)
+    VALUES (:conversation_key, 'user', :content, 'complete', '[]')
+    RETURNING id, conversation_id
+), run AS (
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
+    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
+        CAST(:instance AS text)
+    FROM message
+)
+SELECT conversation_id, id, {_RESERVE_ANSWER_ID} FROM message
+""")
+_CONVERSATION_STATE = text("""
+SELECT
+    (SELECT id FROM runs WHERE conversation_id = c.id AND status = 'active'),
+    (SELECT count(*) FROM runs WHERE user_id = c.user_id AND status = 'active')
+FROM conversations c WHERE c.id = :conversation_key AND c.user_id = :user_key
+""")
+# A run's end in one statement: its status, its answer (with the id reserved at its start),
+# the conversation's activity, its last events and their notification; nothing at all if the
+# run had already ended (another instance closed it).
+_END_RUN = text(f"""
+WITH finished AS (
+    UPDATE runs SET status = :run_status, assistant_message_id = :answer_key,
+        last_seq = :last_seq, finished_at = now()
+    WHERE id = :run_key AND status = 'active'
+    RETURNING conversation_id
+), answer AS (
+    INSERT INTO messages (id, conversation_id, role, content, status, tool_calls, usage)
+    SELECT CAST(:answer_key AS bigint), conversation_id, 'assistant', CAST(:content AS text),
+        CAST(:message_status AS text), CAST(:tool_calls AS jsonb), CAST(:usage AS jsonb)
+    FROM finished
+), touched AS (
+    UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM finished)
+), appended AS (
+    INSERT INTO run_events (run_id, seq, data)
+    SELECT events.* FROM unnest(
+        CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])
+    ) AS events
+    WHERE EXISTS (SELECT FROM finished)
+    ON CONFLICT DO NOTHING
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(:notification AS text)) FROM finished
+""")
+
+
 class ConversationRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -158,8 +222,14 @@ class ConversationRepository:
         )
         return [Conversation(*row) for row in await self._connection.execute(statement)]
 
-    async def touch(self, conversation_id: int) -> None:
-        await self._connection.execute(_TOUCH_CONVERSATION, {"conversation_key": conversation_id})
+    async def state(self, user_id: str, conversation_id: int) -> ConversationState | None:
+        """None if the user has no such conversation."""
+        keys = {"conversation_key": conversation_id, "user_key": user_id}
+        row = (await self._connection.execute(_CONVERSATION_STATE, keys)).one_or_none()
+        if row is None:
+            return None
+        active_run, active_runs = row
+        return ConversationState(None if active_run is None else str(active_run), active_runs)
 
     async def delete(self, user_id: str, conversation_id: int) -> bool:
         statement = (
@@ -251,17 +321,52 @@ class RunRepository:
         """Serialize this transaction with the user's other run starts, on every instance."""
         await self._connection.execute(_LOCK_USER, {"lock_key": user_id})
 
-    async def add(
-        self, run_id: str, user_id: str, conversation_id: int, user_message_id: int, instance: str
-    ) -> Run:
-        values = {
-            "id": uuid.UUID(run_id),
-            "user_id": user_id,
-            "conversation_id": conversation_id,
-            "user_message_id": user_message_id,
-            "instance_id": instance,
+    async def start(
+        self,
+        run_id: str,
+        user_id: str,
+        conversation: int | str,
+        message: str,
+        instance: str,
+    ) -> StartedRun:
+        """Store a run and its user's message, in `conversation` (its id), or in a new one
+        (its title)."""
+        values: dict[str, Any] = {
+            "run_key": uuid.UUID(run_id),
+            "user_key": user_id,
+            "content": message,
+            "instance": instance,
         }
-        return _run((await self._connection.execute(_ADD_RUN, values)).one())
+        if isinstance(conversation, str):
+            statement, values["title"] = _START_RUN_IN_NEW_CONVERSATION, conversation
+        else:
+            statement, values["conversation_key"] = _START_RUN, conversation
+        return StartedRun(*(await self._connection.execute(statement, values)).one())
+
+    async def end(
+        self,
+        run_id: str,
+        status: RunStatus,
+        answer: NewMessage,
+        answer_id: int,
+        last_events: Sequence[tuple[str, LoggedEvent]],
+        notification: str,
+    ) -> bool:
+        """End an active run with its answer and last events (see `_END_RUN`); False, and
+        nothing stored, if it had already ended."""
+        values = {
+            "run_key": uuid.UUID(run_id),
+            "run_status": status.value,
+            "answer_key": answer_id,
+            "last_seq": last_events[-1][1].seq if last_events else 0,
+            "content": answer.content,
+            "message_status": answer.status.value,
+            "tool_calls": json.dumps([call.as_dict() for call in answer.tool_calls]),
+            "usage": None if answer.usage is None else json.dumps(answer.usage.as_dict()),
+            "notification": notification,
+            **_event_arrays(last_events),
+        }
+        return (await self._connection.execute(_END_RUN, values)).first() is not None
 
     async def get(self, user_id: str, run_id: str) -> Run | None:
         try:

@@ -19,7 +19,16 @@ from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
 from app.db.repositories import NOTIFY_CHANNEL
 from app.db.uow import Database
-from app.domain import MessageStatus, NewMessage, Role, TaskChanges, TaskFilter, ToolCall, Usage
+from app.domain import (
+    MessageStatus,
+    NewMessage,
+    Role,
+    RunStatus,
+    TaskChanges,
+    TaskFilter,
+    ToolCall,
+    Usage,
+)
 from app.events import Text, encode
 
 
@@ -112,12 +121,9 @@ async def test_events_are_appended_and_announced_in_one_statement(database_url: 
     heard: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[3]))
     try:
-        async with database.unit_of_work() as uow:
-            conversation = await uow.conversations.add("uow-user-4", "Log")
-            message = await uow.messages.add(NewMessage(conversation.id, Role.USER, "hi"))
-            run = str(uuid.uuid4())
-            await uow.runs.add(run, "uow-user-4", conversation.id, message.id, "instance")
-            await uow.commit()
+        run = str(uuid.uuid4())
+        async with database.single_statement() as uow:
+            await uow.runs.start(run, "uow-user-4", "Log", "hi", "instance")
         events = [(run, encode(Text(f"token {n}"), n)) for n in (1, 2, 3)]
         async with database.single_statement() as uow:
             await uow.run_events.append_and_notify(events[:2], f"{run}:2", "other:1")
@@ -132,6 +138,42 @@ async def test_events_are_appended_and_announced_in_one_statement(database_url: 
         assert logged == [event for _, event in events]
     finally:
         await listener.close()
+        await database.dispose()
+
+
+async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database_url: str) -> None:
+    database = Database(database_url, pool_size=2)
+    run = str(uuid.uuid4())
+    try:
+        async with database.single_statement() as uow:
+            started = await uow.runs.start(run, "uow-user-6", "Ends", "hello", "instance")
+        assert started.answer_message_id > started.user_message_id
+        answer = NewMessage(started.conversation_id, Role.ASSISTANT, "Hi!", usage=Usage(1, 2, 3, 4))
+        final = [(run, encode(Text("Hi!"), 2)), (run, encode(Text("(final)"), 3))]
+        async with database.single_statement() as uow:
+            assert await uow.runs.end(
+                run, RunStatus.COMPLETE, answer, started.answer_message_id, final, "n:3"
+            )
+        # Ended already (say another instance closed it): nothing more is stored.
+        late = NewMessage(started.conversation_id, Role.ASSISTANT, "late", MessageStatus.ERROR)
+        later = [(run, encode(Text("late"), 4))]
+        async with database.single_statement() as uow:
+            assert not await uow.runs.end(
+                run, RunStatus.ERROR, late, started.answer_message_id + 1, later, "n:4"
+            )
+        async with database.unit_of_work() as uow:
+            stored = await uow.runs.get("uow-user-6", run)
+            messages = await uow.messages.list(started.conversation_id)
+            logged = await uow.run_events.after(run, 0)
+        assert stored is not None and stored.status is RunStatus.COMPLETE
+        assert stored.assistant_message_id == started.answer_message_id and stored.last_seq == 3
+        assert [(m.id, m.role, m.content) for m in messages] == [
+            (started.user_message_id, Role.USER, "hello"),
+            (started.answer_message_id, Role.ASSISTANT, "Hi!"),
+        ]
+        assert messages[1].usage == Usage(1, 2, 3, 4)
+        assert logged == [event for _, event in final]
+    finally:
         await database.dispose()
 
 

@@ -82,7 +82,24 @@ class Turn:
     lags: list[float] = field(default_factory=list)
 
 
-async def one_turn(port: int, user: str, token: str, message: str) -> Turn:
+class Streams:
+    """How many streams are open at once: from the response's head to the stream's end."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.peak = 0
+
+    def opened(self) -> None:
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+
+    def closed(self) -> None:
+        self.open -= 1
+
+
+async def one_turn(
+    port: int, user: str, token: str, message: str, streams: Streams | None = None
+) -> Turn:
     """POST one chat turn over a raw socket and read its stream: the cheapest client there is."""
     turn = Turn()
     body = json.dumps({"message": message}).encode()
@@ -104,38 +121,48 @@ async def one_turn(port: int, user: str, token: str, message: str) -> Turn:
         if not head.startswith(b"HTTP/1.1 200"):
             turn.failure = head[9:12].decode()
             return turn
-        buffer = b""
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                break
-            now = time.perf_counter()
-            wall = time.time()
-            buffer += chunk
-            while b"\n\n" in buffer:
-                block, _, buffer = buffer.partition(b"\n\n")
-                start = block.find(b'data: {"type":"')
-                if start < 0:
-                    continue
-                kind = block[start + 15 : block.index(b'"', start + 15)]
-                if kind == b"text":
-                    stamp = block[block.index(b'"content":" ') + 12 :].split(b'"', 1)[0]
-                    turn.lags.append(wall - float(stamp))
-                    turn.first_text = turn.first_text or now - began
-                    turn.last_text = now - began
-                elif kind == b"start":
-                    turn.start = now - began
-                elif kind == b"done":
-                    turn.ok, turn.failure = True, ""
-                elif kind == b"error":
-                    code = block[block.find(b'"code":"') + 8 :].split(b'"', 1)[0]
-                    turn.failure = "error:" + code.decode()
-                    return turn
+        if streams is not None:
+            streams.opened()
+        try:
+            await _read_stream(reader, turn, began)
+        finally:
+            if streams is not None:
+                streams.closed()
     except (OSError, asyncio.IncompleteReadError, ValueError):
         return turn
     finally:
         writer.close()
     return turn
+
+
+async def _read_stream(reader: asyncio.StreamReader, turn: Turn, began: float) -> None:
+    buffer = b""
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return
+        now = time.perf_counter()
+        wall = time.time()
+        buffer += chunk
+        while b"\n\n" in buffer:
+            block, _, buffer = buffer.partition(b"\n\n")
+            start = block.find(b'data: {"type":"')
+            if start < 0:
+                continue
+            kind = block[start + 15 : block.index(b'"', start + 15)]
+            if kind == b"text":
+                stamp = block[block.index(b'"content":" ') + 12 :].split(b'"', 1)[0]
+                turn.lags.append(wall - float(stamp))
+                turn.first_text = turn.first_text or now - began
+                turn.last_text = now - began
+            elif kind == b"start":
+                turn.start = now - began
+            elif kind == b"done":
+                turn.ok, turn.failure = True, ""
+            elif kind == b"error":
+                code = block[block.find(b'"code":"') + 8 :].split(b'"', 1)[0]
+                turn.failure = "error:" + code.decode()
+                return
 
 
 class Process:
@@ -196,10 +223,13 @@ async def drive(
     sampling = True
     connections_in_use = 0
 
+    streams = Streams()
+
     async def worker(user: str) -> None:
         await asyncio.sleep(random.uniform(0, scenario.spread_s))
         for number in queue:
-            turns.append(await one_turn(port, user, tokens[user], f"add bench item {number}"))
+            message = f"add bench item {number}"
+            turns.append(await one_turn(port, user, tokens[user], message, streams))
 
     async def sample() -> None:
         nonlocal connections_in_use
@@ -245,6 +275,7 @@ async def drive(
     failures = Counter(turn.failure for turn in turns if not turn.ok)
     return {
         "turns": len(turns),
+        "open_streams_max": streams.peak,
         "errors": len(turns) - len(done),
         "error_kinds": dict(failures),
         "turns_per_s": round(len(done) / wall, 1),
@@ -310,6 +341,7 @@ def print_table(results: dict[str, Any]) -> None:
         ("turns/s", "turns_per_s"),
         ("errors", "errors"),
         ("errors by kind", "error_kinds"),
+        ("open streams at once, max", "open_streams_max"),
         ("server CPU ms/turn", "server_cpu_ms_per_turn"),
         ("start p50 / p99 ms", ("start_p50_ms", "start_p99_ms")),
         ("first text p50 / p99 ms", ("first_text_p50_ms", "first_text_p99_ms")),
