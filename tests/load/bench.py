@@ -66,7 +66,6 @@ SCENARIOS = [
         2000,
         200,
         50,
-        reference=False,
         spread_s=5.0,
     ),
 ]

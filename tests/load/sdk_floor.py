@@ -1,5 +1,7 @@
 """The Agents SDK floor: the benchmark's turns run by the SDK alone, in a bare loop, with no
-HTTP and no database (the tools keep tasks in memory).
+HTTP and no database (the tools keep tasks in memory). The agent and the model are the very
+ones the benchmarked service runs: `TodoAgent` (its instructions, tools and settings) and the
+benchmark's stamping offline model.
 
 - `measure()`: the tool-using turn, one at a time, for CPU per turn (scenario d);
 - `measure_paced()`: the paced turns of a scenario, as many at once as it has clients, for
@@ -16,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from agents import Agent, Model, RunConfig, Runner
+from agents import Model
 
-from app.agent.offline import OfflineModel
-from app.agent.tools import TODO_TOOLS, TurnContext
+from app.agent import TodoAgent
 from app.domain import Task, TaskChanges, TaskFilter
+from tests.load.bench_server import StampingModel
+
+MAX_TURNS = 10
 
 
 class MemoryTasks:
@@ -44,26 +48,24 @@ class MemoryTasks:
 
 
 async def _turns(count: int, model: Model, concurrency: int = 1) -> None:
-    agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=model)
-    config = RunConfig(tracing_disabled=True)
+    agent = TodoAgent(model, max_turns=MAX_TURNS)
     numbers = iter(range(count))
 
     async def client() -> None:
-        context = TurnContext(MemoryTasks())
+        tasks = MemoryTasks()
         for number in numbers:
-            result = Runner.run_streamed(
-                agent, f"add bench item {number}", context=context, run_config=config
-            )
-            async for _ in result.stream_events():
+            async for _ in agent.run((), f"add bench item {number}", tasks).events():
                 pass
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
 def measure(count: int) -> dict[str, Any]:
-    asyncio.run(_turns(10, OfflineModel()))  # warm up
+    """Tool-using turns with no model delay, one at a time, as in scenario (a)."""
+    model = StampingModel(delay_ms=0, tokens=0)
+    uvloop.run(_turns(10, model))  # warm up
     began = time.process_time()
-    asyncio.run(_turns(count, OfflineModel()))
+    uvloop.run(_turns(count, model))
     cpu = time.process_time() - began
     return {"turns": count, "cpu_ms_per_turn": round(cpu / count * 1000, 2)}
 
