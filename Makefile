@@ -33,8 +33,10 @@ migrate:
 token:
 	@$(BIN)/python -m app token $(USER)
 
+BENCH_RUNS ?= 3
+
 bench:
-	$(BIN)/python -m tests.load.bench
+	$(BIN)/python -m tests.load.bench --runs $(BENCH_RUNS)
 
 loadtest:
 	$(BIN)/python -m pip install --quiet -e '.[load]'

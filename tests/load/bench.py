@@ -335,6 +335,46 @@ async def run_scenario(scenario: Scenario, database_url: str, base_port: int) ->
     return results
 
 
+def run_all(chosen: list[Scenario], database_url: str, port: int, *, quick: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"scenarios": {}}
+    for scenario in chosen:
+        results["scenarios"][scenario.name] = asyncio.run(
+            run_scenario(scenario, database_url, port)
+        )
+        if scenario.delay_ms:
+            # The SDK alone on the same paced turns, as many at once: what no server can beat.
+            model = StampingModel(delay_ms=scenario.delay_ms, tokens=scenario.tokens)
+            results["scenarios"][scenario.name]["sdk_floor"] = measure_paced(
+                model, concurrency=scenario.concurrency, turns=scenario.turns
+            )
+    results["sdk_floor"] = measure_sdk_floor(50 if quick else 500)
+    floor = results["sdk_floor"]["cpu_ms_per_turn"]
+    for result in results["scenarios"].values():
+        service = result.get("service")
+        if service and floor:
+            # A ratio within one run: the machine's pace varies from run to run.
+            service["cpu_over_sdk_floor"] = round(service["server_cpu_ms_per_turn"] / floor, 2)
+    return results
+
+
+def combine(runs: list[Any], worst: bool = False) -> Any:
+    """Several runs' results as one: the median of every figure, except errors (the worst)."""
+    present = [run for run in runs if run is not None]
+    if not present:
+        return None
+    if isinstance(present[0], dict):
+        keys = dict.fromkeys(key for run in present for key in run)
+        return {
+            key: combine(
+                [run.get(key) for run in present], worst or key in ("errors", "error_kinds")
+            )
+            for key in keys
+        }
+    if isinstance(present[0], int | float) and not isinstance(present[0], bool):
+        return max(present) if worst else round(statistics.median(present), 2)
+    return present[0]
+
+
 def print_table(results: dict[str, Any]) -> None:
     rows = [
         ("turns/s", "turns_per_s"),
@@ -383,6 +423,9 @@ def main() -> None:
         "--scenario", action="append", help="a32, a100, b100, b30, c2000 (default all)"
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds of each: a smoke test")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="run everything this many times; report medians"
+    )
     parser.add_argument("--output", default="bench-results.json")
     parser.add_argument("--port", type=int, default=18700)
     args = parser.parse_args()
@@ -412,23 +455,9 @@ def main() -> None:
         database_url = normalize_database_url(embedded)
     asyncio.run(upgrade(database_url))
 
-    results: dict[str, Any] = {"scenarios": {}}
-    for scenario in chosen:
-        results["scenarios"][scenario.name] = asyncio.run(
-            run_scenario(scenario, database_url, args.port)
-        )
-        if scenario.delay_ms:
-            # The SDK alone on the same paced turns, as many at once: what no server can beat.
-            model = StampingModel(delay_ms=scenario.delay_ms, tokens=scenario.tokens)
-            results["scenarios"][scenario.name]["sdk_floor"] = measure_paced(
-                model, concurrency=scenario.concurrency, turns=scenario.turns
-            )
-    results["sdk_floor"] = measure_sdk_floor(50 if args.quick else 500)
-    floor = results["sdk_floor"]["cpu_ms_per_turn"]
-    for result in results["scenarios"].values():
-        service = result.get("service")
-        if service and floor:
-            service["cpu_over_sdk_floor"] = round(service["server_cpu_ms_per_turn"] / floor, 2)
+    runs = [run_all(chosen, database_url, args.port, quick=args.quick) for _ in range(args.runs)]
+    results = combine(runs)
+    results["runs"] = runs
     print_table(results)
     Path(args.output).write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {args.output}")
