@@ -200,7 +200,7 @@ class ChatService:
         failure: AgentFailed | None = None
         try:
             emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
-            tasks = UserTasks(self._database, turn.user_id)
+            tasks = UserTasks(self._database, turn.user_id, priority=True)
             run = self._agent.run(turn.history, turn.message, tasks)
             live.on_cancel = run.cancel
             if live.cancel_reason is not None:

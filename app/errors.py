@@ -73,6 +73,13 @@ async def handle_database_unavailable(request: Request, exc: Exception) -> Respo
     )
 
 
+async def handle_busy(request: Request, exc: Exception) -> Response:
+    logger.warning("no database connection in time for %s %s", request.method, request.url.path)
+    return error_response(
+        503, "busy", "The service is busy. Please try again shortly.", headers={"Retry-After": "5"}
+    )
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "Something went wrong on our side.")

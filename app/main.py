@@ -22,10 +22,11 @@ from app.agent import TodoAgent, open_model
 from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
 from app.chat import ChatService
 from app.db.migrations import head_revision
-from app.db.uow import Database
+from app.db.uow import ConnectionWaitTimeout, Database
 from app.errors import (
     ApiError,
     handle_api_error,
+    handle_busy,
     handle_database_unavailable,
     handle_http_exception,
     handle_unexpected,
@@ -52,7 +53,11 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
                 if model is not None
                 else await resources.enter_async_context(open_model(settings))
             )
-            database = Database(database_url, pool_size=settings.db_pool_size)
+            database = Database(
+                database_url,
+                pool_size=settings.db_pool_size,
+                pool_timeout=settings.db_pool_timeout_seconds,
+            )
             resources.push_async_callback(database.dispose)
             task_group = await resources.enter_async_context(anyio.create_task_group())
             runs = RunRegistry(
@@ -110,7 +115,8 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,
             OperationalError: handle_database_unavailable,
-            PoolTimeout: handle_database_unavailable,
+            PoolTimeout: handle_busy,
+            ConnectionWaitTimeout: handle_busy,
             # asyncpg raises OSError when it cannot connect; endpoints do no other I/O.
             OSError: handle_database_unavailable,
             Exception: handle_unexpected,

@@ -46,6 +46,7 @@ class Settings:
     agent_tracing: bool = False
     offline_token_delay_ms: int = 0
     db_pool_size: int = 5
+    db_pool_timeout_seconds: int = 30
     max_message_chars: int = 4000
     max_body_bytes: int = 64 * 1024
     history_messages: int = 20
@@ -107,6 +108,9 @@ class Settings:
             agent_tracing=_choice(env, "AGENT_TRACING", ("on", "off"), "off") == "on",
             offline_token_delay_ms=_integer(env, "OFFLINE_TOKEN_DELAY_MS", 0, maximum=10_000),
             db_pool_size=_integer(env, "DB_POOL_SIZE", 5, minimum=1, maximum=100),
+            db_pool_timeout_seconds=_integer(
+                env, "DB_POOL_TIMEOUT_SECONDS", 30, minimum=1, maximum=300
+            ),
             max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 4000, minimum=1),
             history_messages=_integer(env, "HISTORY_MESSAGES", 20, minimum=0, maximum=500),
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),

@@ -15,7 +15,9 @@ from app.db.repositories import (
     TaskRepository,
 )
 
-POOL_TIMEOUT_SECONDS = 30.0
+
+class ConnectionWaitTimeout(TimeoutError):
+    """No connection came within the pool's timeout: the service has more work than its pool."""
 
 
 class UnitOfWork:
@@ -25,8 +27,9 @@ class UnitOfWork:
     With `single_statement`, each statement is its own transaction (autocommit): no BEGIN and
     COMMIT round trips, for work that is one statement, which is atomic on its own.
 
-    A unit of work with a `gate` first takes a place in it (waiting at most the pool's timeout,
-    then raising `TimeoutError`); one without goes straight to the pool."""
+    A unit of work with a `gate` first takes a place in it (waiting at most `timeout`, else
+    `ConnectionWaitTimeout`), then a connection; one without goes straight to the pool, whose
+    own wait is bounded by the same timeout (SQLAlchemy's `TimeoutError`)."""
 
     conversations: ConversationRepository
     messages: MessageRepository
@@ -38,17 +41,22 @@ class UnitOfWork:
         self,
         engine: AsyncEngine,
         *,
+        timeout: float,
         gate: asyncio.Semaphore | None = None,
         single_statement: bool = False,
     ) -> None:
         self._engine = engine
+        self._timeout = timeout
         self._gate = gate
         self._single_statement = single_statement
 
     async def __aenter__(self) -> UnitOfWork:
         if self._gate is not None:
-            async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
-                await self._gate.acquire()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._gate.acquire()
+            except TimeoutError:
+                raise ConnectionWaitTimeout from None
         try:
             # SQLAlchemy Core on a connection: the repositories map rows to domain objects
             # themselves, so the ORM session's bookkeeping would be pure cost.
@@ -89,23 +97,22 @@ class Database:
     events, their ends): under load, new turns wait for a connection, while the runs already
     going are still stored on time."""
 
-    def __init__(self, url: str, *, pool_size: int) -> None:
+    def __init__(self, url: str, *, pool_size: int, pool_timeout: float = 30.0) -> None:
         self.engine: AsyncEngine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=0,
-            pool_recycle=1800,
-            pool_timeout=POOL_TIMEOUT_SECONDS,
+            url, pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=pool_timeout
         )
         self.reserved_connections = pool_size // 5
         self._gate = asyncio.Semaphore(pool_size - self.reserved_connections)
+        self._timeout = pool_timeout
 
     def unit_of_work(self, *, priority: bool = False) -> UnitOfWork:
-        return UnitOfWork(self.engine, gate=None if priority else self._gate)
+        gate = None if priority else self._gate
+        return UnitOfWork(self.engine, timeout=self._timeout, gate=gate)
 
     def single_statement(self, *, priority: bool = False) -> UnitOfWork:
         """A unit of work for one statement: see `UnitOfWork`."""
-        return UnitOfWork(self.engine, gate=None if priority else self._gate, single_statement=True)
+        gate = None if priority else self._gate
+        return UnitOfWork(self.engine, timeout=self._timeout, gate=gate, single_statement=True)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -4,6 +4,7 @@ disconnects, no connection held while the model streams, many streams on a small
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -356,3 +357,53 @@ async def test_a_turn_cut_short_by_shutdown_is_stored_as_incomplete(
     assert len(stored) == 1
     assert stored[0]["status"] == "incomplete"
     assert 0 < len(stored[0]["content"]) < len("Hi! I can keep your todo list.") * 3
+
+
+class _HeldModel(OfflineModel):
+    """The offline model, holding its first turn before anything (its tool call included)
+    until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = anyio.Event()
+        self.release = anyio.Event()
+
+    async def stream_response(
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        if not self.release.is_set():
+            self.holding.set()
+            await self.release.wait()
+        async for event in super().stream_response(*args, **kwargs):
+            yield event
+
+
+async def test_under_load_new_turns_get_busy_and_runs_going_still_finish(
+    settings: Settings,
+) -> None:
+    # A pool of 5: 4 connections for new turns and requests, 1 kept for runs already going.
+    small = with_settings(settings, db_pool_size=5, db_pool_timeout_seconds=1)
+    model = _HeldModel()
+    async with serve(create_app(small, model=model), small) as live:
+        going, late = live.user("going"), live.user("late")
+        chat = asyncio.create_task(going.chat("add buy milk"))
+        with anyio.fail_after(10):
+            await model.holding.wait()
+        database = live.app.state.database
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(4):  # every connection new work may take
+                await held.enter_async_context(database.unit_of_work())
+            refused = await late.post("/chat/stream", json={"message": "add eggs"})
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+            assert refused.json()["error"]["code"] == "busy"
+            # The run already going calls its tool, logs its events and stores its end.
+            model.release.set()
+            with anyio.fail_after(10):
+                events = await chat
+        assert types_of(events)[-1] == "done", events
+        result = next(e for e in events if e["type"] == "tool_result")
+        assert result["output"]["task"]["title"].lower() == "buy milk"
+        conversation = events[0]["conversation_id"]
+        stored = (await going.get(f"/conversations/{conversation}/messages")).json()
+        assert stored["messages"][-1]["id"] == events[-1]["message_id"]
+        assert stored["messages"][-1]["status"] == "complete"
