@@ -1,9 +1,10 @@
 """The chat service: one turn of a conversation, from the user's message to the stored answer.
 
-Each turn is a run (see `app.runs`) with three kinds of short transaction and the model in
-between, holding no connection: `begin()` finds or creates the conversation, reads its history,
-stores the user's message and the run; the tools use their own; the end of the run stores the
-assistant's message with the run's last events. The run goes on when its client goes away.
+Each turn is a run (see `app.runs`), with the model working between short database visits and
+holding no connection: `begin()` is one transaction (the user's lock, the checks, the history,
+then the user's message and the run in one statement, which reserves the answer's id); each
+tool call is one statement; the end of the run stores the assistant's message with the run's
+last events in one statement. The run goes on when its client goes away.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 instance.
 
 A run's events are numbered (`seq`) and handed at once to the subscribers in this process; the
-`EventLog` writes them to PostgreSQL in batches, one short transaction and one NOTIFY per batch,
-so other instances (and later readers) can follow. `RunRegistry` knows the runs in progress in
+`EventLog` writes them to PostgreSQL in batches, one statement (with its NOTIFY) per batch, so
+other instances (and later readers) can follow. `RunRegistry` knows the runs in progress in
 this process, cancels them, stops them at shutdown, and closes the runs of dead instances.
 """
 
@@ -154,7 +154,7 @@ class EventLog:
 
     async def settle(self, run_id: str) -> list[tuple[str, LoggedEvent]]:
         """Take back a finishing run's unwritten events, once none of its events is being
-        written, so that its last transaction writes them, in order, with its final event."""
+        written, so that its last statement writes them, in order, with its final event."""
         while run_id in self._writing:
             await self._written.wait()
         mine = [item for item in self._pending if item[0] == run_id]
@@ -162,7 +162,7 @@ class EventLog:
         return mine
 
     def restore(self, events: list[tuple[str, LoggedEvent]]) -> None:
-        """Put back events taken by `settle()` whose transaction failed."""
+        """Put back events taken by `settle()` whose writing failed."""
         self._pending[:0] = events
         self._wakeup.set()
 
