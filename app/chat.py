@@ -17,6 +17,7 @@ import anyio
 from sqlalchemy.exc import IntegrityError
 
 from app.agent import AgentRun, TodoAgent
+from app.db.gate import Priority
 from app.db.uow import Database
 from app.domain import (
     AgentFailed,
@@ -201,7 +202,7 @@ class ChatService:
         failure: AgentFailed | None = None
         try:
             emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
-            tasks = UserTasks(self._database, turn.user_id, priority=True)
+            tasks = UserTasks(self._database, turn.user_id, Priority.RUN)
             run = self._agent.run(turn.history, turn.message, tasks)
             live.on_cancel = run.cancel
             if live.cancel_reason is not None:
@@ -252,7 +253,7 @@ class ChatService:
         try:
             with anyio.fail_after(STORE_TIMEOUT_SECONDS, shield=True):
                 unwritten = await self.runs.log.settle(turn.run_id)
-                async with self._database.single_statement(priority=True) as uow:
+                async with self._database.single_statement(Priority.END) as uow:
                     ended = await uow.runs.end(
                         turn.run_id,
                         RunStatus(status.value),

@@ -21,8 +21,9 @@ from app.access_log import AccessLog
 from app.agent import TodoAgent, open_model
 from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
 from app.chat import ChatService
+from app.db.gate import ConnectionWaitTimeout
 from app.db.migrations import head_revision
-from app.db.uow import ConnectionWaitTimeout, Database
+from app.db.uow import Database
 from app.errors import (
     ApiError,
     handle_api_error,

@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskGroup
 from sqlalchemy.exc import OperationalError
 
+from app.db.gate import Priority
 from app.db.notifications import Listener
 from app.db.uow import Database
 from app.domain import NewMessage, Role, Run, RunStatus
@@ -212,7 +213,7 @@ class EventLog:
         last: dict[str, int] = {}
         for run_id, event in batch:
             last[run_id] = event.seq
-        async with self._database.single_statement(priority=True) as uow:
+        async with self._database.single_statement(Priority.END) as uow:
             notifications = (f"{run_id}:{seq}" for run_id, seq in last.items())
             await uow.run_events.append_and_notify(batch, *notifications)
 
@@ -426,7 +427,7 @@ class RunRegistry:
 
     async def _close_orphan(self, run: Run) -> bool:
         unwritten = await self.log.settle(run.id)  # events of our own, not yet in the log
-        async with self._database.unit_of_work(priority=True) as uow:
+        async with self._database.unit_of_work(Priority.END) as uow:
             await uow.run_events.append(unwritten)
             logged = await uow.run_events.after(run.id, 0, limit=100_000)
             transcript = Transcript()

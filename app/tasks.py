@@ -3,6 +3,7 @@ transaction)."""
 
 from __future__ import annotations
 
+from app.db.gate import Priority
 from app.db.uow import Database
 from app.domain import Task, TaskChanges, TaskFilter, TaskNotFound
 
@@ -10,31 +11,31 @@ from app.domain import Task, TaskChanges, TaskFilter, TaskNotFound
 class UserTasks:
     """The `TaskBook` of one user, fixed when it is made: the REST endpoints make one from the
     path's verified user, a chat turn from the token's, and the model never names a user.
-    A chat turn's is `priority`: the work of a run already going (see `Database`)."""
+    A chat turn's has the priority of a run already going (see `Priority`)."""
 
-    def __init__(self, database: Database, user_id: str, *, priority: bool = False) -> None:
+    def __init__(self, database: Database, user_id: str, priority: Priority = Priority.NEW) -> None:
         self._database = database
         self._priority = priority
         self.user_id = user_id
 
     async def add(self, title: str, description: str | None = None) -> Task:
-        async with self._database.single_statement(priority=self._priority) as uow:
+        async with self._database.single_statement(self._priority) as uow:
             task = await uow.tasks.add(self.user_id, title, description)
         return task
 
     async def list(self, status: TaskFilter = TaskFilter.ALL) -> list[Task]:
-        async with self._database.single_statement(priority=self._priority) as uow:
+        async with self._database.single_statement(self._priority) as uow:
             return await uow.tasks.list(self.user_id, status)
 
     async def update(self, task_id: int, changes: TaskChanges) -> Task:
-        async with self._database.single_statement(priority=self._priority) as uow:
+        async with self._database.single_statement(self._priority) as uow:
             task = await uow.tasks.update(self.user_id, task_id, changes)
             if task is None:
                 raise TaskNotFound(task_id)
         return task
 
     async def delete(self, task_id: int) -> Task:
-        async with self._database.single_statement(priority=self._priority) as uow:
+        async with self._database.single_statement(self._priority) as uow:
             task = await uow.tasks.delete(self.user_id, task_id)
             if task is None:
                 raise TaskNotFound(task_id)

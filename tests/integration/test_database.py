@@ -15,6 +15,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.db.gate import Priority
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
 from app.db.repositories import NOTIFY_CHANNEL
@@ -104,7 +105,7 @@ async def test_a_fifth_of_the_pool_is_kept_for_storing_what_runs_did(database_ur
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(database.unit_of_work().__aenter__(), 0.5)
             # ...while the end of a run still gets one at once.
-            async with database.unit_of_work(priority=True) as uow:
+            async with database.unit_of_work(Priority.END) as uow:
                 assert await uow.runs.count_active("uow-user-5") == 0
             waiting = asyncio.ensure_future(database.single_statement().__aenter__())
             await asyncio.sleep(0.1)
