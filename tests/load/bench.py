@@ -387,7 +387,7 @@ def print_table(results: dict[str, Any]) -> None:
         ("text lag p50 / p99 ms", ("text_lag_p50_ms", "text_lag_p99_ms")),
         ("last / first text", "last_over_first_text"),
         ("peak RSS MB", "peak_rss_mb"),
-        ("RSS per stream KB", "rss_per_stream_kb"),
+        ("RSS per client KB", "rss_per_stream_kb"),
         ("DB connections max", "db_connections_in_use_max"),
         ("load generator CPU share", "client_cpu_share"),
     ]
