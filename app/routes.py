@@ -307,8 +307,8 @@ async def ready(request: Request) -> Response:
     expected: str | None = request.app.state.head_revision
     try:
         with anyio.fail_after(READY_TIMEOUT_SECONDS):
-            async with _database(request).engine.connect() as connection:
-                revision = await current_revision(connection)
+            async with _database(request).unit_of_work() as uow:
+                revision = await current_revision(uow.connection)
     except (OSError, TimeoutError, SQLAlchemyError):
         return error_response(503, "database_unavailable", "The database cannot be reached.")
     if revision != expected:

@@ -400,14 +400,14 @@ class RunRegistry:
         """Close the runs left active by instances that are gone, and this instance's own runs
         whose end could not be stored (the database was down then): what their log holds
         becomes an incomplete answer, and their followers get a final event."""
-        async with self._database.unit_of_work() as uow:
+        async with self._database.unit_of_work(Priority.END) as uow:
             instances = await uow.runs.active_instances()
         closed = 0
         for instance in instances:
             mine = instance == self.instance_id
             if not mine and not await self._dead(instance):
                 continue
-            async with self._database.unit_of_work() as uow:
+            async with self._database.unit_of_work(Priority.END) as uow:
                 orphans = await uow.runs.active_of_instance(instance)
             for run in orphans:
                 if mine and (run.id in self._local or run.id not in self.unsettled):

@@ -43,6 +43,7 @@ class ConnectionGate:
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._queue, (priority, next(self._arrivals), place))
         self._waiting[priority] += 1
+        self._dispatch()
         try:
             async with asyncio.timeout(self._timeout):
                 await place
@@ -50,25 +51,30 @@ class ConnectionGate:
             if place.done() and not place.cancelled():
                 self.release()  # given a place just as it gave up waiting
             else:
-                place.cancel()  # left in the queue, skipped when its turn comes
+                place.cancel()  # left in the queue, skipped by `_dispatch()`
                 self._waiting[priority] -= 1
+                self._dispatch()  # whoever its turn held up
             if isinstance(error, TimeoutError):
                 raise ConnectionWaitTimeout from None
             raise
 
     def release(self) -> None:
         self._in_use -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Give free places to the waiters first in line, for as long as they may take one."""
         while self._queue:
             priority, _, place = self._queue[0]
-            if place.cancelled():
+            if place.done():  # gave up waiting
                 heapq.heappop(self._queue)
                 continue
-            if self._may_take(Priority(priority)):
-                heapq.heappop(self._queue)
-                self._waiting[priority] -= 1
-                self._in_use += 1
-                place.set_result(None)
-            return
+            if not self._may_take(Priority(priority)):
+                return
+            heapq.heappop(self._queue)
+            self._waiting[priority] -= 1
+            self._in_use += 1
+            place.set_result(None)
 
     def _may_take(self, priority: Priority) -> bool:
         limit = self._size - (self._reserved if priority is Priority.NEW else 0)

@@ -51,11 +51,15 @@ class UnitOfWork:
             # SQLAlchemy Core on a connection: the repositories map rows to domain objects
             # themselves, so the ORM session's bookkeeping would be pure cost.
             self._connection: AsyncConnection = await self._engine.connect()
-            if self._single_statement:
-                await self._connection.execution_options(isolation_level="AUTOCOMMIT")
         except BaseException:
             self._gate.release()
             raise
+        if self._single_statement:
+            try:
+                await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
         self.conversations = ConversationRepository(self._connection)
         self.messages = MessageRepository(self._connection)
         self.tasks = TaskRepository(self._connection)
@@ -73,6 +77,11 @@ class UnitOfWork:
             await self._connection.close()
         finally:
             self._gate.release()
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The connection itself, for work outside the repositories (the schema's revision)."""
+        return self._connection
 
     async def commit(self) -> None:
         await self._connection.commit()

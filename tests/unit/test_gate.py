@@ -67,3 +67,20 @@ async def test_a_waiter_that_gives_up_loses_no_place() -> None:
     with pytest.raises(asyncio.CancelledError):
         await late
     await asyncio.wait_for(gate.acquire(Priority.NEW), 1)
+
+
+async def test_a_place_freed_as_a_waiter_gives_up_goes_to_the_next_at_once() -> None:
+    gate = ConnectionGate(1, reserved=0, timeout=5)
+    await gate.acquire(Priority.NEW)
+    gave_up = asyncio.create_task(gate.acquire(Priority.END))
+    await asyncio.sleep(0)
+    # The next one arrives before the one who gave up has run its own cleanup.
+    arriving = asyncio.create_task(gate.acquire(Priority.END))
+    gave_up.cancel()
+    gate.release()
+    await asyncio.wait_for(arriving, 0.5)
+    with pytest.raises(asyncio.CancelledError):
+        await gave_up
+    # Still exactly one place: the next one waits.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gate.acquire(Priority.NEW), 0.2)
