@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 
 import anyio
 from sqlalchemy.exc import IntegrityError
@@ -223,7 +222,7 @@ class ChatService:
             # Cancelled (the service is stopping) or a bug: keep what was said, then go on
             # unwinding (a bug is logged by the registry).
             status = transcript.failed_status()
-            await self._finish(turn, live, transcript, run, status, lambda _: interrupted())
+            await self._finish(turn, live, transcript, run, status, interrupted())
             raise error
         status, final_event = _ending(turn, live, transcript, run, failure)
         await self._finish(turn, live, transcript, run, status, final_event)
@@ -235,7 +234,7 @@ class ChatService:
         transcript: Transcript,
         run: AgentRun | None,
         status: MessageStatus,
-        final_event: Callable[[int], Event],  # given the answer's message id
+        final_event: Event,
     ) -> None:
         """Store the answer, the run's unwritten events and its final one in one statement,
         shielded from cancellation; then hand the final event to the subscribers."""
@@ -248,7 +247,7 @@ class ChatService:
             tool_calls=tuple(transcript.tool_calls.values()),
             usage=None if run is None else run.usage,
         )
-        final = encode(final_event(turn.answer_message_id), seq)
+        final = encode(final_event, seq)
         unwritten: list[tuple[str, LoggedEvent]] = []
         try:
             with anyio.fail_after(STORE_TIMEOUT_SECONDS, shield=True):
@@ -281,18 +280,15 @@ def _ending(
     transcript: Transcript,
     run: AgentRun | None,
     failure: AgentFailed | None,
-) -> tuple[MessageStatus, Callable[[int], Event]]:
-    """How a run that was not interrupted ends: the answer's status, and its final event
-    (given the stored answer's id)."""
+) -> tuple[MessageStatus, Event]:
+    """How a run that was not interrupted ends: the answer's status, and its final event."""
     usage = {} if run is None else run.usage.as_dict()
+    answer = turn.answer_message_id
     if live.cancel_reason == "cancelled":
-        return MessageStatus.CANCELLED, lambda message_id: Done(
-            turn.conversation_id, message_id, usage, "cancelled"
-        )
+        return MessageStatus.CANCELLED, Done(turn.conversation_id, answer, usage, "cancelled")
     if live.cancel_reason == "shutdown":
-        restarting = error_event("server_restarting", retryable=True)
-        return transcript.failed_status(), lambda _: restarting
+        return transcript.failed_status(), error_event("server_restarting", retryable=True)
     if failure is not None:
         failed = error_event(failure.code, retryable=failure.retryable)
-        return transcript.failed_status(), lambda _: failed
-    return MessageStatus.COMPLETE, lambda message_id: Done(turn.conversation_id, message_id, usage)
+        return transcript.failed_status(), failed
+    return MessageStatus.COMPLETE, Done(turn.conversation_id, answer, usage)

@@ -134,7 +134,15 @@ _APPEND_EVENTS_AND_NOTIFY = text(f"WITH appended AS ({_APPEND_EVENTS_SQL}) {_NOT
 
 # A run's start, with its user's message, in one statement (after the user's lock), for a new
 # conversation or an existing one; the answer's id is reserved with it.
-_RESERVE_ANSWER_ID = "nextval(pg_get_serial_sequence('messages', 'id'))"
+# Both end alike: the run for the message just stored, then the ids, the answer's reserved.
+_THEN_RUN_AND_IDS = """), run AS (
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
+    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
+        CAST(:instance AS text)
+    FROM message
+)
+SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
+"""
 _START_RUN_IN_NEW_CONVERSATION = text(f"""
 WITH conversation AS (
     INSERT INTO conversations (user_id, title) VALUES (:user_key, :title) RETURNING id
@@ -142,14 +150,7 @@ WITH conversation AS (
     INSERT INTO messages (conversation_id, role, content, status, tool_calls)
     SELECT id, 'user', CAST(:content AS text), 'complete', '[]' FROM conversation
     RETURNING id, conversation_id
-), run AS (
-    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
-    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
-        CAST(:instance AS text)
-    FROM message
-)
-SELECT conversation_id, id, {_RESERVE_ANSWER_ID} FROM message
-""")
+{_THEN_RUN_AND_IDS}""")
 _START_RUN = text(f"""
 WITH touched AS (
     UPDATE conversations SET updated_at = now() WHERE id = :conversation_key
@@ -157,14 +158,7 @@ WITH touched AS (
     INSERT INTO messages (conversation_id, role, content, status, tool_calls)
     VALUES (:conversation_key, 'user', :content, 'complete', '[]')
     RETURNING id, conversation_id
-), run AS (
-    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
-    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
-        CAST(:instance AS text)
-    FROM message
-)
-SELECT conversation_id, id, {_RESERVE_ANSWER_ID} FROM message
-""")
+{_THEN_RUN_AND_IDS}""")
 _CONVERSATION_STATE = text("""
 SELECT
     (SELECT id FROM runs WHERE conversation_id = c.id AND status = 'active'),
