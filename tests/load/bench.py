@@ -52,6 +52,11 @@ class Scenario:
     # do; all starting in the same millisecond would measure a burst, not a steady load.
     spread_s: float = 0.0
 
+    @property
+    def paced_seconds(self) -> float:
+        """How long a paced reply lasts when the server adds nothing: its tokens' delays."""
+        return self.delay_ms * self.tokens / 1000
+
 
 SCENARIOS = [
     Scenario("a32", "tool-using turns, no model delay, 32 clients", 32, 1000, 0, 0),
@@ -293,7 +298,18 @@ async def drive(
             (process.peak_rss - baseline_rss) / scenario.concurrency / 1024, 1
         ),
         "db_connections_in_use_max": connections_in_use if database_url else None,
+        "cores_to_keep_pace": cores_to_keep_pace(
+            (cpu_after - cpu_before) / max(len(done), 1), scenario
+        ),
     }
+
+
+def cores_to_keep_pace(cpu_seconds_per_turn: float, scenario: Scenario) -> float | None:
+    """The CPU that every client's reply streaming at the model's own pace would take: what a
+    paced scenario needs of a machine, whatever share of it one process got."""
+    if not scenario.paced_seconds:
+        return None
+    return round(cpu_seconds_per_turn * scenario.concurrency / scenario.paced_seconds, 2)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -344,9 +360,11 @@ def run_all(chosen: list[Scenario], database_url: str, port: int, *, quick: bool
         if scenario.delay_ms:
             # The SDK alone on the same paced turns, as many at once: what no server can beat.
             model = StampingModel(delay_ms=scenario.delay_ms, tokens=scenario.tokens)
-            results["scenarios"][scenario.name]["sdk_floor"] = measure_paced(
-                model, concurrency=scenario.concurrency, turns=scenario.turns
+            floor = measure_paced(model, concurrency=scenario.concurrency, turns=scenario.turns)
+            floor["cores_to_keep_pace"] = cores_to_keep_pace(
+                floor["cpu_ms_per_turn"] / 1000, scenario
             )
+            results["scenarios"][scenario.name]["sdk_floor"] = floor
     results["sdk_floor"] = measure_sdk_floor(50 if quick else 500)
     floor = results["sdk_floor"]["cpu_ms_per_turn"]
     for result in results["scenarios"].values():
@@ -389,6 +407,7 @@ def print_table(results: dict[str, Any]) -> None:
         ("peak RSS MB", "peak_rss_mb"),
         ("RSS per client KB", "rss_per_stream_kb"),
         ("DB connections max", "db_connections_in_use_max"),
+        ("cores to keep pace", "cores_to_keep_pace"),
         ("load generator CPU share", "client_cpu_share"),
     ]
     for name, result in results["scenarios"].items():
@@ -410,7 +429,8 @@ def print_table(results: dict[str, Any]) -> None:
             print(
                 f"  the Agents SDK alone on these turns ({floor['concurrency']} at once):"
                 f" {floor['cpu_ms_per_turn']} ms CPU per turn, {floor['cpu_share']} of a core,"
-                f" {floor['rss_per_run_kb']} KB RSS per run"
+                f" {floor['rss_per_run_kb']} KB RSS per run;"
+                f" {floor['cores_to_keep_pace']} cores to keep every run at the model's pace"
             )
     floor = results.get("sdk_floor")
     if floor:
