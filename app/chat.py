@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 50
 STORE_TIMEOUT_SECONDS = 10
+RECHECK_TIMEOUT_SECONDS = 2
+# The longest a run's end takes: storing it, then, if that failed, looking whether it was
+# stored all the same.
+FINISH_TIMEOUT_SECONDS = STORE_TIMEOUT_SECONDS + RECHECK_TIMEOUT_SECONDS
 CANCEL_WAIT_SECONDS = 15
 ACTIVE_RUN_INDEX = "uq_runs_conversation_id_active"
 
@@ -266,12 +270,28 @@ class ChatService:
                     final = encode(interrupted(), seq)
         except Exception:
             logger.exception("could not store the end of run %s", turn.run_id)
-            # Its events go back to the log; maintenance closes the run from it later.
-            self.runs.log.restore(unwritten)
-            self.runs.unsettled.add(turn.run_id)
-            final = encode(error_event("storage_failed", retryable=True), seq)
+            stored = await self._stored_final_event(turn.run_id, seq)
+            if stored is not None:
+                # The statement took effect, only its reply was lost (the connection dropped,
+                # or the limit passed, just as it committed): tell what the database holds.
+                final = stored
+            else:
+                # Its events go back to the log; maintenance closes the run from it later.
+                self.runs.log.restore(unwritten)
+                self.runs.unsettled.add(turn.run_id)
+                final = encode(error_event("storage_failed", retryable=True), seq)
         live.publish(final)
         self.runs.ended(live)
+
+    async def _stored_final_event(self, run_id: str, seq: int) -> LoggedEvent | None:
+        try:
+            with anyio.fail_after(RECHECK_TIMEOUT_SECONDS, shield=True):
+                async with self._database.single_statement(Priority.END) as uow:
+                    logged = await uow.run_events.after(run_id, seq - 1, limit=1)
+        except Exception:
+            logger.warning("could not check whether run %s was stored", run_id, exc_info=True)
+            return None
+        return logged[0] if logged and logged[0].seq == seq else None
 
 
 def _ending(

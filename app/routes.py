@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.chat import STORE_TIMEOUT_SECONDS, ChatService
+from app.chat import FINISH_TIMEOUT_SECONDS, ChatService
 from app.db.migrations import current_revision
 from app.db.uow import Database
 from app.domain import (
@@ -148,7 +148,7 @@ def _stream(request: Request, run: Run, after_seq: int) -> Response:
         run.id,
         events,
         ping_seconds=settings.sse_ping_seconds,
-        shutdown_grace_seconds=settings.shutdown_grace_seconds + STORE_TIMEOUT_SECONDS + 5,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds + FINISH_TIMEOUT_SECONDS + 5,
     )
 
 
@@ -164,7 +164,7 @@ async def chat_stream(request: Request) -> Response:
         turn.run_id,
         live.subscribe(0).batches(),
         ping_seconds=settings.sse_ping_seconds,
-        shutdown_grace_seconds=settings.shutdown_grace_seconds + STORE_TIMEOUT_SECONDS + 5,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds + FINISH_TIMEOUT_SECONDS + 5,
     )
 
 

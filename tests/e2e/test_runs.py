@@ -14,6 +14,7 @@ from httpx_sse import aconnect_sse
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Database, with_settings
+from tests.postgres_proxy import ReplyLosingProxy
 from tests.support import User, serve, text_of, types_of
 
 Events = list[dict[str, Any]]
@@ -324,6 +325,32 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
         "SELECT content, status FROM messages WHERE id = :id", id=run["assistant_message_id"]
     )
     assert stored == [{"content": text_of(events), "status": "incomplete"}]
+
+
+async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
+    settings: Settings, db: Database
+) -> None:
+    """The end's statement commits, then the connection drops before its reply arrives: the
+    client hears `done`, as the database holds it, not a retryable `storage_failed` that
+    would have its user send the message (and add the task) again."""
+    assert settings.database_url is not None
+    async with ReplyLosingProxy(settings.database_url) as proxy:
+        proxied = with_settings(settings, database_url=proxy.url)
+        async with serve(create_app(proxied), proxied) as live:
+            user = live.user()
+            proxy.lose_reply_to(b"WITH finished AS")  # the statement that ends a run
+            events = await _post_until(user, "add buy milk", 10_000)
+            await live.runs.wait_idle()
+    assert proxy.lost.is_set(), "the end's reply was not lost: the test tested nothing"
+    assert events[-1]["type"] == "done", events[-1]
+    run = await db.rows("SELECT status FROM runs WHERE id = :id", id=events[0]["run_id"])
+    assert run == [{"status": "complete"}]
+    answer = await db.rows(
+        "SELECT status FROM messages WHERE id = :id", id=events[-1]["message_id"]
+    )
+    assert answer == [{"status": "complete"}]
+    tasks = await db.rows("SELECT title FROM tasks WHERE user_id = :user", user=user.id)
+    assert tasks == [{"title": "Buy milk"}]
 
 
 async def test_a_run_the_database_refuses_does_not_hold_up_the_others_log(

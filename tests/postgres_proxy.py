@@ -1,0 +1,153 @@
+"""A TCP proxy in front of PostgreSQL that can lose the reply to one statement: the statement
+runs and commits on the server, then the client's connection drops before it hears so. This
+is the network failing at the worst moment, with nothing of ours faked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+PARSE, BIND = ord("P"), ord("B")
+COMMAND_COMPLETE, READY_FOR_QUERY = ord("C"), ord("Z")
+ENCRYPTION_REQUESTS = (80877103, 80877104)  # SSLRequest, GSSENCRequest
+
+
+class ReplyLosingProxy:
+    def __init__(self, database_url: str) -> None:
+        parts = urlsplit(database_url)
+        socket_dir = dict(parse_qsl(parts.query)).get("host", "")
+        self._url = parts
+        # A server reached over TCP, or over its Unix socket (as the embedded one is).
+        self._socket = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}" if socket_dir else None
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._marker: bytes | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.lost = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        """The database's URL through the proxy (in the clear, so that it can read it)."""
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        netloc = self._url.netloc.rsplit("@", 1)[0] + "@" if "@" in self._url.netloc else ""
+        dropped = ("host", "port", "ssl", "sslmode")
+        query = [(k, v) for k, v in parse_qsl(self._url.query) if k not in dropped]
+        return self._url._replace(
+            netloc=f"{netloc}127.0.0.1:{port}", query=urlencode([*query, ("ssl", "disable")])
+        ).geturl()
+
+    def lose_reply_to(self, marker: bytes) -> None:
+        """The next statement whose text holds `marker` commits, and its reply is lost."""
+        self._marker = marker
+
+    async def __aenter__(self) -> ReplyLosingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        for connection in list(self._connections):
+            connection.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _accept(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        if self._socket is not None:
+            server_in, server_out = await asyncio.open_unix_connection(self._socket)
+        else:
+            server_in, server_out = await asyncio.open_connection(*self._address)
+        executing = asyncio.Event()
+
+        async def to_server() -> None:
+            messages = ClientMessages()
+            statement: bytes | None = None
+            while data := await client_in.read(65536):
+                for kind, body in messages.feed(data):
+                    name, _, rest = body.partition(b"\0")
+                    if kind == PARSE and self._marker is not None and self._marker in rest:
+                        self._marker, statement = None, name
+                    elif kind == BIND and rest.partition(b"\0")[0] == statement:
+                        executing.set()
+                server_out.write(data)
+                await server_out.drain()
+
+        async def to_client() -> None:
+            buffer = b""
+            completed = False
+            while data := await server_in.read(65536):
+                if not executing.is_set():
+                    client_out.write(data)
+                    await client_out.drain()
+                    continue
+                # The marked statement is executing: pass its messages on until it completes,
+                # then hold everything back until the server is ready for the next query (its
+                # implicit transaction has committed by then), and hang up.
+                buffer += data
+                while len(buffer) >= 5:
+                    size = 1 + int.from_bytes(buffer[1:5], "big")
+                    if len(buffer) < size:
+                        break
+                    message, buffer = buffer[:size], buffer[size:]
+                    if completed and message[0] == READY_FOR_QUERY:
+                        self.lost.set()
+                        return
+                    completed = completed or message[0] == COMMAND_COMPLETE
+                    if not completed:
+                        client_out.write(message)
+                await client_out.drain()
+
+        try:
+            directions = [asyncio.ensure_future(to_server()), asyncio.ensure_future(to_client())]
+            await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+            for direction in directions:
+                direction.cancel()
+        finally:
+            for writer in (client_out, server_out):
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+            self._connections.discard(task)
+
+
+class ClientMessages:
+    """The client's side of the protocol, cut into messages: first the untyped start-up ones
+    (an SSL or GSS request, then the start-up message), then typed ones."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._started = False
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buffer += data
+        messages: list[tuple[int, bytes]] = []
+        while True:
+            if not self._started:
+                if len(self._buffer) < 8:
+                    return messages
+                size = int.from_bytes(self._buffer[:4], "big")
+                if len(self._buffer) < size:
+                    return messages
+                code = int.from_bytes(self._buffer[4:8], "big")
+                self._started = code not in ENCRYPTION_REQUESTS
+                self._buffer = self._buffer[size:]
+                continue
+            if len(self._buffer) < 5:
+                return messages
+            size = 1 + int.from_bytes(self._buffer[1:5], "big")
+            if len(self._buffer) < size:
+                return messages
+            messages.append((self._buffer[0], self._buffer[5:size]))
+            self._buffer = self._buffer[size:]
