@@ -21,6 +21,8 @@ def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> No
             "--quick",
             "--scenario",
             "a32",
+            "--scenario",
+            "b100w2",
             "--output",
             str(output),
             "--port",
@@ -39,4 +41,8 @@ def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> No
         assert a32[side]["server_cpu_ms_per_turn"] > 0
     assert a32["service"]["start_p50_ms"] > 0 and a32["service"]["text_lag_p99_ms"] is not None
     assert report["sdk_floor"]["cpu_ms_per_turn"] > 0
+    two_workers = report["scenarios"]["b100w2"]["service"]
+    assert two_workers["turns"] == 16 and two_workers["errors"] == 0
+    # The server's figures cover its workers, not just uvicorn's parent process.
+    assert two_workers["peak_rss_mb"] > 1.5 * a32["service"]["peak_rss_mb"]
     assert "server CPU ms/turn" in result.stdout.decode()

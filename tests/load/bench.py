@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -51,6 +52,8 @@ class Scenario:
     # Clients start their first turn at random times spread over this many seconds, as users
     # do; all starting in the same millisecond would measure a burst, not a steady load.
     spread_s: float = 0.0
+    # uvicorn workers for the service (the reference always has one).
+    workers: int = 1
 
     @property
     def paced_seconds(self) -> float:
@@ -64,6 +67,18 @@ SCENARIOS = [
     Scenario("b100", "paced model (20 ms, 60 tokens), 100 clients", 100, 300, 20, 60, spread_s=1.2),
     # The paced model where one worker is far from saturated: the latency targets' case.
     Scenario("b30", "paced model (20 ms, 60 tokens), 30 clients", 30, 150, 20, 60, spread_s=1.2),
+    # One dyno's two cores: the same as b100, the service on two workers sharing one database.
+    Scenario(
+        "b100w2",
+        "paced model (20 ms, 60 tokens), 100 clients, two workers",
+        100,
+        300,
+        20,
+        60,
+        reference=False,
+        spread_s=1.2,
+        workers=2,
+    ),
     Scenario(
         "c2000",
         "2,000 open streams of 10 s (50 tokens, 200 ms), pool of 10",
@@ -179,14 +194,31 @@ class Process:
         self.peak_rss = 0
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """The server's CPU: its own and its workers' (uvicorn's workers are its children)."""
+        ticks = 0
+        for pid in self._pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / CLOCK_TICKS
 
     def rss(self) -> int:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        total = 0
+        for pid in self._pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
+
+    def _pids(self) -> list[int]:
+        pids, index = [self.popen.pid], 0
+        while index < len(pids):
+            with contextlib.suppress(OSError):
+                children = Path(f"/proc/{pids[index]}/task/{pids[index]}/children").read_text()
+                pids.extend(int(child) for child in children.split())
+            index += 1
+        return pids
 
     def stop(self) -> None:
         self.popen.terminate()
@@ -327,7 +359,7 @@ async def run_scenario(scenario: Scenario, database_url: str, base_port: int) ->
     }
     args = [str(scenario.delay_ms), str(scenario.tokens)]
     results: dict[str, Any] = {"scenario": scenario.description}
-    service = Process(["service", str(base_port), *args], env)
+    service = Process(["service", str(base_port), *args, str(scenario.workers)], env)
     reference = (
         Process(["reference", str(base_port + 1), *args], env) if scenario.reference else None
     )
@@ -440,7 +472,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--scenario", action="append", help="a32, a100, b100, b30, c2000 (default all)"
+        "--scenario", action="append", help="a32, a100, b100, b30, b100w2, c2000 (default all)"
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds of each: a smoke test")
     parser.add_argument(

@@ -6,13 +6,14 @@ httptools, one worker):
 - `reference`: a bare sse-starlette app that emits the same events, framed the same way, with
   the same pacing and stamps, and no auth, database or agent.
 
-    python -m tests.load.bench_server service|reference PORT DELAY_MS TOKENS
+    python -m tests.load.bench_server service|reference PORT DELAY_MS TOKENS [WORKERS]
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -115,15 +116,27 @@ def reference_app(delay_ms: int, tokens: int) -> Starlette:
     return Starlette(routes=[Route("/api/{user_id}/chat/stream", stream, methods=["POST"])])
 
 
+def service_app() -> Starlette:
+    """The service as each of several workers builds it (uvicorn imports it by name)."""
+    delay_ms, tokens = int(os.environ["BENCH_DELAY_MS"]), int(os.environ["BENCH_TOKENS"])
+    return create_app(Settings.from_env(), model=StampingModel(delay_ms=delay_ms, tokens=tokens))
+
+
 def main() -> None:
     kind, port, delay_ms, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    if kind == "service":
-        settings = Settings.from_env()
-        app = create_app(settings, model=StampingModel(delay_ms=delay_ms, tokens=tokens))
+    workers = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    app: Starlette | str
+    if kind == "service" and workers > 1:
+        os.environ.update(BENCH_DELAY_MS=str(delay_ms), BENCH_TOKENS=str(tokens))
+        app = "tests.load.bench_server:service_app"
+    elif kind == "service":
+        app = create_app(Settings.from_env(), model=StampingModel(delay_ms=delay_ms, tokens=tokens))
     else:
         app = reference_app(delay_ms, tokens)
     uvicorn.run(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
