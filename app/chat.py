@@ -284,14 +284,20 @@ class ChatService:
         self.runs.ended(live)
 
     async def _stored_final_event(self, run_id: str, seq: int) -> LoggedEvent | None:
+        """After the statement storing a run's end failed: the run's final event, if the
+        database holds it all the same. Should that statement still be running on the server
+        (a timeout cancels it late), this waits for it, on the run's row."""
         try:
             with anyio.fail_after(RECHECK_TIMEOUT_SECONDS, shield=True):
-                async with self._database.single_statement(Priority.END) as uow:
+                async with self._database.unit_of_work(Priority.END) as uow:
+                    await uow.runs.share_lock(run_id)
                     logged = await uow.run_events.after(run_id, seq - 1, limit=1)
         except Exception:
             logger.warning("could not check whether run %s was stored", run_id, exc_info=True)
             return None
-        return logged[0] if logged and logged[0].seq == seq else None
+        if logged and logged[0].seq == seq and logged[0].terminal:
+            return logged[0]
+        return None
 
 
 def _ending(

@@ -1,11 +1,14 @@
-"""A TCP proxy in front of PostgreSQL that can lose the reply to one statement: the statement
-runs and commits on the server, then the client's connection drops before it hears so. This
-is the network failing at the worst moment, with nothing of ours faked."""
+"""A TCP proxy in front of PostgreSQL that can make one statement's connection drop: either
+after the statement ran and committed, before its reply reaches the client, or before the
+statement reaches the server at all. This is the network failing at the worst moments, with
+nothing of ours faked."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+from enum import Enum
 from types import TracebackType
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -14,18 +17,34 @@ COMMAND_COMPLETE, READY_FOR_QUERY = ord("C"), ord("Z")
 ENCRYPTION_REQUESTS = (80877103, 80877104)  # SSLRequest, GSSENCRequest
 
 
-class ReplyLosingProxy:
+class Drop(Enum):
+    REPLY = "the statement commits, its reply is lost"
+    STATEMENT = "the statement never reaches the server"
+
+
+@dataclass
+class Link:
+    """One client's connection through the proxy: what its marked statement is doing."""
+
+    marked: bytes | None = None  # the marked statement's name, once parsed
+    executing: Drop | None = None
+
+
+class DroppingProxy:
     def __init__(self, database_url: str) -> None:
         parts = urlsplit(database_url)
-        socket_dir = dict(parse_qsl(parts.query)).get("host", "")
+        query = dict(parse_qsl(parts.query))
         self._url = parts
         # A server reached over TCP, or over its Unix socket (as the embedded one is).
-        self._socket = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}" if socket_dir else None
-        self._address = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        port = int(query.get("port") or parts.port or 5432)
+        socket_dir = query.get("host", "")
+        self._socket = f"{socket_dir}/.s.PGSQL.{port}" if socket_dir.startswith("/") else None
+        self._address = (socket_dir or parts.hostname or "127.0.0.1", port)
         self._marker: bytes | None = None
+        self._drop = Drop.REPLY
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        self.lost = asyncio.Event()
+        self.dropped = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -39,11 +58,11 @@ class ReplyLosingProxy:
             netloc=f"{netloc}127.0.0.1:{port}", query=urlencode([*query, ("ssl", "disable")])
         ).geturl()
 
-    def lose_reply_to(self, marker: bytes) -> None:
-        """The next statement whose text holds `marker` commits, and its reply is lost."""
-        self._marker = marker
+    def drop(self, marker: bytes, when: Drop) -> None:
+        """Drop the connection of the next statement whose text holds `marker`."""
+        self._marker, self._drop = marker, when
 
-    async def __aenter__(self) -> ReplyLosingProxy:
+    async def __aenter__(self) -> DroppingProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return self
 
@@ -58,6 +77,7 @@ class ReplyLosingProxy:
         for connection in list(self._connections):
             connection.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
+        await self._server.wait_closed()
 
     async def _accept(
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
@@ -65,61 +85,74 @@ class ReplyLosingProxy:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        if self._socket is not None:
-            server_in, server_out = await asyncio.open_unix_connection(self._socket)
-        else:
-            server_in, server_out = await asyncio.open_connection(*self._address)
-        executing = asyncio.Event()
-
-        async def to_server() -> None:
-            messages = ClientMessages()
-            statement: bytes | None = None
-            while data := await client_in.read(65536):
-                for kind, body in messages.feed(data):
-                    name, _, rest = body.partition(b"\0")
-                    if kind == PARSE and self._marker is not None and self._marker in rest:
-                        self._marker, statement = None, name
-                    elif kind == BIND and rest.partition(b"\0")[0] == statement:
-                        executing.set()
-                server_out.write(data)
-                await server_out.drain()
-
-        async def to_client() -> None:
-            buffer = b""
-            completed = False
-            while data := await server_in.read(65536):
-                if not executing.is_set():
-                    client_out.write(data)
-                    await client_out.drain()
-                    continue
-                # The marked statement is executing: pass its messages on until it completes,
-                # then hold everything back until the server is ready for the next query (its
-                # implicit transaction has committed by then), and hang up.
-                buffer += data
-                while len(buffer) >= 5:
-                    size = 1 + int.from_bytes(buffer[1:5], "big")
-                    if len(buffer) < size:
-                        break
-                    message, buffer = buffer[:size], buffer[size:]
-                    if completed and message[0] == READY_FOR_QUERY:
-                        self.lost.set()
-                        return
-                    completed = completed or message[0] == COMMAND_COMPLETE
-                    if not completed:
-                        client_out.write(message)
-                await client_out.drain()
-
+        writers = [client_out]
         try:
-            directions = [asyncio.ensure_future(to_server()), asyncio.ensure_future(to_client())]
-            await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
-            for direction in directions:
-                direction.cancel()
+            if self._socket is not None:
+                server_in, server_out = await asyncio.open_unix_connection(self._socket)
+            else:
+                server_in, server_out = await asyncio.open_connection(*self._address)
+            writers.append(server_out)
+            link = Link()
+            directions = [
+                asyncio.ensure_future(self._to_server(link, client_in, server_out)),
+                asyncio.ensure_future(self._to_client(link, server_in, client_out)),
+            ]
+            try:
+                await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for direction in directions:
+                    direction.cancel()
+                await asyncio.gather(*directions, return_exceptions=True)
         finally:
-            for writer in (client_out, server_out):
+            for writer in writers:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
             self._connections.discard(task)
+
+    async def _to_server(
+        self, link: Link, client_in: asyncio.StreamReader, out: asyncio.StreamWriter
+    ) -> None:
+        messages = ClientMessages()
+        while data := await client_in.read(65536):
+            for kind, body in messages.feed(data):
+                name, _, rest = body.partition(b"\0")
+                if kind == PARSE and self._marker is not None and self._marker in rest:
+                    self._marker, link.marked = None, name
+                elif kind == BIND and rest.partition(b"\0")[0] == link.marked:
+                    link.executing = self._drop
+                    if self._drop is Drop.STATEMENT:
+                        self.dropped.set()
+                        return
+            out.write(data)
+            await out.drain()
+
+    async def _to_client(
+        self, link: Link, server_in: asyncio.StreamReader, out: asyncio.StreamWriter
+    ) -> None:
+        buffer = b""
+        completed = False
+        while data := await server_in.read(65536):
+            if link.executing is not Drop.REPLY:
+                out.write(data)
+                await out.drain()
+                continue
+            # The marked statement is executing: pass its messages on until it completes, then
+            # hold everything back until the server is ready for the next query (its implicit
+            # transaction has committed by then), and hang up.
+            buffer += data
+            while len(buffer) >= 5:
+                size = 1 + int.from_bytes(buffer[1:5], "big")
+                if len(buffer) < size:
+                    break
+                message, buffer = buffer[:size], buffer[size:]
+                if completed and message[0] == READY_FOR_QUERY:
+                    self.dropped.set()
+                    return
+                completed = completed or message[0] == COMMAND_COMPLETE
+                if not completed:
+                    out.write(message)
+            await out.drain()
 
 
 class ClientMessages:

@@ -92,6 +92,7 @@ _ADD_TASK = insert(TaskRow).returning(*_TASK_COLUMNS)
 _LOCK_USER = select(
     func.pg_advisory_xact_lock(USER_LOCK_CLASS, func.hashtext(bindparam("lock_key")))
 )
+_SHARE_RUN = select(RunRow.id).where(RunRow.id == bindparam("run_key")).with_for_update(read=True)
 _ACTIVE_RUN_IN_CONVERSATION = select(*_RUN_COLUMNS).where(
     RunRow.conversation_id == bindparam("conversation_key"),
     RunRow.status == RunStatus.ACTIVE.value,
@@ -314,6 +315,11 @@ class RunRepository:
     async def lock_user(self, user_id: str) -> None:
         """Serialize this transaction with the user's other run starts, on every instance."""
         await self._connection.execute(_LOCK_USER, {"lock_key": user_id})
+
+    async def share_lock(self, run_id: str) -> None:
+        """Wait for any statement changing the run to end, and keep the run from changing
+        until this transaction ends."""
+        await self._connection.execute(_SHARE_RUN, {"run_key": run_id})
 
     async def start(
         self,

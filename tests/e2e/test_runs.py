@@ -14,7 +14,7 @@ from httpx_sse import aconnect_sse
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Database, with_settings
-from tests.postgres_proxy import ReplyLosingProxy
+from tests.postgres_proxy import Drop, DroppingProxy
 from tests.support import User, serve, text_of, types_of
 
 Events = list[dict[str, Any]]
@@ -327,6 +327,9 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
     assert stored == [{"content": text_of(events), "status": "incomplete"}]
 
 
+END_OF_RUN = b"WITH finished AS"  # in the one statement that stores a run's end
+
+
 async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
     settings: Settings, db: Database
 ) -> None:
@@ -334,14 +337,14 @@ async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
     client hears `done`, as the database holds it, not a retryable `storage_failed` that
     would have its user send the message (and add the task) again."""
     assert settings.database_url is not None
-    async with ReplyLosingProxy(settings.database_url) as proxy:
+    async with DroppingProxy(settings.database_url) as proxy:
         proxied = with_settings(settings, database_url=proxy.url)
         async with serve(create_app(proxied), proxied) as live:
             user = live.user()
-            proxy.lose_reply_to(b"WITH finished AS")  # the statement that ends a run
+            proxy.drop(END_OF_RUN, Drop.REPLY)
             events = await _post_until(user, "add buy milk", 10_000)
             await live.runs.wait_idle()
-    assert proxy.lost.is_set(), "the end's reply was not lost: the test tested nothing"
+    assert proxy.dropped.is_set(), "no reply was lost: the test tested nothing"
     assert events[-1]["type"] == "done", events[-1]
     run = await db.rows("SELECT status FROM runs WHERE id = :id", id=events[0]["run_id"])
     assert run == [{"status": "complete"}]
@@ -351,6 +354,35 @@ async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
     assert answer == [{"status": "complete"}]
     tasks = await db.rows("SELECT title FROM tasks WHERE user_id = :user", user=user.id)
     assert tasks == [{"title": "Buy milk"}]
+
+
+async def test_a_run_whose_end_never_reached_the_database_says_so_and_is_closed_later(
+    settings: Settings, db: Database
+) -> None:
+    """The connection drops before the end's statement reaches the server: the client hears
+    a retryable `storage_failed`, and this instance closes the run later from its log."""
+    assert settings.database_url is not None
+    async with DroppingProxy(settings.database_url) as proxy:
+        proxied = with_settings(settings, database_url=proxy.url)
+        async with serve(create_app(proxied), proxied) as live:
+            user = live.user()
+            proxy.drop(END_OF_RUN, Drop.STATEMENT)
+            events = await _post_until(user, "add buy milk", 10_000)
+            await live.runs.wait_idle()
+            run_id = events[0]["run_id"]
+            still = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
+            closed = await live.runs.close_orphans()
+    assert proxy.dropped.is_set(), "no statement was lost: the test tested nothing"
+    assert events[-1]["type"] == "error", events[-1]
+    assert (events[-1]["code"], events[-1]["retryable"]) == ("storage_failed", True)
+    assert still == [{"status": "active"}]
+    assert closed == 1
+    run = await db.rows("SELECT status, assistant_message_id FROM runs WHERE id = :id", id=run_id)
+    assert run[0]["status"] == "incomplete"
+    answer = await db.rows(
+        "SELECT content, status FROM messages WHERE id = :id", id=run[0]["assistant_message_id"]
+    )
+    assert answer == [{"content": text_of(events), "status": "incomplete"}]
 
 
 async def test_a_run_the_database_refuses_does_not_hold_up_the_others_log(

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -187,10 +188,14 @@ async def _read_stream(reader: asyncio.StreamReader, turn: Turn, began: float) -
 class Process:
     """A server process, and what its /proc says."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], *, workers: int = 1) -> None:
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "tests.load.bench_server", *args], cwd=PROJECT_ROOT, env=env
+            [sys.executable, "-m", "tests.load.bench_server", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            start_new_session=True,  # its workers stop with it
         )
+        self.workers = workers
         self.peak_rss = 0
 
     def cpu_seconds(self) -> float:
@@ -214,18 +219,41 @@ class Process:
     def _pids(self) -> list[int]:
         pids, index = [self.popen.pid], 0
         while index < len(pids):
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 children = Path(f"/proc/{pids[index]}/task/{pids[index]}/children").read_text()
                 pids.extend(int(child) for child in children.split())
             index += 1
         return pids
 
+    def _spawned_workers(self) -> int:
+        """uvicorn's workers among the children (beside multiprocessing's resource tracker)."""
+        count = 0
+        for pid in self._pids()[1:]:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                count += b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return count
+
+    async def wait_workers_idle(self) -> None:
+        """Several workers: wait until every one has started and gone idle, so that none's
+        start-up falls into what is measured (uvicorn listens before its workers exist)."""
+        if self.workers == 1:
+            return
+        before = -1.0
+        for _ in range(240):
+            await asyncio.sleep(0.25)
+            cpu = self.cpu_seconds()
+            if self._spawned_workers() == self.workers and cpu - before < 0.01:
+                return
+            before = cpu
+        raise RuntimeError(f"the server's {self.workers} workers did not all start")
+
     def stop(self) -> None:
-        self.popen.terminate()
+        os.killpg(self.popen.pid, signal.SIGTERM)
         try:
             self.popen.wait(15)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
 
 
 async def wait_listening(port: int, process: Process) -> None:
@@ -359,12 +387,15 @@ async def run_scenario(scenario: Scenario, database_url: str, base_port: int) ->
     }
     args = [str(scenario.delay_ms), str(scenario.tokens)]
     results: dict[str, Any] = {"scenario": scenario.description}
-    service = Process(["service", str(base_port), *args, str(scenario.workers)], env)
+    service = Process(
+        ["service", str(base_port), *args, str(scenario.workers)], env, workers=scenario.workers
+    )
     reference = (
         Process(["reference", str(base_port + 1), *args], env) if scenario.reference else None
     )
     try:
         await wait_listening(base_port, service)
+        await service.wait_workers_idle()
         if reference is not None:
             await wait_listening(base_port + 1, reference)
         await drive(
