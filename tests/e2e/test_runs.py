@@ -4,8 +4,10 @@ isolation, and two instances sharing one database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Database, with_settings
 from tests.postgres_proxy import Drop, DroppingProxy
-from tests.support import User, serve, text_of, types_of
+from tests.support import LiveServer, User, serve, text_of, types_of
 
 Events = list[dict[str, Any]]
 
@@ -330,20 +332,29 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
 END_OF_RUN = b"WITH finished AS"  # in the one statement that stores a run's end
 
 
+@contextlib.asynccontextmanager
+async def _dropping_the_end_of_a_run(
+    settings: Settings, when: Drop
+) -> AsyncIterator[tuple[LiveServer, DroppingProxy, User]]:
+    """The service on a database reached through a proxy that drops the connection of the
+    next statement that stores a run's end, as `when` says."""
+    assert settings.database_url is not None
+    async with DroppingProxy(settings.database_url) as proxy:
+        proxied = with_settings(settings, database_url=proxy.url)
+        async with serve(create_app(proxied), proxied) as live:
+            proxy.drop(END_OF_RUN, when)
+            yield live, proxy, live.user()
+
+
 async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
     settings: Settings, db: Database
 ) -> None:
     """The end's statement commits, then the connection drops before its reply arrives: the
     client hears `done`, as the database holds it, not a retryable `storage_failed` that
     would have its user send the message (and add the task) again."""
-    assert settings.database_url is not None
-    async with DroppingProxy(settings.database_url) as proxy:
-        proxied = with_settings(settings, database_url=proxy.url)
-        async with serve(create_app(proxied), proxied) as live:
-            user = live.user()
-            proxy.drop(END_OF_RUN, Drop.REPLY)
-            events = await _post_until(user, "add buy milk", 10_000)
-            await live.runs.wait_idle()
+    async with _dropping_the_end_of_a_run(settings, Drop.REPLY) as (live, proxy, user):
+        events = await _post_until(user, "add buy milk", 10_000)
+        await live.runs.wait_idle()
     assert proxy.dropped.is_set(), "no reply was lost: the test tested nothing"
     assert events[-1]["type"] == "done", events[-1]
     run = await db.rows("SELECT status FROM runs WHERE id = :id", id=events[0]["run_id"])
@@ -361,17 +372,12 @@ async def test_a_run_whose_end_never_reached_the_database_says_so_and_is_closed_
 ) -> None:
     """The connection drops before the end's statement reaches the server: the client hears
     a retryable `storage_failed`, and this instance closes the run later from its log."""
-    assert settings.database_url is not None
-    async with DroppingProxy(settings.database_url) as proxy:
-        proxied = with_settings(settings, database_url=proxy.url)
-        async with serve(create_app(proxied), proxied) as live:
-            user = live.user()
-            proxy.drop(END_OF_RUN, Drop.STATEMENT)
-            events = await _post_until(user, "add buy milk", 10_000)
-            await live.runs.wait_idle()
-            run_id = events[0]["run_id"]
-            still = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
-            closed = await live.runs.close_orphans()
+    async with _dropping_the_end_of_a_run(settings, Drop.STATEMENT) as (live, proxy, user):
+        events = await _post_until(user, "add buy milk", 10_000)
+        await live.runs.wait_idle()
+        run_id = events[0]["run_id"]
+        still = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
+        closed = await live.runs.close_orphans()
     assert proxy.dropped.is_set(), "no statement was lost: the test tested nothing"
     assert events[-1]["type"] == "error", events[-1]
     assert (events[-1]["code"], events[-1]["retryable"]) == ("storage_failed", True)
