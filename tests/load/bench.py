@@ -190,7 +190,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], *, workers: int = 1) -> None:
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "tests.load.bench_server", *args],
+            [sys.executable, "-m", "tests.load.bench_server", *args, str(workers)],
             cwd=PROJECT_ROOT,
             env=env,
             start_new_session=True,  # its workers stop with it
@@ -387,9 +387,7 @@ async def run_scenario(scenario: Scenario, database_url: str, base_port: int) ->
     }
     args = [str(scenario.delay_ms), str(scenario.tokens)]
     results: dict[str, Any] = {"scenario": scenario.description}
-    service = Process(
-        ["service", str(base_port), *args, str(scenario.workers)], env, workers=scenario.workers
-    )
+    service = Process(["service", str(base_port), *args], env, workers=scenario.workers)
     reference = (
         Process(["reference", str(base_port + 1), *args], env) if scenario.reference else None
     )

@@ -126,11 +126,10 @@ def main() -> None:
     kind, port, delay_ms, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     app: Starlette | str
-    if kind == "service" and workers > 1:
+    if kind == "service":
         os.environ.update(BENCH_DELAY_MS=str(delay_ms), BENCH_TOKENS=str(tokens))
-        app = "tests.load.bench_server:service_app"
-    elif kind == "service":
-        app = create_app(Settings.from_env(), model=StampingModel(delay_ms=delay_ms, tokens=tokens))
+        # Several workers each build it; one builds it here.
+        app = "tests.load.bench_server:service_app" if workers > 1 else service_app()
     else:
         app = reference_app(delay_ms, tokens)
     uvicorn.run(
