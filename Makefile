@@ -13,6 +13,9 @@ install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# The real JavaScript clients the tests run (tests/clients); skipped where Node is missing.
+	if command -v npm >/dev/null; then npm ci --prefix tests/clients --no-audit --no-fund --silent; \
+	else echo "npm not found: the JavaScript client tests will be skipped"; fi
 
 run:
 	$(BIN)/python -m app serve

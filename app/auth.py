@@ -22,7 +22,7 @@ from app.errors import error_response, not_authenticated
 from app.settings import ConfigError, Settings
 
 _LEEWAY_SECONDS = 10
-_QUERY_TOKEN_PATH = re.compile(r"^/api/[^/]+/runs/[^/]+/events$")
+_QUERY_TOKEN_PATH = re.compile(r"^/api/[^/]+/(?:runs/[^/]+/events|conversations/[^/]+/stream)$")
 
 
 class TokenUser(BaseUser):
@@ -94,8 +94,9 @@ class BearerTokenBackend(AuthenticationBackend):
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         header = conn.headers.get("authorization")
         if header is None:
-            # A browser's EventSource cannot send headers: on the run-events stream alone, the
-            # token may come as ?access_token= (query strings are never logged).
+            # A browser's EventSource cannot send headers: on the two GET streams alone (a
+            # run's events, a conversation's run), the token may come as ?access_token=
+            # (query strings are never logged).
             token = conn.query_params.get("access_token")
             if (
                 token

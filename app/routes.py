@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import anyio
@@ -20,6 +21,7 @@ from app.domain import (
     Run,
     RunActive,
     RunNotFound,
+    RunStatus,
     ShuttingDown,
     TaskChanges,
     TaskFilter,
@@ -27,7 +29,7 @@ from app.domain import (
     TooManyRuns,
 )
 from app.errors import ApiError, error_response, invalid_request
-from app.events import Done, Error, Transcript, decode
+from app.events import Done, Error, LoggedEvent, Transcript, decode
 from app.schemas import (
     ChatRequest,
     ConversationOut,
@@ -38,7 +40,7 @@ from app.schemas import (
     TaskUpdate,
 )
 from app.settings import Settings
-from app.sse import event_stream
+from app.sse import event_stream, framing_for
 from app.tasks import UserTasks
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -141,31 +143,43 @@ async def _run(request: Request, run_id: str) -> Run:
         raise ApiError(404, "run_not_found", "No such run.") from None
 
 
-def _stream(request: Request, run: Run, after_seq: int) -> Response:
+def _event_stream(
+    request: Request, run_id: str, batches: AsyncIterator[list[LoggedEvent]], after_seq: int
+) -> Response:
     settings = _settings(request)
-    events = _chat(request).runs.follow(run, after_seq)
     return event_stream(
-        run.id,
-        events,
+        run_id,
+        batches,
+        framing=framing_for(request.headers.get("accept")),
+        after_seq=after_seq,
         ping_seconds=settings.sse_ping_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds + FINISH_TIMEOUT_SECONDS + 5,
     )
+
+
+def _follow(request: Request, run: Run, after_seq: int) -> Response:
+    return _event_stream(request, run.id, _chat(request).runs.follow(run, after_seq), after_seq)
+
+
+def _reconnect(request: Request, run: Run, after_seq: int) -> Response:
+    """A GET that resumes a run. Once the client has the run's final event, 204 No Content:
+    the one answer that makes an EventSource stop reconnecting (an empty 200 would bring it
+    back every few seconds, for ever)."""
+    if run.status is not RunStatus.ACTIVE and after_seq >= run.last_seq:
+        return Response(status_code=204)
+    return _follow(request, run, after_seq)
 
 
 async def chat_stream(request: Request) -> Response:
-    if "last-event-id" in request.headers:
-        # A spec-compliant client reconnecting: resume the run it was following.
+    if request.headers.get("last-event-id"):
+        # fetch-event-source retrying its POST: resume the run it was following, never start a
+        # second turn. Past the run's end this is an empty stream, not a 204, which that
+        # client would take for a failure and retry for ever.
         run_id, after_seq = _last_event_id(request)
-        return _stream(request, await _run(request, run_id or ""), after_seq)
+        return _follow(request, await _run(request, run_id or ""), after_seq)
     turn = await _begin_turn(request)
     live = _chat(request).start(turn)
-    settings = _settings(request)
-    return event_stream(
-        turn.run_id,
-        live.subscribe(0).batches(),
-        ping_seconds=settings.sse_ping_seconds,
-        shutdown_grace_seconds=settings.shutdown_grace_seconds + FINISH_TIMEOUT_SECONDS + 5,
-    )
+    return _event_stream(request, turn.run_id, live.subscribe(0).batches(), 0)
 
 
 async def chat(request: Request) -> Response:
@@ -195,7 +209,7 @@ async def chat(request: Request) -> Response:
 async def run_events(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     _, after_seq = _last_event_id(request, run_id)
-    return _stream(request, await _run(request, run_id), after_seq)
+    return _reconnect(request, await _run(request, run_id), after_seq)
 
 
 async def get_run(request: Request) -> Response:
@@ -217,7 +231,7 @@ async def conversation_stream(request: Request) -> Response:
     if active is None:
         return Response(status_code=204)
     _, after_seq = _last_event_id(request, active.id)
-    return _stream(request, active, after_seq)
+    return _reconnect(request, active, after_seq)
 
 
 async def list_conversations(request: Request) -> Response:
@@ -324,6 +338,8 @@ async def ready(request: Request) -> Response:
 
 user_routes = [
     Route("/chat/stream", chat_stream, methods=["POST"]),
+    # The seed's server sketch has both; its clients call either.
+    Route("/chat/stream-tools", chat_stream, methods=["POST"]),
     Route("/chat", chat, methods=["POST"]),
     Route("/conversations", list_conversations, methods=["GET"]),
     Route("/conversations/{conversation_id}/messages", list_messages, methods=["GET"]),

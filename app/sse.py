@@ -1,53 +1,125 @@
 """Where events become Server-Sent Events: the one module that uses sse-starlette.
 
-Every event is framed as two blocks, written together:
+Two kinds of client read our streams, and no single layout serves both, so each request gets
+the framing it asks for (`framing_for`, from its `Accept` header):
+
+**Standard**, for clients that send `Accept: text/event-stream` (EventSource, the npm
+`eventsource`, `@microsoft/fetch-event-source`, httpx-sse): one block per event, LF endings,
+
+    data: <JSON on one line, with "seq">
+    id: <run_id>:<seq>
+    <empty line>
+
+Deliberate divergences from the usual `id:`-then-`data:` layout, do not "fix" them:
+1. `data:` comes before `id:`. fetch-event-source records an id the moment it parses the line,
+   before the event is dispatched; with `id:` first, a connection cut inside an event would make
+   its retry resume *after* an event it never delivered. Data first leaves one byte (between the
+   `id:` line and the empty line) where that can happen, instead of the whole event.
+2. The stream opens with a bare `id: <run_id>:<after_seq>` line. fetch-event-source retries a
+   failed POST with the last id it saw, and a retry with none would start a second turn; with
+   the run's id in the first bytes, a connection cut inside the first event resumes this run.
+   A WHATWG parser overwrites it with the first event's own id, so nothing else changes.
+3. Keep-alive pings are a lone comment line, `: ping`, with no empty line after it:
+   fetch-event-source dispatches *every* empty line as a message, and an empty message breaks
+   the `JSON.parse(ev.data)` its README shows. A comment needs no empty line to be skipped.
+
+**Seed**, for everything else (browsers' `fetch` sends `Accept: */*`; the seed's `useChat` and
+`StreamingMessage` split the body on `\\n\\n`, keep blocks that begin with `data: ` and
+`JSON.parse` them): every event is two blocks, written together,
 
     id: <run_id>:<seq>
     <empty line>
     data: <JSON on one line, with "seq">
     <empty line>
 
-A spec-compliant client (EventSource, fetch-event-source, httpx-sse) takes the id from the
-first block (a block without data sets the last event id and dispatches nothing), then gets
-the event with that id, and resumes from it with `Last-Event-ID`. The seed's clients split on
-an empty line and read only blocks that begin with `data: `, so they see exactly one JSON
-object per event. LF line endings; keep-alive pings are comments, which both kinds skip.
+so those readers see one JSON object per event, and a spec-compliant reader that did not ask
+for the standard framing still gets each event's id. Pings are whole comment blocks.
+
+How a finished stream is told apart from a cut one is the routes' business (a 204 to a
+reconnecting EventSource), not this module's.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import anyio
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.events import LoggedEvent
 
-SEPARATOR = "\n"
+EVENT_STREAM = "text/event-stream"
 
 
-def frame(run_id: str, event: LoggedEvent) -> bytes:
+class Framing(enum.Enum):
+    STANDARD = "standard"
+    SEED = "seed"
+
+
+def framing_for(accept: str | None) -> Framing:
+    """Standard framing for a client whose `Accept` names `text/event-stream` (with q > 0)."""
+    for media_range in (accept or "").split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        if media_type.lower() != EVENT_STREAM:
+            continue
+        quality = next((p[2:] for p in parameters if p.lower().startswith("q=")), "1")
+        if quality.strip() not in ("0", "0.0", "0.00", "0.000"):
+            return Framing.STANDARD
+    return Framing.SEED
+
+
+def frame(framing: Framing, run_id: str, event: LoggedEvent) -> bytes:
+    if framing is Framing.STANDARD:
+        return f"data: {event.data}\nid: {run_id}:{event.seq}\n\n".encode()
     return f"id: {run_id}:{event.seq}\n\ndata: {event.data}\n\n".encode()
+
+
+def opening(framing: Framing, run_id: str, after_seq: int) -> bytes:
+    """What a stream starts with: the run's id for a standard client (divergence 2)."""
+    return f"id: {run_id}:{after_seq}\n".encode() if framing is Framing.STANDARD else b""
+
+
+def keep_alive(framing: Framing) -> bytes:
+    """A comment: one line for the standard framing (divergence 3), a whole block for seed
+    readers (whose blocks must each begin with `data: ` or be skipped)."""
+    return b": ping\n" if framing is Framing.STANDARD else b": ping\n\n"
+
+
+class _Ping(ServerSentEvent):
+    """sse-starlette sends what a ping event encodes to; this one encodes to `keep_alive`."""
+
+    def __init__(self, framing: Framing) -> None:
+        super().__init__(comment="ping")
+        self._bytes = keep_alive(framing)
+
+    def encode(self) -> bytes:
+        return self._bytes
 
 
 def event_stream(
     run_id: str,
     batches: AsyncIterator[list[LoggedEvent]],
     *,
+    framing: Framing,
+    after_seq: int,
     ping_seconds: float,
     shutdown_grace_seconds: float,
 ) -> EventSourceResponse:
     async def body() -> AsyncIterator[bytes]:
+        first = opening(framing, run_id, after_seq)
         async with aclosing(batches):  # type: ignore[type-var]
             async for batch in batches:
                 # Whatever is queued goes out in one write: one send per batch, not per token.
-                yield b"".join(frame(run_id, event) for event in batch)
+                yield first + b"".join(frame(framing, run_id, event) for event in batch)
+                first = b""
 
+    ping = _Ping(framing)
     return EventSourceResponse(
         body(),
         ping=ping_seconds,
-        sep=SEPARATOR,
+        ping_message_factory=lambda: ping,
         headers={"Cache-Control": "no-cache, no-store"},
         # When the server stops, keep the stream open until its run has sent its last event.
         shutdown_event=anyio.Event(),

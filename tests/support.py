@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
@@ -187,3 +189,38 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> httpx.Respon
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("the server did not start")
+
+
+CLIENTS = Path(__file__).parent / "clients"
+
+
+def node_with_clients() -> str:
+    """Node, with the client packages of tests/clients installed (`make install` runs `npm ci`
+    there). Without them a test skips with the reason, except in CI (`CI` set), where it fails:
+    a CI machine must not drop the client tests silently."""
+    node = shutil.which("node")
+    if node is None:
+        missing = "Node.js is not installed"
+    elif not (CLIENTS / "node_modules").is_dir():
+        missing = "the client packages are not installed: run `make install`"
+    else:
+        return node
+    if os.environ.get("CI"):
+        pytest.fail(f"{missing} (CI must run the JavaScript client tests)")
+    pytest.skip(missing)
+
+
+async def run_node(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one of the scripts in tests/clients; the JSON object it prints."""
+    process = await asyncio.create_subprocess_exec(
+        node_with_clients(),
+        str(CLIENTS / script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
+    assert process.returncode == 0, (stdout, stderr)
+    result: dict[str, Any] = json.loads(stdout)
+    return result

@@ -1,14 +1,18 @@
 // The stream-reading loops of the two React clients this service serves, `useChat` and
-// `StreamingMessage`, kept as they are, with React's state replaced by plain variables.
+// `StreamingMessage`, line for line as the seed has them, with React's state replaced by plain
+// variables (and a count of the JSON errors the seed swallows). Like the seed, `useChat` leaves
+// only its inner loop on `done` and reads on until the server closes the stream.
 // Usage: node seed_clients.mjs <useChat|StreamingMessage> <apiUrl> <userId> <token> <message> [conversationId]
+// CHAT_PATH=chat/stream-tools calls the seed's other endpoint (both serve the same stream).
 // Prints one JSON object: what the client ends up showing.
 
 const [mode, apiUrl, userId, token, message, conversationArg] = process.argv.slice(2);
 const conversationId = conversationArg ? Number(conversationArg) : undefined;
+const chatPath = process.env.CHAT_PATH || 'chat/stream';
 
 async function useChat() {
-  const state = { conversationId, content: '', types: [], parseErrors: 0, ended: 'eof' };
-  const response = await fetch(`${apiUrl}/api/${userId}/chat/stream`, {
+  const state = { conversationId, content: '', types: [], parseErrors: 0, ended: null };
+  const response = await fetch(`${apiUrl}/api/${userId}/${chatPath}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'Authorization': `Bearer ${token}` },
     body: JSON.stringify({ message, conversation_id: conversationId }),
@@ -19,7 +23,7 @@ async function useChat() {
   const decoder = new TextDecoder();
   let buffer = '';
   let fullResponse = '';
-  outer: while (true) {
+  while (true) {
     const { done, value } = await reader.read();
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
@@ -40,8 +44,8 @@ async function useChat() {
           state.content = fullResponse;
         }
         if (parsed.type === 'done' || parsed.type === 'error') {
-          state.ended = parsed.type;
-          break outer;
+          state.ended ??= parsed.type;
+          break;
         }
       } catch { state.parseErrors += 1; }
     }
@@ -51,7 +55,7 @@ async function useChat() {
 
 async function streamingMessage() {
   const state = { conversationId: null, text: '', toolCalls: [], error: null, completed: null, parseErrors: 0 };
-  const response = await fetch(`${apiUrl}/api/${userId}/chat/stream`, {
+  const response = await fetch(`${apiUrl}/api/${userId}/${chatPath}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'Authorization': `Bearer ${token}` },
     body: JSON.stringify({ message }),

@@ -232,7 +232,7 @@ async def test_someone_elses_run_is_404_everywhere(paced: Settings) -> None:
         await live.runs.wait_idle()
 
 
-async def test_an_access_token_in_the_query_works_on_the_events_stream_only(
+async def test_an_access_token_in_the_query_works_on_the_get_streams_only(
     paced: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with serve(create_app(paced), paced) as live:
@@ -248,6 +248,11 @@ async def test_an_access_token_in_the_query_works_on_the_events_stream_only(
                 events = [json.loads(e.data) async for e in source.aiter_sse() if e.data]
         assert events[-1]["type"] == "done"
         assert user.token not in caplog.text and f"/runs/{run_id}/events 200" in caplog.text
+        conversation = await live.client.get(
+            user.url(f"/conversations/{events[0]['conversation_id']}/stream"),
+            params={"access_token": user.token},
+        )
+        assert conversation.status_code == 204  # authenticated; no run in progress
         elsewhere = await live.client.get(user.url("/tasks"), params={"access_token": user.token})
         assert elsewhere.status_code == 401
 

@@ -3,40 +3,27 @@ the live service: the clients this wire format was made for, unchanged."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Database
-from tests.support import LiveServer, User
-
-CLIENTS = Path(__file__).parent.parent / "clients" / "seed_clients.mjs"
-NODE = shutil.which("node")
-
-pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+from tests.support import LiveServer, User, run_node
 
 
-async def _run(mode: str, server: LiveServer, user: User, *args: str) -> dict[str, Any]:
-    assert NODE is not None
-    process = await asyncio.create_subprocess_exec(
-        NODE,
-        str(CLIENTS),
+async def _run(
+    mode: str, server: LiveServer, user: User, *args: str, path: str = "chat/stream"
+) -> dict[str, Any]:
+    base_url = str(server.client.base_url).rstrip("/")
+    return await run_node(
+        "seed_clients.mjs",
         mode,
-        str(server.client.base_url).rstrip("/"),
+        base_url,
         user.id,
         user.token,
         *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        env={"CHAT_PATH": path},
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, (stdout, stderr)
-    result: dict[str, Any] = json.loads(stdout)
-    return result
 
 
 async def test_use_chat_reads_a_whole_turn_and_keeps_the_conversation(
@@ -46,6 +33,7 @@ async def test_use_chat_reads_a_whole_turn_and_keeps_the_conversation(
     first = await _run("useChat", server, user, "add buy milk")
     assert first["ended"] == "done" and first["parseErrors"] == 0
     assert first["types"][:4] == ["start", "thinking", "tool_call", "tool_result"]
+    assert first["types"][-1] == "done", "nothing after the final event, and the stream closes"
     assert first["content"].startswith('Added "Buy milk" to your list as task #')
 
     second = await _run("useChat", server, user, "show my tasks", str(first["conversationId"]))
@@ -59,10 +47,13 @@ async def test_use_chat_reads_a_whole_turn_and_keeps_the_conversation(
     assert [row["content"] for row in stored] == [first["content"], second["content"]]
 
 
-async def test_streaming_message_shows_tool_calls_and_completes(server: LiveServer) -> None:
+@pytest.mark.parametrize("path", ["chat/stream", "chat/stream-tools"])
+async def test_streaming_message_shows_tool_calls_and_completes(
+    server: LiveServer, path: str
+) -> None:
     user = server.user()
     await user.post("/tasks", json={"title": "Call mom"})
-    state = await _run("StreamingMessage", server, user, "done with call mom")
+    state = await _run("StreamingMessage", server, user, "done with call mom", path=path)
     assert state["parseErrors"] == 0 and state["error"] is None
     assert state["toolCalls"] == ["list_tasks", "complete_task"]
     assert state["text"].startswith('Marked "Call mom"')

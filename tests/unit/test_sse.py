@@ -1,0 +1,145 @@
+"""The two framings, read by ports of the clients' own parsers, over every way the network can
+split or cut the bytes (hypothesis). The real clients run against the service in
+tests/e2e/test_sse_clients.py and test_seed_clients.py; these find the byte-level cases."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.events import LoggedEvent
+from app.sse import Framing, frame, framing_for, keep_alive, opening
+from tests.support import seed_parse
+
+RUN_ID = "0b6f3c1e-5a4d-4d7e-9a53-2f1c8e7d6b5a"
+
+
+def _events(texts: list[str]) -> list[LoggedEvent]:
+    return [
+        LoggedEvent(seq, json.dumps({"type": "text", "content": text, "seq": seq}))
+        for seq, text in enumerate(texts, start=1)
+    ]
+
+
+def _wire(framing: Framing, events: list[LoggedEvent], pings: set[int]) -> bytes:
+    """A stream as the service writes it: the opening, then the events with pings between."""
+    parts = [opening(framing, RUN_ID, 0)]
+    for index, event in enumerate(events):
+        if index in pings:
+            parts.append(keep_alive(framing))
+        parts.append(frame(framing, RUN_ID, event))
+    return b"".join(parts)
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(cut, len(data)) for cut in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+class FetchEventSourceParser:
+    """`getLines` + `getMessages` of @microsoft/fetch-event-source 2.0.1, line for line in
+    what matters here: every empty line dispatches (even with no data), and an `id:` line sets
+    the id its retry will send the moment it is parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []
+        self.retry_id: str | None = None
+        self._buffer = b""
+        self._data: str | None = None
+        self._id = ""
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self._line(line.decode())
+
+    def _line(self, line: str) -> None:
+        if not line:
+            self.messages.append((self._data or "", self._id))
+            self._data, self._id = None, ""
+            return
+        field, colon, value = line.partition(":")
+        if not colon or not field:
+            return  # no field name: a comment (or a line without a colon)
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data = value if self._data is None else f"{self._data}\n{value}"
+        elif field == "id":
+            self._id = value
+            self.retry_id = value
+
+
+texts = st.lists(st.text(max_size=20), min_size=1, max_size=12)
+cut_points = st.lists(st.integers(min_value=0, max_value=4_000), max_size=8)
+ping_positions = st.sets(st.integers(min_value=0, max_value=12), max_size=6)
+
+
+@given(texts, ping_positions, cut_points)
+def test_standard_framing_gives_fetch_event_source_one_message_per_event(
+    contents: list[str], pings: set[int], cuts: list[int]
+) -> None:
+    events = _events(contents)
+    parser = FetchEventSourceParser()
+    for chunk in _split(_wire(Framing.STANDARD, events, pings), cuts):
+        parser.feed(chunk)
+    assert parser.messages == [(e.data, f"{RUN_ID}:{e.seq}") for e in events]
+
+
+@given(texts, ping_positions, st.integers(min_value=1))
+def test_a_cut_standard_stream_resumes_after_the_last_event_delivered(
+    contents: list[str], pings: set[int], at: int
+) -> None:
+    """Wherever the connection breaks, fetch-event-source retries with this run's id (never
+    without one, which would start a second turn) naming the last event it delivered; except
+    in the one byte between an event's `id:` line and the empty line that ends it."""
+    wire = _wire(Framing.STANDARD, events := _events(contents), pings)
+    received = wire[: at % len(wire)]
+    parser = FetchEventSourceParser()
+    parser.feed(received)
+    delivered = len(parser.messages)
+    in_the_window = received.endswith(f"\nid: {RUN_ID}:{delivered + 1}\n".encode())
+    if not received.startswith(opening(Framing.STANDARD, RUN_ID, 0)):
+        assert parser.retry_id is None  # cut before the stream's first line
+    elif in_the_window:
+        assert parser.retry_id == f"{RUN_ID}:{delivered + 1}"
+    else:
+        assert parser.retry_id == f"{RUN_ID}:{delivered}"
+    assert [data for data, _ in parser.messages] == [e.data for e in events[:delivered]]
+
+
+@given(texts, ping_positions, cut_points)
+def test_seed_framing_gives_the_seed_loops_one_json_object_per_event(
+    contents: list[str], pings: set[int], cuts: list[int]
+) -> None:
+    events = _events(contents)
+    chunks = _split(_wire(Framing.SEED, events, pings), cuts)
+    assert seed_parse(chunk.decode() for chunk in chunks) == [json.loads(e.data) for e in events]
+
+
+MEDIA_TYPES = ["text/event-stream", "TEXT/Event-Stream", "*/*", "text/*", "application/json"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(MEDIA_TYPES), st.sampled_from(["", "1", "0.5", "0", "0.0"])),
+        max_size=4,
+    )
+)
+def test_the_standard_framing_goes_to_clients_that_name_event_streams(
+    ranges: list[tuple[str, str]],
+) -> None:
+    accept = ", ".join(f"{media};q={q}" if q else media for media, q in ranges)
+    wanted = any(
+        media.lower() == "text/event-stream" and q not in ("0", "0.0") for media, q in ranges
+    )
+    expected = Framing.STANDARD if wanted else Framing.SEED
+    assert framing_for(accept) is expected
+
+
+def test_clients_that_send_no_accept_or_any_get_the_seed_framing() -> None:
+    assert framing_for(None) is Framing.SEED  # the seed's fetch in Node sends */*, or nothing
+    assert framing_for("*/*") is Framing.SEED
+    assert framing_for("text/event-stream") is Framing.STANDARD  # EventSource
