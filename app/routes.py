@@ -230,7 +230,9 @@ async def conversation_stream(request: Request) -> Response:
         raise ApiError(404, "conversation_not_found", "No such conversation.") from None
     if active is None:
         return Response(status_code=204)
-    _, after_seq = _last_event_id(request, active.id)
+    named_run, after_seq = _last_event_id(request)
+    if named_run not in (None, active.id):
+        after_seq = 0  # the client saw an earlier run of this conversation end: this one whole
     return _reconnect(request, active, after_seq)
 
 

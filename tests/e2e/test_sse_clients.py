@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from httpx_sse import aconnect_sse
 
 from app.main import create_app
 from app.settings import Settings
@@ -115,16 +116,16 @@ async def test_fetch_event_source_retries_a_cut_stream_into_the_same_turn(
         await _assert_stored_once(db, user, events)
 
 
-async def _start_a_run(user: User) -> str:
+async def _start_a_run(user: User, conversation_id: int | None = None) -> dict[str, Any]:
     """POST a message, read its first event, hang up: the run goes on without a client."""
+    body = {"message": "add buy milk", "conversation_id": conversation_id}
     async with user.client.stream(
-        "POST", user.url("/chat/stream"), json={"message": "add buy milk"}, headers=user.headers
+        "POST", user.url("/chat/stream"), json=body, headers=user.headers
     ) as response:
         async for chunk in response.aiter_text():
             events = seed_parse([chunk])
             if events:
-                run_id: str = events[0]["run_id"]
-                return run_id
+                return events[0]
     raise AssertionError("the stream had no event")
 
 
@@ -134,7 +135,7 @@ async def test_event_source_resumes_by_itself_then_stops_on_204(
     cut = Cut(b'"type":"text"', occurrence=2, offset=6)
     async with serve(create_app(paced), paced) as live, CuttingProxy(_port(live), cut) as proxy:
         user = live.user()
-        run_id = await _start_a_run(user)
+        run_id = (await _start_a_run(user))["run_id"]
         config = {
             "url": f"{proxy.base_url}/api/{user.id}/runs/{run_id}/events?access_token={user.token}",
             "stayMs": STAY_AFTER_CLOSE_MS,
@@ -179,3 +180,31 @@ async def test_a_reconnect_at_or_past_a_finished_runs_end_is_204_else_the_rest(
     assert after.status_code == 200
     assert after.headers["content-type"].startswith("text/event-stream")
     assert "data:" not in after.text
+
+
+async def test_a_conversation_stream_reconnecting_from_an_earlier_run_gets_the_new_one_whole(
+    paced: Settings,
+) -> None:
+    """EventSource on a conversation's stream, back after its run ended while the next began."""
+    async with serve(create_app(paced), paced) as live:
+        user = live.user()
+        first = await user.chat("hello")
+        await live.runs.wait_idle()
+        conversation_id = first[0]["conversation_id"]
+        second = await _start_a_run(user, conversation_id)
+        headers = {
+            **user.headers,
+            "Accept": "text/event-stream",
+            "Last-Event-ID": f"{first[0]['run_id']}:{first[-1]['seq']}",
+        }
+        async with aconnect_sse(
+            user.client,
+            "GET",
+            user.url(f"/conversations/{conversation_id}/stream"),
+            headers=headers,
+        ) as source:
+            assert source.response.status_code == 200
+            events = [json.loads(e.data) async for e in source.aiter_sse() if e.data]
+        assert events[0] == second
+        assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+        await live.runs.wait_idle()
