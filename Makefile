@@ -45,3 +45,8 @@ loadtest:
 	$(BIN)/python -m pip install --quiet -e '.[load]'
 	$(BIN)/locust -f tests/load/locustfile.py --headless --host $(HOST) --users $(USERS) \
 		--spawn-rate 10 --run-time $(RUN_TIME) --stop-timeout 15 --only-summary
+
+# The offline model against its corpus: failures, pass rate, and µs per understood message.
+.PHONY: bench-intent
+bench-intent:
+	$(BIN)/python -m tests.unit.test_offline_corpus
