@@ -93,7 +93,7 @@ class ChatService:
                 await uow.runs.lock_user(user_id)
                 if conversation_id is None:
                     if await uow.runs.count_active(user_id) >= self._max_active_runs:
-                        raise TooManyRuns
+                        raise TooManyRuns(self._max_active_runs)
                     title = conversation_title(message)
                     started = await uow.runs.start(run_id, user_id, title, message, instance)
                 else:
@@ -103,7 +103,7 @@ class ChatService:
                     if state.active_run_id is not None:
                         raise RunActive(state.active_run_id)
                     if state.active_runs_of_user >= self._max_active_runs:
-                        raise TooManyRuns
+                        raise TooManyRuns(self._max_active_runs)
                     history = await uow.messages.recent(
                         conversation_id, limit=self._history_messages
                     )

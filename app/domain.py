@@ -197,6 +197,10 @@ class RunActive(Exception):
 class TooManyRuns(Exception):
     """The user has as many runs in progress as allowed."""
 
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
 
 class ShuttingDown(Exception):
     """The service is stopping and takes no new runs."""

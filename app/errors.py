@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
+
+from app.domain import (
+    ConversationNotFound,
+    RunActive,
+    RunNotFound,
+    ShuttingDown,
+    TaskNotFound,
+    TooManyRuns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +63,43 @@ def invalid_request(error: ValidationError) -> ApiError:
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status_code, exc.code, exc.message, **exc.details)
+
+
+def _run_active(exc: Exception) -> ApiError:
+    assert isinstance(exc, RunActive)
+    message = (
+        "This conversation is still answering. Wait for it, follow it, or cancel it "
+        '(a new message may say "cancel_active": true).'
+    )
+    return ApiError(409, "run_active", message, run_id=exc.run_id)
+
+
+def _too_many_runs(exc: Exception) -> ApiError:
+    assert isinstance(exc, TooManyRuns)
+    message = f"At most {exc.limit} answers can be in progress at once."
+    return ApiError(429, "too_many_runs", message)
+
+
+def _fixed(status_code: int, code: str, message: str) -> Callable[[Exception], ApiError]:
+    return lambda _: ApiError(status_code, code, message)
+
+
+# The one table from domain errors to what clients see: a route raises the domain error and
+# never words its response itself, so no route can forget a mapping or reword one.
+DOMAIN_ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
+    ConversationNotFound: _fixed(404, "conversation_not_found", "No such conversation."),
+    TaskNotFound: _fixed(404, "task_not_found", "No such task."),
+    RunNotFound: _fixed(404, "run_not_found", "No such run."),
+    RunActive: _run_active,
+    TooManyRuns: _too_many_runs,
+    ShuttingDown: _fixed(
+        503, "shutting_down", "The service is restarting. Please try again shortly."
+    ),
+}
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    return await handle_api_error(request, DOMAIN_ERRORS[type(exc)](exc))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -25,10 +25,12 @@ from app.db.gate import ConnectionWaitTimeout
 from app.db.migrations import head_revision
 from app.db.uow import Database
 from app.errors import (
+    DOMAIN_ERRORS,
     ApiError,
     handle_api_error,
     handle_busy,
     handle_database_unavailable,
+    handle_domain_error,
     handle_http_exception,
     handle_unexpected,
 )
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
         lifespan=lifespan,
         exception_handlers={
             ApiError: handle_api_error,
+            **dict.fromkeys(DOMAIN_ERRORS, handle_domain_error),
             HTTPException: handle_http_exception,
             OperationalError: handle_database_unavailable,
             PoolTimeout: handle_busy,

@@ -1,4 +1,7 @@
-"""HTTP endpoints. Everything under /api/{user_id} has passed `RequireUser` first."""
+"""HTTP endpoints. Everything under /api/{user_id} has passed `RequireUser` first.
+
+Endpoints let domain errors (`ConversationNotFound`, `RunActive`, …) propagate: the table in
+`app.errors` turns each into its status, code and message."""
 
 from __future__ import annotations
 
@@ -15,19 +18,7 @@ from starlette.routing import Route
 from app.chat import FINISH_TIMEOUT_SECONDS, ChatService
 from app.db.migrations import current_revision
 from app.db.uow import Database
-from app.domain import (
-    ChatTurn,
-    ConversationNotFound,
-    Run,
-    RunActive,
-    RunNotFound,
-    RunStatus,
-    ShuttingDown,
-    TaskChanges,
-    TaskFilter,
-    TaskNotFound,
-    TooManyRuns,
-)
+from app.domain import ChatTurn, Run, RunStatus, TaskChanges, TaskFilter
 from app.errors import ApiError, error_response, invalid_request
 from app.events import Done, Error, LoggedEvent, Transcript, decode
 from app.schemas import (
@@ -93,35 +84,11 @@ async def _read_body(request: Request, schema: type[Body], **context: Any) -> Bo
 
 
 async def _begin_turn(request: Request) -> ChatTurn:
-    settings = _settings(request)
-    body = await _read_body(request, ChatRequest, max_message_chars=settings.max_message_chars)
-    try:
-        return await _chat(request).begin(
-            _user_id(request),
-            body.message,
-            body.conversation_id,
-            cancel_active=body.cancel_active,
-        )
-    except ConversationNotFound:
-        raise ApiError(404, "conversation_not_found", "No such conversation.") from None
-    except RunActive as active:
-        raise ApiError(
-            409,
-            "run_active",
-            "This conversation is still answering. Wait for it, follow it, or send "
-            '"cancel_active": true to stop it.',
-            run_id=active.run_id,
-        ) from None
-    except TooManyRuns:
-        raise ApiError(
-            429,
-            "too_many_runs",
-            f"At most {settings.max_active_runs} answers can be in progress at once.",
-        ) from None
-    except ShuttingDown:
-        raise ApiError(
-            503, "shutting_down", "The service is restarting. Please try again shortly."
-        ) from None
+    max_chars = _settings(request).max_message_chars
+    body = await _read_body(request, ChatRequest, max_message_chars=max_chars)
+    return await _chat(request).begin(
+        _user_id(request), body.message, body.conversation_id, cancel_active=body.cancel_active
+    )
 
 
 def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | None, int]:
@@ -137,10 +104,7 @@ def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | N
 
 
 async def _run(request: Request, run_id: str) -> Run:
-    try:
-        return await _chat(request).run(_user_id(request), run_id)
-    except RunNotFound:
-        raise ApiError(404, "run_not_found", "No such run.") from None
+    return await _chat(request).run(_user_id(request), run_id)
 
 
 def _event_stream(
@@ -224,10 +188,7 @@ async def cancel_run(request: Request) -> Response:
 
 async def conversation_stream(request: Request) -> Response:
     conversation_id = _int_param(request, "conversation_id")
-    try:
-        active = await _chat(request).active_run(_user_id(request), conversation_id)
-    except ConversationNotFound:
-        raise ApiError(404, "conversation_not_found", "No such conversation.") from None
+    active = await _chat(request).active_run(_user_id(request), conversation_id)
     if active is None:
         return Response(status_code=204)
     named_run, after_seq = _last_event_id(request)
@@ -248,10 +209,7 @@ async def list_conversations(request: Request) -> Response:
 
 async def list_messages(request: Request) -> Response:
     conversation_id = _int_param(request, "conversation_id")
-    try:
-        conversation, messages = await _chat(request).messages(_user_id(request), conversation_id)
-    except ConversationNotFound:
-        raise ApiError(404, "conversation_not_found", "No such conversation.") from None
+    conversation, messages = await _chat(request).messages(_user_id(request), conversation_id)
     return JSONResponse(
         {
             "conversation": ConversationOut.of(conversation),
@@ -262,14 +220,7 @@ async def list_messages(request: Request) -> Response:
 
 async def delete_conversation(request: Request) -> Response:
     conversation_id = _int_param(request, "conversation_id")
-    try:
-        await _chat(request).delete_conversation(_user_id(request), conversation_id)
-    except ConversationNotFound:
-        raise ApiError(404, "conversation_not_found", "No such conversation.") from None
-    except RunActive as active:
-        raise ApiError(
-            409, "run_active", "This conversation is still answering.", run_id=active.run_id
-        ) from None
+    await _chat(request).delete_conversation(_user_id(request), conversation_id)
     return Response(status_code=204)
 
 
@@ -299,19 +250,13 @@ async def update_task(request: Request) -> Response:
     task_id = _int_param(request, "task_id")
     body = await _read_body(request, TaskUpdate)
     changes = TaskChanges(title=body.title, description=body.description, completed=body.completed)
-    try:
-        task = await _tasks(request).update(task_id, changes)
-    except TaskNotFound:
-        raise ApiError(404, "task_not_found", "No such task.") from None
+    task = await _tasks(request).update(task_id, changes)
     return JSONResponse(TaskOut.of(task))
 
 
 async def delete_task(request: Request) -> Response:
     task_id = _int_param(request, "task_id")
-    try:
-        await _tasks(request).delete(task_id)
-    except TaskNotFound:
-        raise ApiError(404, "task_not_found", "No such task.") from None
+    await _tasks(request).delete(task_id)
     return Response(status_code=204)
 
 
