@@ -128,5 +128,10 @@ def event_stream(
 
 
 async def server_exiting() -> None:
-    """Return once the server has been told to stop (SIGTERM or SIGINT under uvicorn)."""
+    """Return once the server has been told to stop (SIGTERM or SIGINT under uvicorn).
+
+    sse-starlette has no public API for this, only the private watcher its own responses use
+    (it sees uvicorn's exit flag however uvicorn was started). We use that one rather than a
+    second watcher that could disagree with it; the version is bounded in pyproject.toml and
+    tests/unit/test_sse.py fails if the method changes."""
     await EventSourceResponse._listen_for_exit_signal()

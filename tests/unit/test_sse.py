@@ -4,13 +4,17 @@ tests/e2e/test_sse_clients.py and test_seed_clients.py; these find the byte-leve
 
 from __future__ import annotations
 
+import inspect
 import json
 
+import anyio
 from hypothesis import given
 from hypothesis import strategies as st
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import AppStatus
 
 from app.events import LoggedEvent
-from app.sse import Framing, frame, framing_for, keep_alive, opening
+from app.sse import Framing, frame, framing_for, keep_alive, opening, server_exiting
 from tests.support import seed_parse
 
 RUN_ID = "0b6f3c1e-5a4d-4d7e-9a53-2f1c8e7d6b5a"
@@ -143,3 +147,17 @@ def test_clients_that_send_no_accept_or_any_get_the_seed_framing() -> None:
     assert framing_for(None) is Framing.SEED  # the seed's fetch in Node sends */*, or nothing
     assert framing_for("*/*") is Framing.SEED
     assert framing_for("text/event-stream") is Framing.STANDARD  # EventSource
+
+
+async def test_the_private_exit_signal_we_await_is_still_there() -> None:
+    """`server_exiting` awaits sse-starlette's private `_listen_for_exit_signal`: this fails
+    when a new version renames it or changes what it waits on (uvicorn's flag, AppStatus)."""
+    listen = inspect.getattr_static(EventSourceResponse, "_listen_for_exit_signal")
+    assert isinstance(listen, staticmethod)
+    assert inspect.signature(listen.__func__).parameters == {}
+    AppStatus.should_exit = True
+    try:
+        with anyio.fail_after(1):
+            await server_exiting()  # returns at once when the flag is set
+    finally:
+        AppStatus.should_exit = False
