@@ -13,6 +13,7 @@ import httpx
 import pytest
 from jose import jwt
 
+from app.auth import issue_token
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import TEST_SECRET, Database, with_settings
@@ -90,10 +91,18 @@ async def test_bad_tokens_are_401(server: LiveServer, authorization: str, code: 
     _error(response, 401, code)
 
 
-async def test_a_token_for_another_user_is_403(server: LiveServer) -> None:
-    bob = server.user("bob")
-    response = await server.client.get("/api/alice/tasks", headers=bob.headers)
-    _error(response, 403, "forbidden")
+@pytest.mark.parametrize("path_user", ["alice", "bobby", "bo", "BOB", "Bob", "bob ", "bob/x"])
+async def test_a_token_for_another_user_is_403(server: LiveServer, path_user: str) -> None:
+    """The token's user and the path's are the same string, exactly: not a prefix, not in
+    another case."""
+    token = issue_token(server.settings, "bob")
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await server.client.get(f"/api/{path_user}/tasks", headers=headers)
+    if path_user == "bob/x":
+        _error(response, 404, "not_found")  # no such route: never bob's tasks
+    else:
+        _error(response, 403, "forbidden")
+    assert (await server.client.get("/api/bob/tasks", headers=headers)).status_code == 200
 
 
 async def test_audience_and_issuer_are_checked_when_configured(settings: Settings) -> None:

@@ -416,3 +416,47 @@ async def test_a_run_the_database_refuses_does_not_hold_up_the_others_log(
         await live.runs.wait_idle()
         logged = await _read_run(healthy, seen[0]["run_id"])
     assert logged[:10] == seen and logged[-1]["type"] == "done"
+
+
+async def test_the_limit_per_user_counts_for_a_follow_up_in_an_idle_conversation(
+    paced: Settings,
+) -> None:
+    limited = with_settings(paced, offline_token_delay_ms=30, max_active_runs=1)
+    async with serve(create_app(limited), limited) as live:
+        user = live.user()
+        idle = await _post_until(user, "hello", 10_000)  # a conversation with no run going
+        await live.runs.wait_idle()
+        going = await _post_until(user, "hello", 1)  # the user's one run, elsewhere
+        follow_up = await user.post(
+            "/chat/stream",
+            json={"message": "show my tasks", "conversation_id": idle[0]["conversation_id"]},
+        )
+        assert follow_up.status_code == 429, follow_up.text
+        assert follow_up.json()["error"]["code"] == "too_many_runs"
+        await user.post(f"/runs/{going[0]['run_id']}/cancel")
+        await live.runs.wait_idle()
+
+
+async def test_resume_by_query_parameter_and_only_with_this_runs_ids(paced: Settings) -> None:
+    async with serve(create_app(paced), paced) as live:
+        user = live.user()
+        first = await _post_until(user, "hello", 10_000)
+        other = await _post_until(user, "hello", 10_000)
+        await live.runs.wait_idle()
+        run_id = first[0]["run_id"]
+        async with aconnect_sse(
+            user.client,
+            "GET",
+            user.url(f"/runs/{run_id}/events"),
+            params={"last_event_id": f"{run_id}:3"},
+            headers=user.headers,
+        ) as source:
+            rest = [json.loads(e.data) async for e in source.aiter_sse() if e.data]
+        assert rest == first[3:]
+        for foreign in (f"{other[0]['run_id']}:3", "x:3", f"{run_id}:three", f"{run_id}:-1"):
+            response = await user.client.get(
+                user.url(f"/runs/{run_id}/events"),
+                headers={**user.headers, "Last-Event-ID": foreign},
+            )
+            assert response.status_code == 422, (foreign, response.text)
+            assert response.json()["error"]["code"] == "invalid_request"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -96,20 +97,39 @@ def test_the_api_follows_the_base_url_unless_chosen() -> None:
     )
 
 
+# Fixed in code, not read from the environment.
+NOT_FROM_THE_ENVIRONMENT = {"max_body_bytes", "sse_ping_seconds"}
+
+
 def test_every_setting_is_read() -> None:
+    """Each variable set to a value other than its default: a setting that is not read from
+    the environment keeps its default, and the last assertion names it."""
     settings = Settings.from_env(
         {
             "APP_ENV": "production",
             "DATABASE_URL": "postgres://u:p@h/app",
             "PORT": "5000",
             "JWT_SECRET": STRONG,
+            "JWT_ALGORITHM": "HS512",
+            "JWT_PUBLIC_KEY": "unused with HS512",
             "JWT_AUDIENCE": "todo",
             "JWT_ISSUER": "https://issuer",
+            "AGENT_MODEL": "gpt-test",
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+            "AGENT_API": "chat_completions",
+            "MODEL_TIMEOUT_SECONDS": "7",
+            "MODEL_MAX_RETRIES": "5",
+            "AGENT_TRACING": "on",
             "OFFLINE_TOKEN_DELAY_MS": "20",
             "DB_POOL_SIZE": "3",
+            "DB_POOL_TIMEOUT_SECONDS": "9",
             "MAX_MESSAGE_CHARS": "100",
             "HISTORY_MESSAGES": "6",
             "AGENT_MAX_TURNS": "4",
+            "MAX_ACTIVE_RUNS_PER_USER": "8",
+            "RUN_RETENTION_HOURS": "2",
+            "SHUTDOWN_GRACE_SECONDS": "3",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
         }
     )
@@ -119,12 +139,15 @@ def test_every_setting_is_read() -> None:
         "todo",
         "https://issuer",
     )
-    assert (settings.offline_token_delay_ms, settings.db_pool_size) == (20, 3)
-    assert (settings.max_message_chars, settings.history_messages, settings.agent_max_turns) == (
-        100,
-        6,
-        4,
-    )
+    assert (settings.max_active_runs, settings.db_pool_timeout_seconds) == (8, 9)
+    assert (settings.run_retention_hours, settings.shutdown_grace_seconds) == (2, 3)
+    defaults = Settings()
+    unread = {
+        field.name
+        for field in dataclasses.fields(Settings)
+        if getattr(settings, field.name) == getattr(defaults, field.name)
+    }
+    assert unread == NOT_FROM_THE_ENVIRONMENT
 
 
 @pytest.mark.parametrize(
