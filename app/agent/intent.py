@@ -112,7 +112,7 @@ _STOP_WORDS = _word_set(
 
 # --- Shared pieces of patterns --------------------------------------------------------------
 
-_LIST_NAME = r"(?:my|the|our|your)\s+(?:[\w-]+\s+){0,2}?(?:list|tasks)"
+_LIST_NAME = r"(?:my|the|our|your)\s+(?:[\w-]{1,20}\s+){0,2}?(?:list|tasks)"
 _NUMBER = r"(?:(?:the\s+)?(?:task|item|todo|number|no\.?)\s*)?(?:number\s*)?#?\d+"
 _NUMBER_LIST = rf"{_NUMBER}(?:(?:\s*(?:,|and|&|\+)\s*(?:and\s+)?|\s+){_NUMBER})*"
 _NUMBERS = re.compile(rf"^{_NUMBER_LIST}$")
@@ -172,7 +172,7 @@ class _Message:
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
-_TRAILING_NOISE = re.compile(r"(?:\s*(?:[.!?\u2026]+|[:;]-?[)(dDpP]|<3))+$")
+_EMOTICON_END = re.compile(r"(?:[:;]-?[)(dDpP]|<3)$")
 _OPENER = re.compile(
     r"^(?:(?P<greet>hi|hello|hey|hiya|heya|howdy|yo|good (?:morning|afternoon|evening)|morning)"
     r"(?:\s+there)?"
@@ -203,7 +203,18 @@ def _normalize(message: str) -> str:
     joined = ""
     for line in filter(None, lines):
         joined += line if not joined else (" " if joined.endswith(":") else ", ") + line
-    return _TRAILING_NOISE.sub("", " ".join(joined.split()))
+    return _without_trailing_noise(" ".join(joined.split()))
+
+
+def _without_trailing_noise(text: str) -> str:
+    """Without the punctuation and smileys that end it, in linear time (messages are the
+    user's: one regex for all of it backtracked exponentially on "....x")."""
+    while True:
+        text = text.rstrip(" .!?\u2026")
+        emoticon = _EMOTICON_END.search(text[-3:])
+        if emoticon is None:
+            return text
+        text = text[: len(text) - 3 + emoticon.start()]
 
 
 def understand(message: str) -> Intent:
@@ -452,7 +463,8 @@ def _capitalized(title: str) -> str:
 
 
 def _strip_list_suffix(text: str) -> str:
-    while (match := _LIST_SUFFIX.search(text)) is not None:
+    # A suffix is under 80 characters: searching only the tail keeps "… to my list" * n linear.
+    while (match := _LIST_SUFFIX.search(text, max(0, len(text) - 80))) is not None:
         text = text[: match.start()]
     return text.strip()
 

@@ -220,6 +220,27 @@ def microseconds_per_message(cases: list[Case], rounds: int = 50) -> float:
     return (time.perf_counter() - started) / (rounds * len(messages)) * 1e6
 
 
+# Long messages built to make regular expressions backtrack (one did: "." * 25 + "x" took 2 s).
+LONG_MESSAGES = (
+    "." * 3990 + "x",
+    "add milk" + " to my list" * 360,
+    "mark " + "as " * 1320 + "x",
+    "the milk " + "is " * 1320 + "x",
+    "add " + " and".join(["milk"] * 790),
+    "complete" + " 1" * 1990 + " x",
+    "ok" + " :)" * 1320 + "x",
+)
+
+
+def slowest_long_message_ms() -> float:
+    slowest = 0.0
+    for message in LONG_MESSAGES:
+        started = time.perf_counter()
+        understand(message)
+        slowest = max(slowest, time.perf_counter() - started)
+    return slowest * 1e3
+
+
 def test_the_offline_model_handles_the_everyday_corpus() -> None:
     cases = load_corpus()
     assert len(cases) >= 200
@@ -244,3 +265,4 @@ if __name__ == "__main__":
     corpus = load_corpus()
     report(corpus)
     print(f"understand(): {microseconds_per_message(corpus):.1f} µs per message")
+    print(f"slowest of {len(LONG_MESSAGES)} long messages: {slowest_long_message_ms():.1f} ms")
