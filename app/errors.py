@@ -99,7 +99,9 @@ DOMAIN_ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
-    return await handle_api_error(request, DOMAIN_ERRORS[type(exc)](exc))
+    # By the class's ancestry, as Starlette chose this handler: a subclass answers as its base.
+    answer = next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
+    return await handle_api_error(request, answer(exc))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -65,9 +65,17 @@ def framing_for(accept: str | None) -> Framing:
         if media_type.lower() != EVENT_STREAM:
             continue
         quality = next((p[2:] for p in parameters if p.lower().startswith("q=")), "1")
-        if quality.strip() not in ("0", "0.0", "0.00", "0.000"):
+        if _acceptable(quality):
             return Framing.STANDARD
     return Framing.SEED
+
+
+def _acceptable(quality: str) -> bool:
+    """`q=0` refuses a media type; any other weight, or one we cannot read, accepts it."""
+    try:
+        return float(quality) > 0
+    except ValueError:
+        return True
 
 
 def frame(framing: Framing, run_id: str, event: LoggedEvent) -> bytes:
