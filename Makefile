@@ -9,10 +9,15 @@ RUN_TIME ?= 30s
 
 .PHONY: install run test lint typecheck migrate token bench loadtest
 
+# uv installs from uv.lock, the lock the Heroku buildpack installs from; this is the uv version
+# that buildpack pins (its requirements/uv.txt), so both read and check the lock alike.
+UV_VERSION ?= 0.12.5
+
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/uv --version 2>/dev/null | grep -qF 'uv $(UV_VERSION) ' \
+		|| $(BIN)/python -m pip install -qq --disable-pip-version-check uv==$(UV_VERSION)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --quiet --locked --extra dev --python $(BIN)/python
 	@# The real JavaScript clients the tests run (tests/clients); skipped where Node is missing.
 	if command -v npm >/dev/null; then npm ci --prefix tests/clients --no-audit --no-fund --silent; \
 	else echo "npm not found: the JavaScript client tests will be skipped"; fi
@@ -42,7 +47,6 @@ bench:
 	$(BIN)/python -m tests.load.bench --runs $(BENCH_RUNS)
 
 loadtest:
-	$(BIN)/python -m pip install --quiet -e '.[load]'
 	$(BIN)/locust -f tests/load/locustfile.py --headless --host $(HOST) --users $(USERS) \
 		--spawn-rate 10 --run-time $(RUN_TIME) --stop-timeout 15 --only-summary
 
