@@ -50,6 +50,11 @@ loadtest:
 	$(BIN)/locust -f tests/load/locustfile.py --headless --host $(HOST) --users $(USERS) \
 		--spawn-rate 10 --run-time $(RUN_TIME) --stop-timeout 15 --only-summary
 
+# The README's picture of the page, taken mid-answer by a browser test (docs/chat-page.png).
+.PHONY: screenshot
+screenshot:
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser/test_chat_page.py -k streams
+
 # The offline model against its corpus: failures, pass rate, and µs per understood message.
 .PHONY: bench-intent
 bench-intent:

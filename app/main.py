@@ -34,6 +34,7 @@ from app.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from app.page import page_routes
 from app.routes import service_routes, user_routes
 from app.runs import RunRegistry
 from app.settings import ConfigError, Settings
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
         max_age=3600,
     )
     return Starlette(
-        routes=[*service_routes, user_api],
+        routes=[*service_routes, *page_routes(settings), user_api],
         middleware=[Middleware(AccessLog), *([cors] if settings.cors_origins else [])],
         lifespan=lifespan,
         exception_handlers={

@@ -1,0 +1,90 @@
+"""The chat page at `/`: static files shipped in the package (app/static), no build step, no CDN.
+
+`index.html` is served by a route rather than as a plain static file for two reasons:
+- the page must know, before it draws anything, how the user signs in. In development a name
+  field gets a token from `POST /dev/token`, a route that exists only when `APP_ENV` is
+  `development` (everywhere else it is a 404, as for any unknown path). Otherwise the host
+  application hands the page a token (README, "The chat page"), by `postMessage` from the
+  origins the service already trusts for browser apps, `CORS_ORIGINS`. Both facts go into the
+  page as `<meta>` values, so nothing else (no config endpoint, no new setting) is needed;
+- it gets a Content-Security-Policy: scripts, styles and connections from this origin only,
+  and frames only by this origin and `CORS_ORIGINS`.
+
+The token never goes into a URL here: `/dev/token` takes the name in a JSON body.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.auth import issue_token
+from app.errors import error_response
+from app.settings import ConfigError, Settings
+
+STATIC = Path(__file__).parent / "static"
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def page_routes(settings: Settings) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route("/", _index(settings), methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    if settings.app_env == "development":
+        routes.append(Route("/dev/token", dev_token, methods=["POST"]))
+    return routes
+
+
+def _index(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    development = settings.app_env == "development"
+    origins = " ".join(settings.cors_origins)
+    page = (
+        (STATIC / "index.html")
+        .read_text(encoding="utf-8")
+        .replace("{{sign_in}}", "development" if development else "host")
+        .replace("{{host_origins}}", html.escape(origins, quote=True))
+    )
+    ancestors = " ".join(["'self'", *settings.cors_origins])
+    headers = {
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            f"form-action 'none'; frame-ancestors {ancestors}"
+        ),
+        "Cache-Control": "no-cache",
+    }
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page, headers=headers)
+
+    return index
+
+
+async def dev_token(request: Request) -> Response:
+    """A token for the name typed into the page (development only: see `page_routes`)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    user_id = body.get("user_id") if isinstance(body, dict) else None
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        return error_response(
+            422,
+            "invalid_request",
+            "user_id: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    settings: Settings = request.app.state.settings
+    try:
+        token = issue_token(settings, user_id)
+    except ConfigError:
+        return error_response(
+            501, "not_available", "This service cannot issue tokens with its JWT settings."
+        )
+    return JSONResponse({"user_id": user_id, "token": token}, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,114 @@
+// The session (a token and its user) and the REST calls the page makes with it.
+//
+// The token travels in the Authorization header. The one exception is EventSource, which
+// cannot send headers: `eventSourceUrl` puts it in `?access_token=` on the two GET streams the
+// service accepts it on (their query strings are never logged). It is kept in sessionStorage,
+// which lives as long as the tab (so a reload resumes), and in localStorage only when the user
+// ticks "Remember me".
+
+const KEY = "todo-chat.token";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `The service answered ${status}.`);
+    this.status = status;
+    this.code = error.code || "http_error";
+    this.details = error;
+  }
+}
+
+export class Session {
+  constructor(token) {
+    this.token = token;
+    this.userId = claims(token).sub;
+  }
+
+  static restore() {
+    const token = sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
+    if (!token) return null;
+    if (!usable(token)) {
+      Session.forget();
+      return null;
+    }
+    return new Session(token);
+  }
+
+  static start(token, { remember = false } = {}) {
+    if (!usable(token)) throw new Error("That token cannot be used (no user, or expired).");
+    sessionStorage.setItem(KEY, token);
+    if (remember) localStorage.setItem(KEY, token);
+    return new Session(token);
+  }
+
+  static forget() {
+    sessionStorage.removeItem(KEY);
+    localStorage.removeItem(KEY);
+  }
+
+  path(path) {
+    return `/api/${encodeURIComponent(this.userId)}${path}`;
+  }
+
+  async request(method, path, body) {
+    const response = await fetch(this.path(path), {
+      method,
+      headers: {
+        Authorization: `Bearer ${this.token}`,
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 204) return null;
+    const json = await response.json().catch(() => null);
+    if (!response.ok) throw new ApiError(response.status, json);
+    return json;
+  }
+
+  // The answer to one message, as a standard event stream (see sse.js).
+  async stream(body, signal) {
+    const response = await fetch(this.path("/chat/stream"), {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${this.token}`,
+        "Content-Type": "application/json",
+        Accept: "text/event-stream",
+      },
+      body: JSON.stringify(body),
+      signal,
+    });
+    if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+    return response;
+  }
+
+  eventSourceUrl(path, lastEventId) {
+    const query = new URLSearchParams({ access_token: this.token });
+    if (lastEventId) query.set("last_event_id", lastEventId);
+    return `${this.path(path)}?${query}`;
+  }
+}
+
+export async function developmentToken(userId) {
+  const response = await fetch("/dev/token", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user_id: userId }),
+  });
+  const json = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, json);
+  return json.token;
+}
+
+function claims(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload));
+  } catch {
+    return {};
+  }
+}
+
+function usable(token) {
+  const { sub, exp } = claims(token);
+  return typeof sub === "string" && sub !== "" && (!exp || exp * 1000 > Date.now());
+}
