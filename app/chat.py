@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from functools import partial
 
 import anyio
 from sqlalchemy.exc import IntegrityError
@@ -33,14 +35,24 @@ from app.domain import (
     RunStatus,
     ShuttingDown,
     TooManyRuns,
+    conversation_title,
 )
-from app.events import Done, Event, LoggedEvent, Start, Transcript, encode
-from app.runs import LiveRun, RunRegistry, error_event, interrupted
+from app.events import (
+    Done,
+    Event,
+    LoggedEvent,
+    Start,
+    Transcript,
+    encode,
+    error_event,
+    interrupted,
+)
+from app.runs.live import CancelReason, LiveRun
+from app.runs.registry import RunRegistry
 from app.tasks import UserTasks
 
 logger = logging.getLogger(__name__)
 
-TITLE_CHARS = 50
 STORE_TIMEOUT_SECONDS = 10
 RECHECK_TIMEOUT_SECONDS = 2
 # The longest a run's end takes: storing it, then, if that failed, looking whether it was
@@ -50,24 +62,19 @@ CANCEL_WAIT_SECONDS = 15
 ACTIVE_RUN_INDEX = "uq_runs_conversation_id_active"
 
 
-def conversation_title(message: str) -> str:
-    text = " ".join(message.split())
-    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
-
-
 class ChatService:
     def __init__(
         self,
         database: Database,
         agent: TodoAgent,
-        runs: RunRegistry,
+        registry: RunRegistry,
         *,
         history_messages: int,
         max_active_runs: int,
     ) -> None:
         self._database = database
         self._agent = agent
-        self.runs = runs
+        self._registry = registry
         self._history_messages = history_messages
         self._max_active_runs = max_active_runs
 
@@ -81,12 +88,12 @@ class ChatService:
     ) -> ChatTurn:
         """Store the user's message and its run (before any model work); read what the model
         needs. A conversation has one run at a time: `cancel_active` stops the one going on."""
-        if not self.runs.accepting:
+        if not self._registry.accepting:
             raise ShuttingDown
         if conversation_id is not None and cancel_active:
             await self._cancel_active(user_id, conversation_id)
         run_id = str(uuid.uuid4())
-        instance = self.runs.instance_id
+        instance = self._registry.instance_id
         history: list[Message] = []
         try:
             async with self._database.unit_of_work() as uow:
@@ -94,8 +101,9 @@ class ChatService:
                 if conversation_id is None:
                     if await uow.runs.count_active(user_id) >= self._max_active_runs:
                         raise TooManyRuns(self._max_active_runs)
-                    title = conversation_title(message)
-                    started = await uow.runs.start(run_id, user_id, title, message, instance)
+                    started = await uow.runs.start_in_new_conversation(
+                        run_id, user_id, conversation_title(message), message, instance
+                    )
                 else:
                     state = await uow.conversations.state(user_id, conversation_id)
                     if state is None:
@@ -127,12 +135,14 @@ class ChatService:
         )
 
     def start(self, turn: ChatTurn) -> LiveRun:
-        """Run the turn in the background. Subscribe to the returned run for its events."""
-        live = self.runs.register(turn.run_id)
-        self.runs.launch(live, lambda: self._run(turn, live))
-        return live
+        """Answer the turn in the background. Subscribe to the returned run for its events."""
+        return self._registry.start_run(turn.run_id, partial(self._answer, turn))
 
-    async def run(self, user_id: str, run_id: str) -> Run:
+    def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
+        """The run's events after `after_seq`, from whichever instance runs it."""
+        return self._registry.follow(run, after_seq)
+
+    async def get_run(self, user_id: str, run_id: str) -> Run:
         async with self._database.unit_of_work() as uow:
             run = await uow.runs.get(user_id, run_id)
         if run is None:
@@ -147,13 +157,13 @@ class ChatService:
 
     async def cancel(self, user_id: str, run_id: str) -> Run:
         """Stop a run and wait for its end; cancelling an ended run changes nothing."""
-        run = await self.run(user_id, run_id)
+        run = await self.get_run(user_id, run_id)
         if run.status is RunStatus.ACTIVE:
-            await self.runs.cancel(run)
+            await self._registry.cancel(run)
             with anyio.move_on_after(CANCEL_WAIT_SECONDS):
-                async for _ in self.runs.follow(run, after_seq=2**31 - 1):
+                async for _ in self._registry.follow(run, after_seq=2**31 - 1):
                     pass
-            run = await self.run(user_id, run_id)
+            run = await self.get_run(user_id, run_id)
         return run
 
     async def _cancel_active(self, user_id: str, conversation_id: int) -> None:
@@ -196,21 +206,23 @@ class ChatService:
                 raise ConversationNotFound(conversation_id)
             await uow.commit()
 
-    async def _run(self, turn: ChatTurn, live: LiveRun) -> None:
+    async def _answer(self, turn: ChatTurn, live: LiveRun) -> None:
+        """The run's work: the agent's events as they come, then the run's end."""
+
         def emit(event: Event) -> None:
-            self.runs.emit(live, encode(event, live.next_seq))
+            self._registry.emit(live, encode(event, live.next_seq))
 
         transcript = Transcript()
-        run: AgentRun | None = None
+        agent_run: AgentRun | None = None
         failure: AgentFailed | None = None
         try:
             emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
             tasks = UserTasks(self._database, turn.user_id, Priority.RUN)
-            run = self._agent.run(turn.history, turn.message, tasks)
-            live.on_cancel = run.cancel
+            agent_run = self._agent.answer(turn.history, turn.message, tasks)
+            live.on_cancel = agent_run.cancel
             if live.cancel_reason is not None:
-                run.cancel()  # cancelled before the agent had started
-            async for event in run.events():
+                agent_run.cancel()  # cancelled before the agent had started
+            async for event in agent_run.events():
                 transcript.record(event)
                 emit(event)
         except AgentFailed as error:
@@ -226,17 +238,17 @@ class ChatService:
             # Cancelled (the service is stopping) or a bug: keep what was said, then go on
             # unwinding (a bug is logged by the registry).
             status = transcript.failed_status()
-            await self._finish(turn, live, transcript, run, status, interrupted())
+            await self._finish(turn, live, transcript, agent_run, status, interrupted())
             raise error
-        status, final_event = _ending(turn, live, transcript, run, failure)
-        await self._finish(turn, live, transcript, run, status, final_event)
+        status, final_event = _ending(turn, live, transcript, agent_run, failure)
+        await self._finish(turn, live, transcript, agent_run, status, final_event)
 
     async def _finish(
         self,
         turn: ChatTurn,
         live: LiveRun,
         transcript: Transcript,
-        run: AgentRun | None,
+        agent_run: AgentRun | None,
         status: MessageStatus,
         final_event: Event,
     ) -> None:
@@ -249,13 +261,13 @@ class ChatService:
             content=transcript.content,
             status=status,
             tool_calls=tuple(transcript.tool_calls.values()),
-            usage=None if run is None else run.usage,
+            usage=None if agent_run is None else agent_run.usage,
         )
         final = encode(final_event, seq)
         unwritten: list[tuple[str, LoggedEvent]] = []
         try:
             with anyio.fail_after(STORE_TIMEOUT_SECONDS, shield=True):
-                unwritten = await self.runs.log.settle(turn.run_id)
+                unwritten = await self._registry.take_unwritten(turn.run_id)
                 async with self._database.single_statement(Priority.END) as uow:
                     ended = await uow.runs.end(
                         turn.run_id,
@@ -276,12 +288,10 @@ class ChatService:
                 # or the limit passed, just as it committed): tell what the database holds.
                 final = stored
             else:
-                # Its events go back to the log; maintenance closes the run from it later.
-                self.runs.log.restore(unwritten)
-                self.runs.unsettled.add(turn.run_id)
+                # Its events go back to the log; recovery closes the run from it later.
+                self._registry.leave_to_recovery(turn.run_id, unwritten)
                 final = encode(error_event("storage_failed", retryable=True), seq)
-        live.publish(final)
-        self.runs.ended(live)
+        self._registry.end(live, final)
 
     async def _stored_final_event(self, run_id: str, seq: int) -> LoggedEvent | None:
         """After the statement storing a run's end failed: the run's final event, if the
@@ -304,15 +314,15 @@ def _ending(
     turn: ChatTurn,
     live: LiveRun,
     transcript: Transcript,
-    run: AgentRun | None,
+    agent_run: AgentRun | None,
     failure: AgentFailed | None,
 ) -> tuple[MessageStatus, Event]:
     """How a run that was not interrupted ends: the answer's status, and its final event."""
-    usage = {} if run is None else run.usage.as_dict()
+    usage = {} if agent_run is None else agent_run.usage.as_dict()
     answer = turn.answer_message_id
-    if live.cancel_reason == "cancelled":
+    if live.cancel_reason is CancelReason.USER:
         return MessageStatus.CANCELLED, Done(turn.conversation_id, answer, usage, "cancelled")
-    if live.cancel_reason == "shutdown":
+    if live.cancel_reason is CancelReason.SHUTDOWN:
         return transcript.failed_status(), error_event("server_restarting", retryable=True)
     if failure is not None:
         failed = error_event(failure.code, retryable=failure.retryable)

@@ -9,6 +9,27 @@ from typing import Any, Protocol
 
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
+CONVERSATION_TITLE_CHARS = 50
+
+
+def one_line(text: str) -> str:
+    """The text with each run of whitespace (line breaks included) made one space, trimmed."""
+    return " ".join(text.split())
+
+
+def task_title(raw: str) -> str | None:
+    """A task's title as stored: on one line, 1 to `MAX_TITLE_CHARS` characters; None if the
+    raw title cannot make one. The REST API and the model's tools both go by it."""
+    title = one_line(raw)
+    return title if 0 < len(title) <= MAX_TITLE_CHARS else None
+
+
+def conversation_title(first_message: str) -> str:
+    """A new conversation's title: its first message on one line, cut with an ellipsis."""
+    text = one_line(first_message)
+    if len(text) <= CONVERSATION_TITLE_CHARS:
+        return text
+    return text[: CONVERSATION_TITLE_CHARS - 1].rstrip() + "…"
 
 
 class Role(StrEnum):

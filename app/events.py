@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -60,6 +61,30 @@ class Error:
     code: str
     message: str
     retryable: bool = False
+
+
+# What users are told when a run ends in an error: one message per code (the codes are stable;
+# the words may change). Provider and database details never reach them: they go to the log.
+ERROR_MESSAGES = {
+    "agent_failed": "Sorry, something went wrong while answering. Please try again.",
+    "max_turns_exceeded": "The assistant took too many steps on this request and was stopped.",
+    "rate_limited": "The assistant is busy right now. Please try again in a moment.",
+    "model_timeout": "The assistant took too long to answer. Please try again.",
+    "model_unavailable": "The assistant can't be reached right now. Please try again shortly.",
+    "model_error": "The assistant gave an answer that could not be used. Please try again.",
+    "storage_failed": "The answer could not be saved. Please try again.",
+    "interrupted": "The answer was interrupted. Please send your message again.",
+    "server_restarting": "The service is restarting. Please send your message again.",
+}
+
+
+def error_event(code: str, *, retryable: bool = False) -> Error:
+    return Error(code, ERROR_MESSAGES[code], retryable)
+
+
+def interrupted() -> Error:
+    """The final event of a run that stopped without finishing, closed from its log."""
+    return error_event("interrupted", retryable=True)
 
 
 AgentEvent = Thinking | ToolCallEvent | ToolResultEvent | Text
@@ -123,6 +148,13 @@ class Transcript:
 
     text: list[str] = field(default_factory=list)
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> Transcript:
+        transcript = cls()
+        for event in events:
+            transcript.record(event)
+        return transcript
 
     def record(self, event: Event) -> None:
         if isinstance(event, Text):

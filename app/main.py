@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 import anyio
-from agents import Model
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
@@ -18,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from app.access_log import AccessLog
-from app.agent import TodoAgent, open_model
+from app.agent import Model, TodoAgent, open_model
 from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
 from app.chat import ChatService
 from app.db.gate import ConnectionWaitTimeout
@@ -36,7 +35,8 @@ from app.errors import (
 )
 from app.page import page_routes
 from app.routes import service_routes, user_routes
-from app.runs import RunRegistry
+from app.runs.recovery import Recovery
+from app.runs.registry import RunRegistry
 from app.settings import ConfigError, Settings
 from app.sse import server_exiting
 
@@ -64,31 +64,33 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             )
             resources.push_async_callback(database.dispose)
             task_group = await resources.enter_async_context(anyio.create_task_group())
-            runs = RunRegistry(
-                database,
-                task_group,
-                grace_seconds=settings.shutdown_grace_seconds,
-                retention_seconds=settings.run_retention_hours * 3600,
+            registry = RunRegistry(
+                database, task_group, grace_seconds=settings.shutdown_grace_seconds
             )
-            runs.start()
-            task_group.start_soon(_stop_runs_on_exit, runs)
+            registry.start_writing_and_listening()
+            recovery = Recovery(
+                database, registry, retention_seconds=settings.run_retention_hours * 3600
+            )
+            task_group.start_soon(recovery.maintain_forever)
+            task_group.start_soon(_stop_runs_on_exit, registry)
             agent = TodoAgent(
                 agent_model, max_turns=settings.agent_max_turns, tracing=settings.agent_tracing
             )
             app.state.settings = settings
             app.state.database = database
-            app.state.runs = runs
+            app.state.registry = registry
+            app.state.recovery = recovery
             app.state.head_revision = head_revision()
             app.state.chat = ChatService(
                 database,
                 agent,
-                runs,
+                registry,
                 history_messages=settings.history_messages,
                 max_active_runs=settings.max_active_runs,
             )
             resources.enter_context(_garbage_collection_for_serving())
             yield
-            await runs.shutdown()
+            await registry.shutdown()
             task_group.cancel_scope.cancel()
 
     verifier = TokenVerifier.from_settings(settings)
@@ -150,8 +152,8 @@ def _garbage_collection_for_serving() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _stop_runs_on_exit(runs: RunRegistry) -> None:
+async def _stop_runs_on_exit(registry: RunRegistry) -> None:
     """On SIGTERM, stop taking runs at once and start the grace period, while the server still
     holds the open streams that will carry the runs' last events."""
     await server_exiting()
-    runs.begin_shutdown()
+    registry.begin_shutdown()

@@ -31,7 +31,7 @@ from app.schemas import (
     TaskUpdate,
 )
 from app.settings import Settings
-from app.sse import event_stream, framing_for
+from app.sse import event_stream, framing_for, parse_event_id
 from app.tasks import UserTasks
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -92,19 +92,24 @@ async def _begin_turn(request: Request) -> ChatTurn:
 
 
 def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | None, int]:
-    """The run and sequence number a client asks to resume after: `Last-Event-ID` as this
-    service writes it (`<run_id>:<seq>`, or just `<seq>`), or the `last_event_id` parameter."""
+    """The run and sequence number a client asks to resume after: `Last-Event-ID`, or the
+    `last_event_id` parameter; when `run_id` is given, the id must name that run, or none."""
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if not raw:
         return run_id, 0
-    named_run, _, seq = raw.rpartition(":")
-    if not seq.isdigit() or (run_id is not None and named_run not in ("", run_id)):
-        raise ApiError(422, "invalid_request", "last_event_id: not an event id of this run")
-    return named_run or run_id, int(seq)
+    try:
+        named_run, seq = parse_event_id(raw)
+        if run_id is not None and named_run not in ("", run_id):
+            raise ValueError("another run's event id")
+    except ValueError:
+        raise ApiError(
+            422, "invalid_request", "last_event_id: not an event id of this run"
+        ) from None
+    return named_run or run_id, seq
 
 
-async def _run(request: Request, run_id: str) -> Run:
-    return await _chat(request).run(_user_id(request), run_id)
+async def _find_run(request: Request, run_id: str) -> Run:
+    return await _chat(request).get_run(_user_id(request), run_id)
 
 
 def _event_stream(
@@ -122,7 +127,7 @@ def _event_stream(
 
 
 def _follow(request: Request, run: Run, after_seq: int) -> Response:
-    return _event_stream(request, run.id, _chat(request).runs.follow(run, after_seq), after_seq)
+    return _event_stream(request, run.id, _chat(request).follow(run, after_seq), after_seq)
 
 
 def _reconnect(request: Request, run: Run, after_seq: int) -> Response:
@@ -140,7 +145,7 @@ async def chat_stream(request: Request) -> Response:
         # second turn. Past the run's end this is an empty stream, not a 204, which that
         # client would take for a failure and retry for ever.
         run_id, after_seq = _last_event_id(request)
-        return _follow(request, await _run(request, run_id or ""), after_seq)
+        return _follow(request, await _find_run(request, run_id or ""), after_seq)
     turn = await _begin_turn(request)
     live = _chat(request).start(turn)
     return _event_stream(request, turn.run_id, live.subscribe(0).batches(), 0)
@@ -173,15 +178,15 @@ async def chat(request: Request) -> Response:
 async def run_events(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     _, after_seq = _last_event_id(request, run_id)
-    return _reconnect(request, await _run(request, run_id), after_seq)
+    return _reconnect(request, await _find_run(request, run_id), after_seq)
 
 
 async def get_run(request: Request) -> Response:
-    return JSONResponse(RunOut.of(await _run(request, request.path_params["run_id"])))
+    return JSONResponse(RunOut.of(await _find_run(request, request.path_params["run_id"])))
 
 
 async def cancel_run(request: Request) -> Response:
-    await _run(request, request.path_params["run_id"])  # 404 before anything else
+    await _find_run(request, request.path_params["run_id"])  # 404 before anything else
     run = await _chat(request).cancel(_user_id(request), request.path_params["run_id"])
     return JSONResponse(RunOut.of(run))
 

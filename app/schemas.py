@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.domain import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MessageStatus, Role, RunStatus
+from app.domain import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_TITLE_CHARS,
+    MessageStatus,
+    Role,
+    RunStatus,
+    task_title,
+)
 
 
 class _Input(BaseModel):
@@ -33,28 +40,28 @@ class ChatRequest(_Input):
 def _title(value: str | None) -> str | None:
     if value is None:
         return None
-    value = " ".join(value.split())
-    if not value:
-        raise ValueError("must not be empty")
-    return value
+    title = task_title(value)
+    if title is None:
+        raise ValueError(f"must have 1 to {MAX_TITLE_CHARS} characters, not counting spaces")
+    return title
 
 
 class TaskCreate(_Input):
-    title: str = Field(max_length=MAX_TITLE_CHARS)
+    title: str
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
 
     _clean_title = field_validator("title")(_title)
 
 
 class TaskUpdate(_Input):
-    title: str | None = Field(default=None, max_length=MAX_TITLE_CHARS)
+    title: str | None = None
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
     completed: bool | None = None
 
     _clean_title = field_validator("title")(_title)
 
     @model_validator(mode="after")
-    def _something(self) -> TaskUpdate:
+    def _changes_something(self) -> TaskUpdate:
         if self.title is None and self.description is None and self.completed is None:
             raise ValueError("give at least one of title, description, completed")
         return self

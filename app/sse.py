@@ -78,6 +78,21 @@ def _acceptable(quality: str) -> bool:
         return True
 
 
+# The largest `seq` there can be: the log's column is a PostgreSQL integer.
+MAX_SEQ = 2**31 - 1
+
+
+def parse_event_id(raw: str) -> tuple[str, int]:
+    """The run and sequence number in an event id as `frame` writes it (`<run_id>:<seq>`), or
+    in a bare `<seq>` (then the run is ""). ValueError for anything else: `seq` is ASCII digits
+    up to `MAX_SEQ` (`str.isdigit()` alone takes other scripts' digits, which `int()` refuses
+    or reads as numbers no client was sent)."""
+    run_id, _, seq = raw.rpartition(":")
+    if not (seq.isascii() and seq.isdigit() and len(seq) <= 10 and int(seq) <= MAX_SEQ):
+        raise ValueError(f"not an event id: {raw!r}")
+    return run_id, int(seq)
+
+
 def frame(framing: Framing, run_id: str, event: LoggedEvent) -> bytes:
     if framing is Framing.STANDARD:
         return f"data: {event.data}\nid: {run_id}:{event.seq}\n\n".encode()

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.embedded import start_embedded_postgres
 from app.db.migrations import upgrade
 from app.main import create_app
 from app.settings import Settings, normalize_database_url
-from tests.support import LiveServer, serve
+from tests.support import LiveServer, PlainSql, serve
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -46,30 +46,14 @@ async def database_url(server_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def db(database_url: str) -> AsyncIterator[Database]:
+async def db(database_url: str) -> AsyncIterator[PlainSql]:
     engine = create_async_engine(database_url, pool_size=2)
-    yield Database(engine)
+    yield PlainSql(engine)
     await engine.dispose()
 
 
-class Database:
-    """Plain SQL, for checking what the service stored without going through its code."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        async with self.engine.connect() as connection:
-            result = await connection.execute(text(sql), params)
-            return [dict(row._mapping) for row in result]
-
-    async def execute(self, sql: str, **params: Any) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(text(sql), params)
-
-
 @pytest.fixture
-async def fresh_database(server_url: str, db: Database) -> AsyncIterator[str]:
+async def fresh_database(server_url: str, db: PlainSql) -> AsyncIterator[str]:
     """An empty database of its own on the same server, dropped afterwards."""
     name = f"todo_chat_{uuid.uuid4().hex[:12]}"
     async with db.engine.connect() as connection:
@@ -97,7 +81,7 @@ def settings(database_url: str) -> Settings:
 async def server(settings: Settings) -> AsyncIterator[LiveServer]:
     async with serve(create_app(settings), settings) as live:
         yield live
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
 
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:

@@ -21,11 +21,31 @@ import httpx
 import pytest
 import uvicorn
 from httpx_sse import aconnect_sse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.auth import issue_token
-from app.runs import RunRegistry
+from app.runs.recovery import Recovery
+from app.runs.registry import RunRegistry
 from app.settings import Settings
+
+
+class PlainSql:
+    """Plain SQL on the test database, for checking what the service stored without going
+    through its code (the `db` fixture)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        async with self.engine.connect() as connection:
+            result = await connection.execute(text(sql), params)
+            return [dict(row._mapping) for row in result]
+
+    async def execute(self, sql: str, **params: Any) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(text(sql), params)
 
 
 @dataclass
@@ -35,9 +55,14 @@ class LiveServer:
     settings: Settings
 
     @property
-    def runs(self) -> RunRegistry:
-        runs: RunRegistry = self.app.state.runs
-        return runs
+    def registry(self) -> RunRegistry:
+        registry: RunRegistry = self.app.state.registry
+        return registry
+
+    @property
+    def recovery(self) -> Recovery:
+        recovery: Recovery = self.app.state.recovery
+        return recovery
 
     def user(self, name: str = "user") -> User:
         user_id = f"{name}-{uuid.uuid4().hex[:10]}"

@@ -41,6 +41,7 @@ from openai.types.responses import (
 from openai.types.responses.response_reasoning_item import Summary
 
 from app.agent.intent import Step, ToolResult, next_step, understand
+from app.agent.items import field_of
 
 MODEL_NAME = "offline"
 _TOKEN = re.compile(r"\s*\S+")
@@ -95,7 +96,7 @@ class OfflineModel(Model):
 def _plan(input: str | list[TResponseInputItem]) -> Step:
     items: list[Any] = [{"role": "user", "content": input}] if isinstance(input, str) else input
     last_user = max(
-        (index for index, item in enumerate(items) if _field(item, "role") == "user"),
+        (index for index, item in enumerate(items) if field_of(item, "role") == "user"),
         default=None,
     )
     if last_user is None:
@@ -103,23 +104,19 @@ def _plan(input: str | list[TResponseInputItem]) -> Step:
     names: dict[str, str] = {}
     results: list[ToolResult] = []
     for item in items[last_user + 1 :]:
-        kind = _field(item, "type")
+        kind = field_of(item, "type")
         if kind == "function_call":
-            names[_field(item, "call_id")] = _field(item, "name")
+            names[field_of(item, "call_id")] = field_of(item, "name")
         elif kind == "function_call_output":
-            name = names.get(_field(item, "call_id"), "")
-            results.append(ToolResult(name, _parse_output(_field(item, "output"))))
-    return next_step(understand(_text_of(_field(items[last_user], "content"))), results)
-
-
-def _field(item: Any, name: str) -> Any:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+            name = names.get(field_of(item, "call_id"), "")
+            results.append(ToolResult(name, _parse_output(field_of(item, "output"))))
+    return next_step(understand(_text_of(field_of(items[last_user], "content"))), results)
 
 
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(str(_field(part, "text") or "") for part in content or ())
+    return " ".join(str(field_of(part, "text") or "") for part in content or ())
 
 
 def _parse_output(output: Any) -> dict[str, Any]:

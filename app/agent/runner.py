@@ -24,6 +24,7 @@ from agents import (
 )
 from agents.items import TResponseInputItem
 
+from app.agent.items import field_of
 from app.agent.tools import TODO_TOOLS, TurnContext
 from app.domain import AgentFailed, Message, Role, TaskBook, Usage
 from app.events import AgentEvent, Text, Thinking, ToolCallEvent, ToolResultEvent
@@ -55,7 +56,8 @@ class TodoAgent:
         # Tracing exports to OpenAI's servers: off unless AGENT_TRACING=on.
         self._run_config = RunConfig(tracing_disabled=not tracing)
 
-    def run(self, history: Sequence[Message], message: str, tasks: TaskBook) -> AgentRun:
+    def answer(self, history: Sequence[Message], message: str, tasks: TaskBook) -> AgentRun:
+        """Start answering `message`; the returned run streams the agent's events."""
         items: list[TResponseInputItem] = [
             {"role": "user" if past.role is Role.USER else "assistant", "content": past.content}
             for past in history
@@ -117,20 +119,16 @@ class AgentRun:
             return None
         raw: Any = event.item.raw_item
         if event.name == "tool_called":
-            call_id, name = _get(raw, "call_id"), _get(raw, "name")
+            call_id, name = field_of(raw, "call_id"), field_of(raw, "name")
             self._tool_names[call_id] = name
-            return ToolCallEvent(call_id, name, _json_or_text(_get(raw, "arguments")))
+            return ToolCallEvent(call_id, name, _json_or_text(field_of(raw, "arguments")))
         if event.name == "tool_output":
-            call_id = _get(raw, "call_id")
+            call_id = field_of(raw, "call_id")
             output = getattr(event.item, "output", None)
             return ToolResultEvent(
                 call_id, self._tool_names.get(call_id, ""), _json_or_text(output)
             )
         return None
-
-
-def _get(raw: Any, name: str) -> Any:
-    return raw.get(name) if isinstance(raw, dict) else getattr(raw, name, None)
 
 
 def _json_or_text(value: Any) -> Any:

@@ -18,6 +18,7 @@ from app.domain import (
     TaskChanges,
     TaskFilter,
     TaskNotFound,
+    task_title,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,6 @@ def _tool_failed(context: RunContextWrapper[Any], error: Exception) -> str:
     return _error("tool_failed", "The task list failed on our side. Nothing was changed.")
 
 
-def _clean_title(title: str) -> str | None:
-    title = " ".join(title.split())
-    return title if 0 < len(title) <= MAX_TITLE_CHARS else None
-
-
 def _title_error() -> str:
     return _error("invalid_title", f"A title needs 1 to {MAX_TITLE_CHARS} characters.")
 
@@ -86,7 +82,7 @@ async def add_task(
         title: A short title, such as "Buy milk".
         description: Optional details about the task.
     """
-    clean = _clean_title(title)
+    clean = task_title(title)
     if clean is None:
         return _title_error()
     if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
@@ -140,7 +136,7 @@ async def update_task(
         completed: true for done, false for not done, null to keep it.
     """
     clean = None
-    if title is not None and (clean := _clean_title(title)) is None:
+    if title is not None and (clean := task_title(title)) is None:
         return _title_error()
     if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
         return _description_error()

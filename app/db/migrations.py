@@ -23,11 +23,11 @@ def head_revision() -> str | None:
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
-    await _run(url, lambda config: command.upgrade(config, revision))
+    await _alembic(url, lambda config: command.upgrade(config, revision))
 
 
 async def downgrade(url: str, revision: str) -> None:
-    await _run(url, lambda config: command.downgrade(config, revision))
+    await _alembic(url, lambda config: command.downgrade(config, revision))
 
 
 async def current_revision(connection: AsyncConnection) -> str | None:
@@ -37,17 +37,18 @@ async def current_revision(connection: AsyncConnection) -> str | None:
     return await connection.run_sync(read)
 
 
-async def _run(url: str, operation: Callable[[Config], None]) -> None:
+async def _alembic(url: str, apply: Callable[[Config], None]) -> None:
+    """Run an Alembic command on one connection to `url` (Alembic is synchronous)."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
 
-            def run(sync_connection: Connection) -> None:
+            def on_connection(sync_connection: Connection) -> None:
                 config = alembic_config()
                 config.attributes["connection"] = sync_connection
-                operation(config)
+                apply(config)
 
-            await connection.run_sync(run)
+            await connection.run_sync(on_connection)
             await connection.commit()
     finally:
         await engine.dispose()

@@ -29,7 +29,7 @@ class Listener:
         self._lock = anyio.Lock()
         self.ready = anyio.Event()
 
-    async def run(self) -> None:
+    async def listen_forever(self) -> None:
         """Stay connected, listening and holding the liveness lock, until cancelled."""
         while True:
             try:

@@ -76,7 +76,6 @@ _TASK_COLUMNS = (
 
 # The statements of the hot path are built once: building a statement costs more CPU than
 # sending it. Parameters come at execution.
-_ADD_CONVERSATION = insert(ConversationRow).returning(*_CONVERSATION_COLUMNS)
 _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(
     ConversationRow.id == bindparam("conversation_key"),
     ConversationRow.user_id == bindparam("user_key"),
@@ -114,52 +113,66 @@ _FINISH_RUN = (
 # One statement for any number of events (arrays, not one VALUES row per event: the same
 # prepared statement whatever the count). An event already logged (a retried batch whose first
 # commit went through, or the end an orphan-closing instance wrote) is kept as it is.
-_APPEND_EVENTS_SQL = (
-    "INSERT INTO run_events (run_id, seq, data) SELECT * FROM unnest("
-    "CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])"
-    ") ON CONFLICT DO NOTHING"
+_APPEND_EVENTS = text("""
+INSERT INTO run_events (run_id, seq, data)
+SELECT * FROM unnest(
+    CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])
 )
-_APPEND_EVENTS = text(_APPEND_EVENTS_SQL)
+ON CONFLICT DO NOTHING
+""")
 _EVENTS_AFTER = (
     select(RunEventRow.seq, RunEventRow.data)
     .where(RunEventRow.run_id == bindparam("run_key"), RunEventRow.seq > bindparam("seq_key"))
     .order_by(RunEventRow.seq)
     .limit(bindparam("limit_key"))
 )
-# One statement for any number of notifications: one per run in an event-log batch.
-_NOTIFY_SQL = f"SELECT pg_notify('{NOTIFY_CHANNEL}', m) FROM unnest(CAST(:messages AS text[])) m"
-_NOTIFY = text(_NOTIFY_SQL)
+# One statement for any number of notifications: one per run in an event-log batch. The
+# channel comes as a parameter (`NOTIFY_CHANNEL`), here and below.
+_NOTIFY = text("SELECT pg_notify(:channel, m) FROM unnest(CAST(:messages AS text[])) m")
 # Both in one statement, hence one round trip; a data-modifying WITH always runs to completion.
-_APPEND_EVENTS_AND_NOTIFY = text(f"WITH appended AS ({_APPEND_EVENTS_SQL}) {_NOTIFY_SQL}")
-
-
-# A run's start, with its user's message, in one statement (after the user's lock), for a new
-# conversation or an existing one; the answer's id is reserved with it.
-# Both end alike: the run for the message just stored, then the ids, the answer's reserved.
-_THEN_RUN_AND_IDS = """), run AS (
-    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
-    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
-        CAST(:instance AS text)
-    FROM message
+_APPEND_EVENTS_AND_NOTIFY = text("""
+WITH appended AS (
+    INSERT INTO run_events (run_id, seq, data)
+    SELECT * FROM unnest(
+        CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])
+    )
+    ON CONFLICT DO NOTHING
 )
-SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
-"""
-_START_RUN_IN_NEW_CONVERSATION = text(f"""
+SELECT pg_notify(:channel, m) FROM unnest(CAST(:messages AS text[])) m
+""")
+# A run's start, with its user's message, in one statement (after the user's lock): the
+# conversation (new, or touched), the message, the run for it; then the ids, the answer's
+# reserved.
+_START_RUN_IN_NEW_CONVERSATION = text("""
 WITH conversation AS (
     INSERT INTO conversations (user_id, title) VALUES (:user_key, :title) RETURNING id
 ), message AS (
     INSERT INTO messages (conversation_id, role, content, status, tool_calls)
     SELECT id, 'user', CAST(:content AS text), 'complete', '[]' FROM conversation
     RETURNING id, conversation_id
-{_THEN_RUN_AND_IDS}""")
-_START_RUN = text(f"""
+), run AS (
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
+    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
+        CAST(:instance AS text)
+    FROM message
+)
+SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
+""")
+_START_RUN = text("""
 WITH touched AS (
     UPDATE conversations SET updated_at = now() WHERE id = :conversation_key
 ), message AS (
     INSERT INTO messages (conversation_id, role, content, status, tool_calls)
     VALUES (:conversation_key, 'user', :content, 'complete', '[]')
     RETURNING id, conversation_id
-{_THEN_RUN_AND_IDS}""")
+), run AS (
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
+    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
+        CAST(:instance AS text)
+    FROM message
+)
+SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
+""")
 _CONVERSATION_STATE = text("""
 SELECT
     (SELECT id FROM runs WHERE conversation_id = c.id AND status = 'active'),
@@ -169,7 +182,7 @@ FROM conversations c WHERE c.id = :conversation_key AND c.user_id = :user_key
 # A run's end in one statement: its status, its answer (with the id reserved at its start),
 # the conversation's activity, its last events and their notification; nothing at all if the
 # run had already ended (another instance closed it).
-_END_RUN = text(f"""
+_END_RUN = text("""
 WITH finished AS (
     UPDATE runs SET status = :run_status, assistant_message_id = :answer_key,
         last_seq = :last_seq, finished_at = now()
@@ -190,18 +203,13 @@ WITH finished AS (
     WHERE EXISTS (SELECT FROM finished)
     ON CONFLICT DO NOTHING
 )
-SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(:notification AS text)) FROM finished
+SELECT pg_notify(:channel, CAST(:notification AS text)) FROM finished
 """)
 
 
 class ConversationRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
-
-    async def add(self, user_id: str, title: str) -> Conversation:
-        values = {"user_id": user_id, "title": title}
-        row = (await self._connection.execute(_ADD_CONVERSATION, values)).one()
-        return Conversation(*row)
 
     async def get(self, user_id: str, conversation_id: int) -> Conversation | None:
         keys = {"conversation_key": conversation_id, "user_key": user_id}
@@ -248,7 +256,7 @@ class MessageRepository:
             "tool_calls": [call.as_dict() for call in message.tool_calls],
             "usage": None if message.usage is None else message.usage.as_dict(),
         }
-        return _message((await self._connection.execute(_ADD_MESSAGE, values)).one())
+        return _message_from_row((await self._connection.execute(_ADD_MESSAGE, values)).one())
 
     async def recent(self, conversation_id: int, *, limit: int) -> list[Message]:
         """The last `limit` messages, oldest first."""
@@ -256,7 +264,7 @@ class MessageRepository:
             return []
         keys = {"conversation_key": conversation_id, "limit_key": limit}
         rows = list(await self._connection.execute(_RECENT_MESSAGES, keys))
-        return [_message(row) for row in reversed(rows)]
+        return [_message_from_row(row) for row in reversed(rows)]
 
     async def list(self, conversation_id: int) -> list[Message]:
         statement = (
@@ -264,7 +272,7 @@ class MessageRepository:
             .where(MessageRow.conversation_id == conversation_id)
             .order_by(MessageRow.id)
         )
-        return [_message(row) for row in await self._connection.execute(statement)]
+        return [_message_from_row(row) for row in await self._connection.execute(statement)]
 
 
 class TaskRepository:
@@ -322,25 +330,30 @@ class RunRepository:
         await self._connection.execute(_SHARE_RUN, {"run_key": run_id})
 
     async def start(
-        self,
-        run_id: str,
-        user_id: str,
-        conversation: int | str,
-        message: str,
-        instance: str,
+        self, run_id: str, user_id: str, conversation_id: int, message: str, instance: str
     ) -> StartedRun:
-        """Store a run and its user's message, in `conversation` (its id), or in a new one
-        (its title)."""
-        values: dict[str, Any] = {
+        """Store a run and its user's message in the conversation."""
+        values = {
             "run_key": uuid.UUID(run_id),
             "user_key": user_id,
+            "conversation_key": conversation_id,
             "content": message,
             "instance": instance,
         }
-        if isinstance(conversation, str):
-            statement, values["title"] = _START_RUN_IN_NEW_CONVERSATION, conversation
-        else:
-            statement, values["conversation_key"] = _START_RUN, conversation
+        return StartedRun(*(await self._connection.execute(_START_RUN, values)).one())
+
+    async def start_in_new_conversation(
+        self, run_id: str, user_id: str, title: str, message: str, instance: str
+    ) -> StartedRun:
+        """Store a run and its user's message in a new conversation with this title."""
+        values = {
+            "run_key": uuid.UUID(run_id),
+            "user_key": user_id,
+            "title": title,
+            "content": message,
+            "instance": instance,
+        }
+        statement = _START_RUN_IN_NEW_CONVERSATION
         return StartedRun(*(await self._connection.execute(statement, values)).one())
 
     async def end(
@@ -364,6 +377,7 @@ class RunRepository:
             "tool_calls": json.dumps([call.as_dict() for call in answer.tool_calls]),
             "usage": None if answer.usage is None else json.dumps(answer.usage.as_dict()),
             "notification": notification,
+            "channel": NOTIFY_CHANNEL,
             **_event_arrays(last_events),
         }
         return (await self._connection.execute(_END_RUN, values)).first() is not None
@@ -375,12 +389,12 @@ class RunRepository:
             return None
         statement = select(*_RUN_COLUMNS).where(RunRow.id == key, RunRow.user_id == user_id)
         row = (await self._connection.execute(statement)).one_or_none()
-        return None if row is None else _run(row)
+        return None if row is None else _run_from_row(row)
 
     async def active_in_conversation(self, conversation_id: int) -> Run | None:
         keys = {"conversation_key": conversation_id}
         row = (await self._connection.execute(_ACTIVE_RUN_IN_CONVERSATION, keys)).one_or_none()
-        return None if row is None else _run(row)
+        return None if row is None else _run_from_row(row)
 
     async def count_active(self, user_id: str) -> int:
         keys = {"user_key": user_id}
@@ -425,7 +439,7 @@ class RunRepository:
         statement = select(*_RUN_COLUMNS).where(
             RunRow.instance_id == instance, RunRow.status == RunStatus.ACTIVE.value
         )
-        return [_run(row) for row in await self._connection.execute(statement)]
+        return [_run_from_row(row) for row in await self._connection.execute(statement)]
 
 
 class RunEventRepository:
@@ -442,7 +456,7 @@ class RunEventRepository:
         self, events: Sequence[tuple[str, LoggedEvent]], *messages: str
     ) -> None:
         """`append()` and `notify()` in one statement."""
-        values = {**_event_arrays(events), "messages": list(messages)}
+        values = {**_event_arrays(events), "messages": list(messages), "channel": NOTIFY_CHANNEL}
         await self._connection.execute(_APPEND_EVENTS_AND_NOTIFY, values)
 
     async def after(self, run_id: str, seq: int, *, limit: int = 1000) -> list[LoggedEvent]:
@@ -453,7 +467,8 @@ class RunEventRepository:
     async def notify(self, *messages: str) -> None:
         """Tell every instance listening; delivered when the transaction commits."""
         if messages:
-            await self._connection.execute(_NOTIFY, {"messages": list(messages)})
+            values = {"messages": list(messages), "channel": NOTIFY_CHANNEL}
+            await self._connection.execute(_NOTIFY, values)
 
     async def prune(self, *, older_than_seconds: float, limit: int) -> int:
         """Delete the events of up to `limit` runs finished longer ago than that."""
@@ -480,7 +495,7 @@ def _event_arrays(events: Sequence[tuple[str, LoggedEvent]]) -> dict[str, list[A
     }
 
 
-def _run(row: Sequence[Any]) -> Run:
+def _run_from_row(row: Sequence[Any]) -> Run:
     (
         id_,
         user_id,
@@ -505,7 +520,7 @@ def _run(row: Sequence[Any]) -> Run:
     )
 
 
-def _message(row: Sequence[Any]) -> Message:
+def _message_from_row(row: Sequence[Any]) -> Message:
     id_, conversation_id, role, content, status, created_at, tool_calls, usage = row
     return Message(
         id=id_,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from app.db.migrations import head_revision
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Database, with_settings
-from tests.support import LiveServer, serve
+from tests.conftest import with_settings
+from tests.support import LiveServer, PlainSql, serve
 
 
 async def test_task_crud_and_status_filter(server: LiveServer) -> None:
@@ -42,7 +42,7 @@ async def test_task_crud_and_status_filter(server: LiveServer) -> None:
 
 
 async def test_deleting_a_conversation_deletes_its_messages(
-    server: LiveServer, db: Database
+    server: LiveServer, db: PlainSql
 ) -> None:
     user = server.user()
     conversation_id = (await user.chat("add buy milk"))[0]["conversation_id"]

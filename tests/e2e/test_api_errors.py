@@ -16,8 +16,8 @@ from jose import jwt
 from app.auth import issue_token
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import TEST_SECRET, Database, with_settings
-from tests.support import LiveServer, serve
+from tests.conftest import TEST_SECRET, with_settings
+from tests.support import LiveServer, PlainSql, serve
 
 
 def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -136,7 +136,7 @@ async def test_audience_and_issuer_are_checked_when_configured(settings: Setting
 )
 @pytest.mark.parametrize("endpoint", ["/chat/stream", "/chat"])
 async def test_invalid_chat_bodies_are_422_and_store_nothing(
-    server: LiveServer, db: Database, body: dict[str, Any], field: str, endpoint: str
+    server: LiveServer, db: PlainSql, body: dict[str, Any], field: str, endpoint: str
 ) -> None:
     user = server.user()
     error = _error(await user.post(endpoint, json=body), 422, "invalid_request")
@@ -173,7 +173,7 @@ async def test_a_body_over_the_size_limit_is_413(server: LiveServer) -> None:
 
 
 async def test_someone_elses_conversation_is_404_everywhere(
-    server: LiveServer, db: Database
+    server: LiveServer, db: PlainSql
 ) -> None:
     alice, bob = server.user("alice"), server.user("bob")
     events = await alice.chat("add buy milk")

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Database
-from tests.support import LiveServer, User, read_raw, seed_parse, text_of, types_of
+from tests.support import LiveServer, PlainSql, User, read_raw, seed_parse, text_of, types_of
 
 READERS = ["seed", "httpx-sse"]
 
@@ -20,7 +19,7 @@ async def _task_titles(user: User, status: str = "all") -> list[str]:
 
 @pytest.mark.parametrize("reader", READERS)
 async def test_add_turn_streams_every_event_and_stores_everything(
-    server: LiveServer, db: Database, reader: str
+    server: LiveServer, db: PlainSql, reader: str
 ) -> None:
     user = server.user()
     events = await user.chat("Add buy milk", reader=reader)
@@ -124,7 +123,7 @@ async def test_a_request_it_does_not_understand_gets_help_without_tools(
     assert "add buy milk" in text_of(events)
 
 
-async def test_an_unknown_task_is_answered_not_crashed(server: LiveServer, db: Database) -> None:
+async def test_an_unknown_task_is_answered_not_crashed(server: LiveServer, db: PlainSql) -> None:
     user = server.user()
     events = await user.chat("complete task 987654321")
     result = next(event for event in events if event["type"] == "tool_result")
@@ -179,7 +178,7 @@ async def test_history_reaches_the_conversation_and_conversations_are_listed(
 
 
 async def test_non_streaming_chat_answers_with_one_json_object(
-    server: LiveServer, db: Database
+    server: LiveServer, db: PlainSql
 ) -> None:
     user = server.user()
     response = await user.post("/chat", json={"message": "remind me to book flights"})

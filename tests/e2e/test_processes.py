@@ -17,8 +17,8 @@ import httpx
 from app.auth import issue_token
 from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
-from tests.conftest import TEST_SECRET, Database
-from tests.support import User, environment, free_port, serve, text_of, wait_until_ready
+from tests.conftest import TEST_SECRET
+from tests.support import PlainSql, User, environment, free_port, serve, text_of, wait_until_ready
 
 
 def _start(database_url: str, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -62,7 +62,7 @@ async def _stream(
 
 
 async def test_sigterm_ends_every_open_stream_with_a_final_event(
-    database_url: str, db: Database, tmp_path: Path
+    database_url: str, db: PlainSql, tmp_path: Path
 ) -> None:
     process, base_url = _start(
         database_url,
@@ -100,7 +100,7 @@ async def test_sigterm_ends_every_open_stream_with_a_final_event(
 
 
 async def test_the_runs_of_a_killed_process_are_closed_by_the_next_one(
-    database_url: str, settings: Settings, db: Database, tmp_path: Path
+    database_url: str, settings: Settings, db: PlainSql, tmp_path: Path
 ) -> None:
     process, base_url = _start(database_url, tmp_path / "server.log", OFFLINE_TOKEN_DELAY_MS="100")
     user_id = f"killed-{time.monotonic_ns()}"

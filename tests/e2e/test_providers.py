@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.migrations import upgrade
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Database, with_settings
+from tests.conftest import with_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.support import running, serve, text_of, types_of
+from tests.support import PlainSql, running, serve, text_of, types_of
 
 APIS = ["responses", "chat_completions"]
 LEAKS = ("internal-detail-42", "provider says no", "upstream overloaded", "Traceback")
@@ -49,11 +49,11 @@ async def _turn(
     async with serve(create_app(settings), settings) as live:
         user = live.user()
         events = await user.chat(message)
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
     return events, user.id
 
 
-async def _stored(db: Database, conversation_id: int) -> list[dict[str, Any]]:
+async def _stored(db: PlainSql, conversation_id: int) -> list[dict[str, Any]]:
     return await db.rows(
         "SELECT role, status, content, usage FROM messages WHERE conversation_id = :id ORDER BY id",
         id=conversation_id,
@@ -75,7 +75,7 @@ def _tool_outputs(request: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("api", APIS)
 async def test_a_tool_call_then_streamed_text(
-    settings: Settings, db: Database, provider: tuple[FakeOpenAI, str], api: str
+    settings: Settings, db: PlainSql, provider: tuple[FakeOpenAI, str], api: str
 ) -> None:
     fake, base_url = provider
     fake.script = [
@@ -200,7 +200,7 @@ async def test_rate_limits_are_retried_after_the_time_asked(
 @pytest.mark.parametrize("api", APIS)
 async def test_failures_before_any_text_end_in_a_retryable_error(
     settings: Settings,
-    db: Database,
+    db: PlainSql,
     provider: tuple[FakeOpenAI, str],
     api: str,
     replies: list[Reply],
@@ -253,7 +253,7 @@ async def test_an_unreachable_provider_is_model_unavailable(settings: Settings) 
 @pytest.mark.parametrize("api", APIS)
 async def test_failures_after_text_keep_the_text_as_incomplete(
     settings: Settings,
-    db: Database,
+    db: PlainSql,
     provider: tuple[FakeOpenAI, str],
     api: str,
     reply: Reply,

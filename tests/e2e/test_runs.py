@@ -15,9 +15,9 @@ from httpx_sse import aconnect_sse
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Database, with_settings
+from tests.conftest import with_settings
 from tests.postgres_proxy import Drop, DroppingProxy
-from tests.support import LiveServer, User, serve, text_of, types_of
+from tests.support import LiveServer, PlainSql, User, serve, text_of, types_of
 
 Events = list[dict[str, Any]]
 
@@ -76,7 +76,7 @@ async def test_resuming_after_every_event_gives_the_whole_stream_once(
             assert [e["seq"] for e in joined] == list(range(1, len(joined) + 1))
             assert types_of(joined) == types_of(whole)
             assert text_of(joined) == text_of(whole)
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
 
 
 async def test_a_spec_compliant_client_resumes_by_itself_on_both_endpoints(
@@ -121,10 +121,10 @@ async def test_a_spec_compliant_client_resumes_by_itself_on_both_endpoints(
             assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
             assert types_of(received) == types_of(reference)
             assert text_of(received) == text_of(reference)
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
 
 
-async def test_cancel_during_text_keeps_the_partial_answer(paced: Settings, db: Database) -> None:
+async def test_cancel_during_text_keeps_the_partial_answer(paced: Settings, db: PlainSql) -> None:
     slow = with_settings(paced, offline_token_delay_ms=40)
     async with serve(create_app(slow), slow) as live:
         user = live.user()
@@ -145,7 +145,7 @@ async def test_cancel_during_text_keeps_the_partial_answer(paced: Settings, db: 
     assert 0 < len(text_of(events)) < 100
 
 
-async def test_cancel_during_a_tool_call(paced: Settings, db: Database) -> None:
+async def test_cancel_during_a_tool_call(paced: Settings, db: PlainSql) -> None:
     slow = with_settings(paced, offline_token_delay_ms=40)
     async with serve(create_app(slow), slow) as live:
         user = live.user()
@@ -190,7 +190,7 @@ async def test_one_run_per_conversation_and_a_limit_per_user(paced: Settings) ->
         )
         assert replaced[-1]["type"] == "done"
         assert (await user.get(f"/runs/{run_id}")).json()["status"] == "cancelled"
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
 
 
 async def test_joining_a_conversations_active_run(paced: Settings) -> None:
@@ -229,7 +229,7 @@ async def test_someone_elses_run_is_404_everywhere(paced: Settings) -> None:
         other = await bob.get(f"/conversations/{conversation_id}/stream")
         assert other.status_code == 404
         assert (await alice.get(f"/runs/{run_id}")).json()["status"] in ("active", "complete")
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
 
 
 async def test_an_access_token_in_the_query_works_on_the_get_streams_only(
@@ -257,14 +257,14 @@ async def test_an_access_token_in_the_query_works_on_the_get_streams_only(
         assert elsewhere.status_code == 401
 
 
-async def test_two_instances_share_runs_through_the_database(paced: Settings, db: Database) -> None:
+async def test_two_instances_share_runs_through_the_database(paced: Settings, db: PlainSql) -> None:
     slow = with_settings(paced, offline_token_delay_ms=25)
     async with serve(create_app(slow), slow) as a, serve(create_app(slow), slow) as b:
         on_a = a.user()
         on_b = User(on_a.id, on_a.token, b.client)
         first = await _post_until(on_a, "hello", 2)
         run_id = first[0]["run_id"]
-        assert a.runs.local(run_id) is not None and b.runs.local(run_id) is None
+        assert a.registry.is_running_here(run_id) and not b.registry.is_running_here(run_id)
 
         async def follow_on_b() -> Events:
             return await _read_run(on_b, run_id, last_event_id=f"{run_id}:2")
@@ -274,7 +274,7 @@ async def test_two_instances_share_runs_through_the_database(paced: Settings, db
         cancelled = await on_b.post(f"/runs/{run_id}/cancel")
         rest = await follower
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-        await a.runs.wait_idle()
+        await a.registry.wait_idle()
 
     joined = first + rest
     assert [e["seq"] for e in joined] == list(range(1, len(joined) + 1))
@@ -285,16 +285,16 @@ async def test_two_instances_share_runs_through_the_database(paced: Settings, db
     assert stored == [{"status": "cancelled", "content": text_of(joined)}]
 
 
-async def test_old_event_logs_are_pruned(settings: Settings, db: Database) -> None:
+async def test_old_event_logs_are_pruned(settings: Settings, db: PlainSql) -> None:
     async with serve(create_app(settings), settings) as live:
         user = live.user()
         run_id = (await _post_until(user, "hello", 10_000))[0]["run_id"]
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         await db.execute(
             "UPDATE runs SET finished_at = now() - interval '25 hours' WHERE id = :id",
             id=run_id,
         )
-        await live.runs.prune()
+        await live.recovery.prune()
         assert await db.rows("SELECT seq FROM run_events WHERE run_id = :id", id=run_id) == []
         run = (await user.get(f"/runs/{run_id}")).json()
         assert run["status"] == "complete"
@@ -302,7 +302,7 @@ async def test_old_event_logs_are_pruned(settings: Settings, db: Database) -> No
 
 
 async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
-    settings: Settings, db: Database
+    settings: Settings, db: PlainSql
 ) -> None:
     """The end of a run failed to store (say the database was down): this instance closes it
     when it next looks, from what the log holds."""
@@ -310,7 +310,7 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
         user = live.user()
         events = await _post_until(user, "hello", 10_000)
         run_id = events[0]["run_id"]
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         # As if the last transaction had failed: the run still active, its end not logged,
         # and the registry told so (as `_finish` tells it).
         await db.execute(
@@ -321,9 +321,9 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
             id=run_id,
             seq=events[-1]["seq"],
         )
-        assert await live.runs.close_orphans() == 0, "a run this instance did not give up on"
-        live.runs.unsettled.add(run_id)
-        assert await live.runs.close_orphans() == 1
+        assert await live.recovery.close_orphans() == 0, "a run this instance did not give up on"
+        live.registry.leave_to_recovery(run_id, [])
+        assert await live.recovery.close_orphans() == 1
         run = (await user.get(f"/runs/{run_id}")).json()
         replay = await _read_run(user, run_id)
     assert run["status"] == "incomplete"
@@ -352,14 +352,14 @@ async def _dropping_the_end_of_a_run(
 
 
 async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
-    settings: Settings, db: Database
+    settings: Settings, db: PlainSql
 ) -> None:
     """The end's statement commits, then the connection drops before its reply arrives: the
     client hears `done`, as the database holds it, not a retryable `storage_failed` that
     would have its user send the message (and add the task) again."""
     async with _dropping_the_end_of_a_run(settings, Drop.REPLY) as (live, proxy, user):
         events = await _post_until(user, "add buy milk", 10_000)
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
     assert proxy.dropped.is_set(), "no reply was lost: the test tested nothing"
     assert events[-1]["type"] == "done", events[-1]
     run = await db.rows("SELECT status FROM runs WHERE id = :id", id=events[0]["run_id"])
@@ -373,16 +373,16 @@ async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
 
 
 async def test_a_run_whose_end_never_reached_the_database_says_so_and_is_closed_later(
-    settings: Settings, db: Database
+    settings: Settings, db: PlainSql
 ) -> None:
     """The connection drops before the end's statement reaches the server: the client hears
     a retryable `storage_failed`, and this instance closes the run later from its log."""
     async with _dropping_the_end_of_a_run(settings, Drop.STATEMENT) as (live, proxy, user):
         events = await _post_until(user, "add buy milk", 10_000)
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         run_id = events[0]["run_id"]
         still = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
-        closed = await live.runs.close_orphans()
+        closed = await live.recovery.close_orphans()
     assert proxy.dropped.is_set(), "no statement was lost: the test tested nothing"
     assert events[-1]["type"] == "error", events[-1]
     assert (events[-1]["code"], events[-1]["retryable"]) == ("storage_failed", True)
@@ -397,7 +397,7 @@ async def test_a_run_whose_end_never_reached_the_database_says_so_and_is_closed_
 
 
 async def test_a_run_the_database_refuses_does_not_hold_up_the_others_log(
-    paced: Settings, db: Database
+    paced: Settings, db: PlainSql
 ) -> None:
     slow = with_settings(paced, offline_token_delay_ms=20)
     async with serve(create_app(slow), slow) as live:
@@ -413,7 +413,7 @@ async def test_a_run_the_database_refuses_does_not_hold_up_the_others_log(
             "SELECT count(*) AS n FROM run_events WHERE run_id = :id", id=seen[0]["run_id"]
         )
         assert logged_meanwhile[0]["n"] >= 10, "the healthy run's events are held up"
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         logged = await _read_run(healthy, seen[0]["run_id"])
     assert logged[:10] == seen and logged[-1]["type"] == "done"
 
@@ -425,7 +425,7 @@ async def test_the_limit_per_user_counts_for_a_follow_up_in_an_idle_conversation
     async with serve(create_app(limited), limited) as live:
         user = live.user()
         idle = await _post_until(user, "hello", 10_000)  # a conversation with no run going
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         going = await _post_until(user, "hello", 1)  # the user's one run, elsewhere
         follow_up = await user.post(
             "/chat/stream",
@@ -434,7 +434,7 @@ async def test_the_limit_per_user_counts_for_a_follow_up_in_an_idle_conversation
         assert follow_up.status_code == 429, follow_up.text
         assert follow_up.json()["error"]["code"] == "too_many_runs"
         await user.post(f"/runs/{going[0]['run_id']}/cancel")
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
 
 
 async def test_resume_by_query_parameter_and_only_with_this_runs_ids(paced: Settings) -> None:
@@ -442,7 +442,7 @@ async def test_resume_by_query_parameter_and_only_with_this_runs_ids(paced: Sett
         user = live.user()
         first = await _post_until(user, "hello", 10_000)
         other = await _post_until(user, "hello", 10_000)
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         run_id = first[0]["run_id"]
         async with aconnect_sse(
             user.client,

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Database
-from tests.support import LiveServer, User, run_node
+from tests.support import LiveServer, PlainSql, User, run_node
 
 
 async def _run(
@@ -27,7 +26,7 @@ async def _run(
 
 
 async def test_use_chat_reads_a_whole_turn_and_keeps_the_conversation(
-    server: LiveServer, db: Database
+    server: LiveServer, db: PlainSql
 ) -> None:
     user = server.user()
     first = await _run("useChat", server, user, "add buy milk")

@@ -14,9 +14,9 @@ from httpx_sse import aconnect_sse
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Database, with_settings
+from tests.conftest import with_settings
 from tests.cutting_proxy import Cut, CuttingProxy
-from tests.support import LiveServer, User, node_with_clients, run_node, seed_parse, serve
+from tests.support import LiveServer, PlainSql, User, node_with_clients, run_node, seed_parse, serve
 
 # Longer than fetch-event-source's 1 s retry: a cut early in the turn is resumed while the run
 # is still going (from memory), a late one after it ended (from the log).
@@ -56,7 +56,7 @@ async def _fetch_event_source(
     return events
 
 
-async def _assert_stored_once(db: Database, user: User, events: list[dict[str, Any]]) -> None:
+async def _assert_stored_once(db: PlainSql, user: User, events: list[dict[str, Any]]) -> None:
     runs = await db.rows("SELECT id FROM runs WHERE user_id = :user", user=user.id)
     assert [str(row["id"]) for row in runs] == [events[0]["run_id"]], "one turn, not two"
     messages = await db.rows(
@@ -81,14 +81,14 @@ def _assert_whole_and_in_order(events: list[dict[str, Any]]) -> None:
 
 
 async def test_fetch_event_source_reads_a_turn_with_an_unguarded_json_parse(
-    paced: Settings, db: Database
+    paced: Settings, db: PlainSql
 ) -> None:
     async with serve(create_app(paced), paced) as live, CuttingProxy(_port(live)) as proxy:
         user = live.user()
         events = await _fetch_event_source(proxy, user, "add buy milk")
         _assert_whole_and_in_order(events)
         assert proxy.requests == 1, "no message broke its handler, so it never retried"
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         await _assert_stored_once(db, user, events)
 
 
@@ -103,7 +103,7 @@ CUTS = {
 @pytest.mark.parametrize("cut", CUTS.values(), ids=CUTS.keys())
 @pytest.mark.parametrize("path", ["chat/stream", "chat/stream-tools"])
 async def test_fetch_event_source_retries_a_cut_stream_into_the_same_turn(
-    paced: Settings, db: Database, cut: Cut, path: str
+    paced: Settings, db: PlainSql, cut: Cut, path: str
 ) -> None:
     async with serve(create_app(paced), paced) as live:
         async with CuttingProxy(_port(live), cut) as proxy:
@@ -112,7 +112,7 @@ async def test_fetch_event_source_retries_a_cut_stream_into_the_same_turn(
             assert proxy.cut_made.is_set()
             assert proxy.requests == 2, "cut once, retried once"
         _assert_whole_and_in_order(events)
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         await _assert_stored_once(db, user, events)
 
 
@@ -130,7 +130,7 @@ async def _start_a_run(user: User, conversation_id: int | None = None) -> dict[s
 
 
 async def test_event_source_resumes_by_itself_then_stops_on_204(
-    paced: Settings, db: Database
+    paced: Settings, db: PlainSql
 ) -> None:
     cut = Cut(b'"type":"text"', occurrence=2, offset=6)
     async with serve(create_app(paced), paced) as live, CuttingProxy(_port(live), cut) as proxy:
@@ -162,7 +162,7 @@ async def test_a_reconnect_at_or_past_a_finished_runs_end_is_204_else_the_rest(
     user = server.user()
     events = await user.chat("add buy milk")
     run_id, last = events[0]["run_id"], events[-1]["seq"]
-    await server.runs.wait_idle()
+    await server.registry.wait_idle()
     for seen in (last, last + 5):
         headers = {**user.headers, "Accept": "text/event-stream", "Last-Event-ID": f"{seen}"}
         gone = await user.client.get(user.url(f"/runs/{run_id}/events"), headers=headers)
@@ -189,7 +189,7 @@ async def test_a_conversation_stream_reconnecting_from_an_earlier_run_gets_the_n
     async with serve(create_app(paced), paced) as live:
         user = live.user()
         first = await user.chat("hello")
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()
         conversation_id = first[0]["conversation_id"]
         second = await _start_a_run(user, conversation_id)
         headers = {
@@ -207,4 +207,4 @@ async def test_a_conversation_stream_reconnecting_from_an_earlier_run_gets_the_n
             events = [json.loads(e.data) async for e in source.aiter_sse() if e.data]
         assert events[0] == second
         assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
-        await live.runs.wait_idle()
+        await live.registry.wait_idle()

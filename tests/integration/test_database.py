@@ -69,10 +69,15 @@ async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: st
 async def test_a_unit_of_work_without_commit_rolls_back(database_url: str) -> None:
     database = Database(database_url, pool_size=1)
     try:
+        run = str(uuid.uuid4())
         async with database.unit_of_work() as uow:
-            conversation = await uow.conversations.add("uow-user-1", "kept?")
+            started = await uow.runs.start_in_new_conversation(
+                run, "uow-user-1", "kept?", "hi", "instance"
+            )
+            assert await uow.conversations.get("uow-user-1", started.conversation_id) is not None
         async with database.unit_of_work() as uow:
-            assert await uow.conversations.get("uow-user-1", conversation.id) is None
+            assert await uow.conversations.get("uow-user-1", started.conversation_id) is None
+            assert await uow.runs.get("uow-user-1", run) is None
     finally:
         await database.dispose()
 
@@ -124,7 +129,7 @@ async def test_events_are_appended_and_announced_in_one_statement(database_url: 
     try:
         run = str(uuid.uuid4())
         async with database.single_statement() as uow:
-            await uow.runs.start(run, "uow-user-4", "Log", "hi", "instance")
+            await uow.runs.start_in_new_conversation(run, "uow-user-4", "Log", "hi", "instance")
         events = [(run, encode(Text(f"token {n}"), n)) for n in (1, 2, 3)]
         async with database.single_statement() as uow:
             await uow.run_events.append_and_notify(events[:2], f"{run}:2", "other:1")
@@ -147,7 +152,9 @@ async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database
     run = str(uuid.uuid4())
     try:
         async with database.single_statement() as uow:
-            started = await uow.runs.start(run, "uow-user-6", "Ends", "hello", "instance")
+            started = await uow.runs.start_in_new_conversation(
+                run, "uow-user-6", "Ends", "hello", "instance"
+            )
         assert started.answer_message_id > started.user_message_id
         answer = NewMessage(started.conversation_id, Role.ASSISTANT, "Hi!", usage=Usage(1, 2, 3, 4))
         final = [(run, encode(Text("Hi!"), 2)), (run, encode(Text("(final)"), 3))]
@@ -182,11 +189,13 @@ async def test_repositories_round_trip_domain_objects(database_url: str) -> None
     database = Database(database_url, pool_size=1)
     try:
         async with database.unit_of_work() as uow:
-            conversation = await uow.conversations.add("uow-user-2", "Groceries")
+            started = await uow.runs.start_in_new_conversation(
+                str(uuid.uuid4()), "uow-user-2", "Groceries", "add milk", "instance"
+            )
             call = ToolCall("call_1", "add_task", {"title": "Milk"}, {"task": {"id": 1}})
             stored = await uow.messages.add(
                 NewMessage(
-                    conversation.id,
+                    started.conversation_id,
                     Role.ASSISTANT,
                     "Added.",
                     MessageStatus.INCOMPLETE,
@@ -197,7 +206,8 @@ async def test_repositories_round_trip_domain_objects(database_url: str) -> None
             task = await uow.tasks.add("uow-user-2", "Milk", None)
             await uow.commit()
         async with database.unit_of_work() as uow:
-            [message] = await uow.messages.list(conversation.id)
+            [asked, message] = await uow.messages.list(started.conversation_id)
+            assert (asked.role, asked.content) == (Role.USER, "add milk")
             assert message == stored
             assert message.tool_calls == (call,) and message.usage == Usage(1, 2, 3, 5)
             changed = await uow.tasks.update("uow-user-2", task.id, TaskChanges(completed=True))

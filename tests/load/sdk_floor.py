@@ -54,7 +54,7 @@ async def _turns(count: int, model: Model, concurrency: int = 1) -> None:
     async def client() -> None:
         tasks = MemoryTasks()
         for number in numbers:
-            async for _ in agent.run((), f"add bench item {number}", tasks).events():
+            async for _ in agent.answer((), f"add bench item {number}", tasks).events():
                 pass
 
     await asyncio.gather(*(client() for _ in range(concurrency)))

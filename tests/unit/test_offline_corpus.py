@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.agent.intent import ToolCallPlan, ToolResult, next_step, understand
-from app.domain import MAX_TITLE_CHARS
+from app.domain import task_title
 
 CORPUS = Path(__file__).with_name("offline_corpus.toml")
 REQUIRED_RATE = 0.95
@@ -104,10 +104,7 @@ class FakeTaskList:
 
 
 def _clean_title(title: Any) -> str | None:
-    if not isinstance(title, str):
-        return None
-    title = " ".join(title.split())
-    return title if 0 < len(title) <= MAX_TITLE_CHARS else None
+    return task_title(title) if isinstance(title, str) else None
 
 
 def load_corpus(path: Path = CORPUS) -> list[Case]:

@@ -14,7 +14,16 @@ from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
 
 from app.events import LoggedEvent
-from app.sse import Framing, frame, framing_for, keep_alive, opening, server_exiting
+from app.sse import (
+    MAX_SEQ,
+    Framing,
+    frame,
+    framing_for,
+    keep_alive,
+    opening,
+    parse_event_id,
+    server_exiting,
+)
 from tests.support import seed_parse
 
 RUN_ID = "0b6f3c1e-5a4d-4d7e-9a53-2f1c8e7d6b5a"
@@ -161,3 +170,34 @@ async def test_the_private_exit_signal_we_await_is_still_there() -> None:
             await server_exiting()  # returns at once when the flag is set
     finally:
         AppStatus.should_exit = False
+
+
+@given(st.uuids().map(str) | st.just(""), st.integers(0, MAX_SEQ))
+def test_an_event_id_as_written_reads_back_as_its_run_and_seq(run_id: str, seq: int) -> None:
+    written = frame(Framing.STANDARD, run_id, LoggedEvent(seq, "{}")).split(b"\nid: ")[1]
+    raw = written.split(b"\n")[0].decode()
+    assert parse_event_id(raw) == (run_id, seq)
+    assert parse_event_id(str(seq)) == ("", seq)
+
+
+@given(st.text())
+def test_an_event_id_is_read_only_when_its_seq_is_ascii_digits_within_range(raw: str) -> None:
+    """Whatever a client sends: a run and a seq a database integer holds, or ValueError (never
+    another exception, never a number from another script's digits)."""
+    run, _, seq = raw.rpartition(":")
+    readable = seq.isascii() and seq.isdigit() and len(seq) <= 10 and int(seq) <= MAX_SEQ
+    try:
+        parsed = parse_event_id(raw)
+    except ValueError:
+        assert not readable
+    else:
+        assert readable and parsed == (run, int(seq))
+
+
+def test_event_ids_no_client_was_sent_are_refused() -> None:
+    for raw in ("", ":", "run:", "run:-1", "run:1.5", "run:١٢", "run:²", f"run:{MAX_SEQ + 1}"):
+        try:
+            parse_event_id(raw)
+        except ValueError:
+            continue
+        raise AssertionError(f"{raw!r} was read as an event id")

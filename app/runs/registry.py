@@ -1,0 +1,207 @@
+"""The runs this instance owns, and following any run from any instance.
+
+A run's events are numbered (`seq`) and handed at once to its followers in this process (see
+`live`); the event log writes them to PostgreSQL, and its notifications wake the followers on
+other instances, who read them from the log. The registry starts runs outside any request (so a
+run outlives its client), cancels them (here, or by notifying the instance that owns them), and
+stops them at shutdown after a grace period. A run whose end could not be stored is left to
+`recovery`, which closes it from its log.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import anyio
+from anyio.abc import TaskGroup
+
+from app.db.notifications import Listener
+from app.db.uow import Database
+from app.domain import Run, RunStatus
+from app.events import LoggedEvent
+from app.runs.event_log import EventLog, RunEvents
+from app.runs.live import CancelReason, LiveRun
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0
+READ_BATCH = 500
+
+Answer = Callable[[LiveRun], Awaitable[None]]
+"""The work of a run: it emits the run's events and ends it with `RunRegistry.end()`."""
+
+
+class RunRegistry:
+    def __init__(self, database: Database, task_group: TaskGroup, *, grace_seconds: float) -> None:
+        self.instance_id = uuid.uuid4().hex
+        self.accepting = True
+        self.listener = Listener(database.engine, self.instance_id, self._notified)
+        self._log = EventLog.to(database)
+        self._database = database
+        self._task_group = task_group
+        self._grace_seconds = grace_seconds
+        self._local: dict[str, LiveRun] = {}
+        self._waiters: defaultdict[str, set[anyio.Event]] = defaultdict(set)
+        self._left_to_recovery: set[str] = set()
+        self._shutdown_started = False
+        self._grace_over = False
+
+    def start_writing_and_listening(self) -> None:
+        self._task_group.start_soon(self._log.write_forever)
+        self._task_group.start_soon(self.listener.listen_forever)
+
+    # Runs of this process
+
+    def start_run(self, run_id: str, answer: Answer) -> LiveRun:
+        """Run `answer` in the background, outside any request, so that it outlives its
+        client. Subscribe to the returned run for its events."""
+        live = LiveRun(run_id)
+        self._local[run_id] = live
+        if self._grace_over:
+            live.cancel(CancelReason.SHUTDOWN)  # begun just as the grace period ended
+        self._task_group.start_soon(self._answer_safely, live, answer)
+        return live
+
+    async def _answer_safely(self, live: LiveRun, answer: Answer) -> None:
+        try:
+            await answer(live)
+        except Exception:
+            # One broken run must not take the task group, and every other run, down with it.
+            logger.exception("run %s crashed", live.id)
+        finally:
+            if not live.ended.is_set():
+                self._left_to_recovery.add(live.id)  # recovery closes it from its log
+                self._forget(live)
+
+    def emit(self, live: LiveRun, event: LoggedEvent) -> None:
+        live.publish(event)
+        self._log.append(live.id, event)
+
+    async def take_unwritten(self, run_id: str) -> RunEvents:
+        """The run's events not yet in the log, taken from the log's queue: the statement
+        that ends the run writes them with its final event."""
+        return await self._log.take_unwritten(run_id)
+
+    def put_back_unwritten(self, unwritten: Sequence[tuple[str, LoggedEvent]]) -> None:
+        """Return events taken by `take_unwritten()` whose writing failed to the log."""
+        self._log.put_back(unwritten)
+
+    def leave_to_recovery(self, run_id: str, unwritten: Sequence[tuple[str, LoggedEvent]]) -> None:
+        """The run's end could not be stored: its events go back to the log, and recovery
+        closes the run from what the log holds."""
+        self.put_back_unwritten(unwritten)
+        self._left_to_recovery.add(run_id)
+
+    def end(self, live: LiveRun, final: LoggedEvent) -> None:
+        """Hand the run's final event to its followers, and forget the run."""
+        live.publish(final)
+        self._forget(live)
+
+    def _forget(self, live: LiveRun) -> None:
+        live.end()
+        self._local.pop(live.id, None)
+
+    async def wait_idle(self) -> None:
+        while self._local:
+            await next(iter(self._local.values())).ended.wait()
+
+    # What recovery asks
+
+    def is_running_here(self, run_id: str) -> bool:
+        return run_id in self._local
+
+    def running_here(self) -> list[str]:
+        return list(self._local)
+
+    def is_left_to_recovery(self, run_id: str) -> bool:
+        return run_id in self._left_to_recovery
+
+    def recovered(self, run_id: str) -> None:
+        self._left_to_recovery.discard(run_id)
+
+    def cancel_here(self, run_id: str) -> None:
+        live = self._local.get(run_id)
+        if live is not None:
+            live.cancel(CancelReason.USER)
+
+    # Following any run
+
+    async def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
+        """The run's events after `after_seq`, in order and in batches, until its last: from
+        memory when it runs here, else from the log, woken by the notifications of the instance
+        running it."""
+        live = self._local.get(run.id)
+        if live is not None:
+            async for batch in live.subscribe(after_seq).batches():
+                yield batch
+            return
+        last = after_seq
+        while True:
+            woken = anyio.Event()
+            self._waiters[run.id].add(woken)
+            try:
+                async with self._database.unit_of_work() as uow:
+                    # The status first: if it says ended, the events read next include the end.
+                    current = await uow.runs.get(run.user_id, run.id)
+                    events = await uow.run_events.after(run.id, last, limit=READ_BATCH)
+                if events:
+                    terminal = next((i for i, e in enumerate(events) if e.terminal), None)
+                    if terminal is not None:
+                        yield events[: terminal + 1]
+                        return
+                    yield events
+                    last = events[-1].seq
+                    continue
+                if current is None or current.status is not RunStatus.ACTIVE:
+                    return  # ended, and its log is read (or was pruned)
+                with anyio.move_on_after(POLL_SECONDS):
+                    await woken.wait()
+            finally:
+                self._waiters[run.id].discard(woken)
+                if not self._waiters[run.id]:
+                    del self._waiters[run.id]
+
+    def _notified(self, message: str) -> None:
+        run_id, _, what = message.partition(":")
+        if what == "cancel":
+            self.cancel_here(run_id)
+            return
+        for woken in self._waiters.get(run_id, ()):
+            woken.set()
+
+    # Cancelling
+
+    async def cancel(self, run: Run) -> None:
+        """Ask the run to stop, here or on the instance that owns it."""
+        if self.is_running_here(run.id):
+            self.cancel_here(run.id)
+            return
+        async with self._database.unit_of_work() as uow:
+            await uow.runs.request_cancel(run.id)
+            await uow.run_events.notify(f"{run.id}:cancel")
+            await uow.commit()
+
+    # Stopping
+
+    def begin_shutdown(self) -> None:
+        """Take no new runs; give the running ones the grace period, then stop them."""
+        if self._shutdown_started:
+            return
+        self._shutdown_started = True
+        self.accepting = False
+        self._task_group.start_soon(self._stop_after_grace)
+
+    async def _stop_after_grace(self) -> None:
+        with anyio.move_on_after(self._grace_seconds):
+            await self.wait_idle()
+        self._grace_over = True
+        for live in list(self._local.values()):
+            live.cancel(CancelReason.SHUTDOWN)
+
+    async def shutdown(self) -> None:
+        self.begin_shutdown()
+        with anyio.move_on_after(self._grace_seconds + 10):
+            await self.wait_idle()

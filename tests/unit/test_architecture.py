@@ -1,0 +1,112 @@
+"""The rules of ARCHITECTURE.md, read off the source: imports go one way, the domain is free of
+frameworks, and each outside library is used in one place."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+APP = Path(__file__).resolve().parents[2] / "app"
+
+# Lowest first. A module may import from its own layer and the ones below it, never above.
+LAYERS: list[tuple[str, ...]] = [
+    ("app.domain", "app.settings"),
+    ("app.events",),
+    ("app.db", "app.agent"),
+    ("app.runs.live", "app.runs"),
+    ("app.runs.event_log",),
+    ("app.runs.registry",),
+    ("app.runs.recovery",),
+    ("app.chat", "app.tasks"),
+    ("app.sse", "app.errors", "app.schemas", "app.auth", "app.jwks", "app.access_log"),
+    ("app.routes", "app.page"),
+    ("app.main", "app.__main__"),
+]
+
+# Each outside library, and the only modules that may import it.
+CONFINED = {
+    "jose": ("app.auth",),
+    "sse_starlette": ("app.sse",),
+    "agents": ("app.agent",),
+    "openai": ("app.agent",),
+    "starlette": (
+        "app.sse",
+        "app.errors",
+        "app.auth",
+        "app.access_log",
+        "app.routes",
+        "app.page",
+        "app.main",
+    ),
+}
+
+FRAMEWORK_FREE = ("app.domain", "app.events")
+
+
+def _modules() -> dict[str, set[str]]:
+    """Every module of the app, with what it imports (absolute names)."""
+    found: dict[str, set[str]] = {}
+    for path in APP.rglob("*.py"):
+        parts = path.relative_to(APP.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module)
+        found[name] = imported
+    return found
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _layer(module: str) -> int:
+    for index, prefixes in enumerate(LAYERS):
+        if _within(module, prefixes):
+            return index
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+
+
+def test_imports_go_one_way() -> None:
+    upward = [
+        f"{module} imports {target}"
+        for module, imported in _modules().items()
+        if module != "app"
+        for target in imported
+        if target.startswith("app.") and _layer(target) > _layer(module)
+    ]
+    assert upward == []
+
+
+def test_each_outside_library_is_used_in_one_place() -> None:
+    strays = [
+        f"{module} imports {target}"
+        for module, imported in _modules().items()
+        for target in imported
+        for library, allowed in CONFINED.items()
+        if _within(target, (library,)) and not _within(module, allowed)
+    ]
+    assert strays == []
+
+
+def test_the_domain_and_the_events_use_nothing_but_the_standard_library() -> None:
+    modules = _modules()
+    for module in FRAMEWORK_FREE:
+        outside = {
+            target.split(".")[0]
+            for target in modules[module]
+            if not target.startswith("app.") and target != "__future__"
+        }
+        assert outside <= {"dataclasses", "datetime", "enum", "typing", "json", "collections"}, (
+            module,
+            outside,
+        )
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in _modules():
+        if module != "app":
+            _layer(module)

@@ -1,0 +1,98 @@
+"""Events as they are logged and sent: one JSON line each, read back as the same event
+(hypothesis over every event type), and the transcript rebuilt from them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.domain import MessageStatus, ToolCall
+from app.events import (
+    ERROR_MESSAGES,
+    Done,
+    Error,
+    Event,
+    Start,
+    Text,
+    Thinking,
+    ToolCallEvent,
+    ToolResultEvent,
+    Transcript,
+    decode,
+    encode,
+    error_event,
+)
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+_usage = st.dictionaries(st.sampled_from(["requests", "input_tokens"]), st.integers(0, 10**6))
+
+events: st.SearchStrategy[Event] = st.one_of(
+    st.builds(Start, st.integers(1, 2**62), st.integers(1, 2**62), st.uuids().map(str)),
+    st.builds(Thinking, st.text()),
+    st.builds(ToolCallEvent, st.text(), st.text(), _json),
+    st.builds(ToolResultEvent, st.text(), st.text(), _json),
+    st.builds(Text, st.text()),
+    st.builds(
+        Done, st.integers(1), st.integers(1), _usage, st.sampled_from(["complete", "cancelled"])
+    ),
+    st.builds(Error, st.text(), st.text(), st.booleans()),
+)
+
+
+@given(events, st.integers(1, 2**31 - 1))
+def test_an_event_reads_back_as_itself_from_one_line_with_its_type_first_and_seq_last(
+    event: Event, seq: int
+) -> None:
+    logged = encode(event, seq)
+    assert "\n" not in logged.data and "\r" not in logged.data
+    payload: dict[str, Any] = json.loads(logged.data)
+    assert list(payload)[:: len(payload) - 1] == ["type", "seq"]
+    assert (payload["type"], payload["seq"], logged.seq) == (event.type, seq, seq)
+    assert logged.type == event.type
+    assert logged.terminal == isinstance(event, Done | Error)
+    assert decode(logged) == event
+
+
+def test_every_error_code_has_its_message_and_unknown_codes_are_refused() -> None:
+    for code, message in ERROR_MESSAGES.items():
+        assert error_event(code, retryable=True) == Error(code, message, True)
+    try:
+        error_event("no_such_code")
+    except KeyError:
+        pass
+    else:
+        raise AssertionError("an error event with no message for its code")
+
+
+def test_a_transcript_keeps_the_text_and_each_call_with_its_result() -> None:
+    transcript = Transcript.of(
+        [
+            Start(1, 1, "run"),
+            Thinking("adding"),
+            Text("Added "),
+            ToolCallEvent("c1", "add_task", {"title": "Milk"}),
+            ToolResultEvent("c1", "add_task", {"task": {"id": 1}}),
+            ToolResultEvent("c2", "list_tasks", []),  # its call was never seen
+            Text("Milk."),
+        ]
+    )
+    assert transcript.content == "Added Milk."
+    assert list(transcript.tool_calls.values()) == [
+        ToolCall("c1", "add_task", {"title": "Milk"}, {"task": {"id": 1}}),
+        ToolCall("c2", "list_tasks", None, []),
+    ]
+    assert transcript.failed_status() is MessageStatus.INCOMPLETE
+
+
+def test_an_answer_that_never_began_fails_as_an_error_not_as_incomplete() -> None:
+    assert Transcript.of([Start(1, 1, "run"), Thinking("hm")]).failed_status() is (
+        MessageStatus.ERROR
+    )
+    assert Transcript.of([Text("")]).failed_status() is MessageStatus.INCOMPLETE

@@ -1,0 +1,101 @@
+"""A live run in memory: followers get every event once, in order, whenever they join; a
+follower that leaves costs the run nothing; the first cancel reason counts."""
+
+from __future__ import annotations
+
+import anyio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.events import LoggedEvent
+from app.runs.live import CancelReason, LiveRun, Subscription
+
+
+def _event(seq: int) -> LoggedEvent:
+    return LoggedEvent(seq, f'{{"type":"text","content":"{seq}","seq":{seq}}}')
+
+
+async def _drain(subscription: Subscription) -> list[list[int]]:
+    return [[event.seq for event in batch] async for batch in subscription.batches()]
+
+
+@given(st.integers(0, 20), st.integers(0, 20), st.booleans())
+async def test_a_follower_gets_everything_after_its_seq_once_and_in_order(
+    published_before: int, after_seq: int, ended_before: bool
+) -> None:
+    live = LiveRun("run")
+    for seq in range(1, published_before + 1):
+        live.publish(_event(seq))
+    if ended_before:
+        live.end()
+    subscription = live.subscribe(after_seq)
+    total = published_before
+    if not ended_before:
+        for seq in range(published_before + 1, published_before + 4):
+            live.publish(_event(seq))
+        total += 3
+        live.end()
+    with anyio.fail_after(5):
+        batches = await _drain(subscription)
+    assert [seq for batch in batches for seq in batch] == list(range(after_seq + 1, total + 1))
+
+
+async def test_what_is_queued_is_taken_in_one_batch() -> None:
+    live = LiveRun("run")
+    subscription = live.subscribe(0)
+    for seq in (1, 2, 3):
+        live.publish(_event(seq))
+    live.end()
+    with anyio.fail_after(5):
+        assert await _drain(subscription) == [[1, 2, 3]]
+
+
+async def test_a_waiting_follower_wakes_for_each_event() -> None:
+    live = LiveRun("run")
+    subscription = live.subscribe(0)
+    received: list[int] = []
+    async with anyio.create_task_group() as group:
+
+        async def follow() -> None:
+            async for batch in subscription.batches():
+                received.extend(event.seq for event in batch)
+
+        group.start_soon(follow)
+        for seq in (1, 2):
+            await anyio.wait_all_tasks_blocked()
+            live.publish(_event(seq))
+        await anyio.wait_all_tasks_blocked()
+        assert received == [1, 2]
+        live.end()
+    assert received == [1, 2]
+
+
+async def test_a_follower_that_left_is_dropped_and_the_run_goes_on() -> None:
+    live = LiveRun("run")
+    leaving, staying = live.subscribe(0), live.subscribe(0)
+    live.publish(_event(1))
+    batches = leaving.batches()
+    assert [e.seq for e in await anext(batches)] == [1]
+    await batches.aclose()  # the client went away
+    assert leaving.gone
+    live.publish(_event(2))
+    live.end()
+    assert live.events == [_event(1), _event(2)]
+    assert await _drain(staying) == [[1, 2]]
+
+
+def test_the_first_cancel_reason_counts_and_the_agent_is_told_once() -> None:
+    live = LiveRun("run")
+    told: list[str] = []
+    live.on_cancel = lambda: told.append("stop")
+    live.cancel(CancelReason.SHUTDOWN)
+    live.cancel(CancelReason.USER)
+    assert live.cancel_reason is CancelReason.SHUTDOWN and told == ["stop"]
+
+
+def test_a_run_that_ended_cannot_be_cancelled() -> None:
+    live = LiveRun("run")
+    live.end()
+    live.cancel(CancelReason.USER)
+    assert live.cancel_reason is None
+    assert live.next_seq == 1
