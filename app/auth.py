@@ -1,13 +1,26 @@
-"""Bearer-token authentication with JSON Web Tokens: the one module that uses python-jose."""
+"""Bearer-token authentication with JSON Web Tokens: the one module that uses python-jose.
+
+Tokens are verified with a shared secret (HS*), one PEM public key, or an identity provider's
+key set (JWT_JWKS_URL, app/jwks.py). With a key set, the key is the one the token's `kid`
+names, and it must fit the one configured algorithm: an RSA key for RS*, an EC key on the
+algorithm's curve for ES*, its own `alg` (if it says one) that algorithm. The token's header
+chooses nothing else: a token whose `alg` is not the configured one (`none`, HS256 "signed"
+with the public key, ES256 against an RSA key) is refused before any key is looked at, and a
+`jku`, `x5u` or `jwk` in the header is never read. When the keys cannot be fetched, the answer
+is 503 `auth_unavailable`, never 401 (the token may be good) nor 500.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from jose import ExpiredSignatureError, JWTError, jwt
+from jose import ExpiredSignatureError, JWTError, jwk, jwt
+from jose.backends.base import Key
+from jose.exceptions import JWKError
 from starlette.authentication import (
     AuthCredentials,
     AuthenticationBackend,
@@ -19,10 +32,22 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import error_response, not_authenticated
+from app.jwks import Jwk, KeySet, KeysUnavailable
 from app.settings import ConfigError, Settings
+
+logger = logging.getLogger(__name__)
 
 _LEEWAY_SECONDS = 10
 _QUERY_TOKEN_PATH = re.compile(r"^/api/[^/]+/(?:runs/[^/]+/events|conversations/[^/]+/stream)$")
+# The key type (and curve) each public-key algorithm verifies with.
+_KEY_TYPES = {
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "ES512": ("EC", "P-521"),
+}
 
 
 class TokenUser(BaseUser):
@@ -49,30 +74,72 @@ class InvalidToken(AuthenticationError):
         self.message = message
 
 
+class AuthUnavailable(AuthenticationError):
+    """The identity provider's keys are needed and cannot be fetched."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenVerifier:
     key: str
     algorithm: str
     audience: str | None
     issuer: str | None
+    user_claim: str = "sub"
+    key_set: KeySet | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
         return cls(
-            settings.jwt_key, settings.jwt_algorithm, settings.jwt_audience, settings.jwt_issuer
+            settings.jwt_key,
+            settings.jwt_algorithm,
+            settings.jwt_audience,
+            settings.jwt_issuer,
+            settings.jwt_user_claim,
+            KeySet(settings.jwt_jwks_url) if settings.jwt_jwks_url else None,
         )
 
     def user_id(self, token: str) -> str:
+        """The user of a token signed with the configured secret or public key."""
+        return self._user_id(token, self.key)
+
+    async def verify(self, token: str) -> str:
+        """The user of a token; with a key set, its key is fetched when needed."""
+        if self.key_set is None:
+            return self.user_id(token)
+        return self._user_id(token, await self._provider_key(token))
+
+    async def _provider_key(self, token: str) -> Key:
+        assert self.key_set is not None
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError:
+            raise InvalidToken("invalid_token", "The token is not valid.") from None
+        kid = header.get("kid")
+        if header.get("alg") != self.algorithm or not isinstance(kid, str | None):
+            raise InvalidToken("invalid_token", "The token is not valid.")
+        try:
+            data = await self.key_set.key(kid)
+        except KeysUnavailable:
+            raise AuthUnavailable("the identity provider's keys cannot be fetched") from None
+        if data is None or not _fits(data, self.algorithm):
+            raise InvalidToken("invalid_token", "The token is not valid.")
+        try:
+            return jwk.construct(dict(data), self.algorithm)
+        except JWKError:
+            logger.warning("key %r of %s cannot be read", kid, self.key_set.url)
+            raise InvalidToken("invalid_token", "The token is not valid.") from None
+
+    def _user_id(self, token: str, key: str | Key) -> str:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self.key,
+                key,
                 algorithms=[self.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={
                     "require_exp": True,
-                    "require_sub": True,
+                    "require_sub": self.user_claim == "sub",
                     "verify_aud": self.audience is not None,
                     "leeway": _LEEWAY_SECONDS,
                 },
@@ -81,10 +148,19 @@ class TokenVerifier:
             raise InvalidToken("token_expired", "The token has expired.") from None
         except JWTError:
             raise InvalidToken("invalid_token", "The token is not valid.") from None
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
+        user_id = claims.get(self.user_claim)
+        if not isinstance(user_id, str) or not user_id:
             raise InvalidToken("invalid_token", "The token names no user.")
-        return subject
+        return user_id
+
+
+def _fits(key: Jwk, algorithm: str) -> bool:
+    key_type, curve = _KEY_TYPES[algorithm]
+    return (
+        key.get("kty") == key_type
+        and (curve is None or key.get("crv") == curve)
+        and key.get("alg", algorithm) == algorithm
+    )
 
 
 class BearerTokenBackend(AuthenticationBackend):
@@ -103,14 +179,18 @@ class BearerTokenBackend(AuthenticationBackend):
                 and conn.scope.get("method") == "GET"
                 and _QUERY_TOKEN_PATH.search(conn.url.path)
             ):
-                return AuthCredentials(["authenticated"]), TokenUser(self._verifier.user_id(token))
+                return AuthCredentials(["authenticated"]), TokenUser(
+                    await self._verifier.verify(token)
+                )
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken(
                 "invalid_token", "Send the token as 'Authorization: Bearer <token>'."
             )
-        return AuthCredentials(["authenticated"]), TokenUser(self._verifier.user_id(token.strip()))
+        return AuthCredentials(["authenticated"]), TokenUser(
+            await self._verifier.verify(token.strip())
+        )
 
 
 def issue_token(settings: Settings, user_id: str, *, ttl_seconds: int = 24 * 3600) -> str:
@@ -119,6 +199,7 @@ def issue_token(settings: Settings, user_id: str, *, ttl_seconds: int = 24 * 360
         raise ConfigError("tokens can only be issued with an HS* JWT_ALGORITHM and a JWT_SECRET")
     now = int(time.time())
     claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    claims[settings.jwt_user_claim] = user_id
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
     if settings.jwt_issuer:
@@ -148,6 +229,14 @@ class RequireUser:
 
 
 def authentication_failed(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    if isinstance(exc, AuthUnavailable):
+        return error_response(
+            503,
+            "auth_unavailable",
+            "The service cannot reach the identity provider to check the token. "
+            "Please try again shortly.",
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, InvalidToken):
         return not_authenticated(conn, exc.code, exc.message)
     return not_authenticated(conn, "invalid_token", "The token is not valid.")

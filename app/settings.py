@@ -1,4 +1,9 @@
-"""Configuration, read from the environment and validated once at start-up."""
+"""Configuration, read from the environment and validated once at start-up.
+
+Safe by default: with a DATABASE_URL and no APP_ENV the service is in production (a deploy that
+forgets APP_ENV gets no weak secret, no CORS `*` and no development routes); development is
+`make run` with no DATABASE_URL, or APP_ENV=development said outright.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,16 @@ OFFLINE_MODEL = "offline"
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
 _HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 _PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+# Algorithms identity providers offer that python-jose cannot verify (Better Auth's default).
+_UNSUPPORTED_ALGORITHMS = ("EdDSA", "Ed25519", "Ed448")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _MIN_SECRET_LENGTH = 32
 _PLACEHOLDER_SECRETS = frozenset({"secret", "changeme", "change-me", "your-secret-key", "dev"})
+# Heroku sends SIGTERM, then SIGKILL 30 s later. The Procfile gives uvicorn 25 s to close the
+# streams (--timeout-graceful-shutdown 25), 5 s staying for the lifespan's own shutdown; in those
+# 25 s the runs go on for SHUTDOWN_GRACE_SECONDS, then their ends are stored, which takes at most
+# app.chat.FINISH_TIMEOUT_SECONDS (12 s). tests/deploy/test_heroku.py checks these sums.
+MAX_SHUTDOWN_GRACE_SECONDS = 13
 
 
 class ConfigError(Exception):
@@ -37,6 +50,8 @@ class Settings:
     jwt_public_key: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_user_claim: str = "sub"
     agent_model: str = OFFLINE_MODEL
     openai_api_key: str | None = None
     openai_base_url: str | None = None
@@ -75,12 +90,27 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        app_env = _choice(env, "APP_ENV", ("development", "test", "production"), "development")
-        api_key = _text(env, "OPENAI_API_KEY")
-        algorithm = _choice(
-            env, "JWT_ALGORITHM", _HMAC_ALGORITHMS + _PUBLIC_KEY_ALGORITHMS, "HS256"
-        )
         database_url = _text(env, "DATABASE_URL")
+        app_env = _choice(
+            env,
+            "APP_ENV",
+            ("development", "test", "production"),
+            "production" if database_url else "development",
+        )
+        api_key = _text(env, "OPENAI_API_KEY")
+        jwks_url = _jwks_url(env)
+        if _text(env, "JWT_ALGORITHM") in _UNSUPPORTED_ALGORITHMS:
+            raise ConfigError(
+                f"JWT_ALGORITHM={_text(env, 'JWT_ALGORITHM')} is not supported (python-jose has "
+                "no EdDSA): configure the identity provider to sign with ES256 or RS256 and set "
+                "JWT_ALGORITHM to match"
+            )
+        algorithm = _choice(
+            env,
+            "JWT_ALGORITHM",
+            _HMAC_ALGORITHMS + _PUBLIC_KEY_ALGORITHMS,
+            "RS256" if jwks_url else "HS256",
+        )
         base_url = _text(env, "OPENAI_BASE_URL")
         settings = cls(
             app_env=app_env,  # type: ignore[arg-type]
@@ -91,6 +121,8 @@ class Settings:
             jwt_public_key=_text(env, "JWT_PUBLIC_KEY"),
             jwt_audience=_text(env, "JWT_AUDIENCE"),
             jwt_issuer=_text(env, "JWT_ISSUER"),
+            jwt_jwks_url=jwks_url,
+            jwt_user_claim=_text(env, "JWT_USER_CLAIM") or "sub",
             agent_model=_text(env, "AGENT_MODEL")
             or (DEFAULT_OPENAI_MODEL if api_key else OFFLINE_MODEL),
             openai_api_key=api_key,
@@ -116,7 +148,9 @@ class Settings:
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
             max_active_runs=_integer(env, "MAX_ACTIVE_RUNS_PER_USER", 3, minimum=1, maximum=1000),
             run_retention_hours=_integer(env, "RUN_RETENTION_HOURS", 24, minimum=1),
-            shutdown_grace_seconds=_integer(env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=25),
+            shutdown_grace_seconds=_integer(
+                env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=MAX_SHUTDOWN_GRACE_SECONDS
+            ),
             cors_origins=_origins(env, default="" if app_env == "production" else "*"),
         )
         if (
@@ -125,23 +159,58 @@ class Settings:
             and app_env != "production"
         ):
             settings = replace(settings, jwt_secret=development_jwt_secret())
-        settings.validate()
+        try:
+            settings.validate()
+        except ConfigError as error:
+            # An error that development would not raise gets the reason it is production.
+            development = replace(
+                settings,
+                app_env="development",
+                jwt_secret=settings.jwt_secret or "development secret made under .data/",
+            )
+            if _text(env, "APP_ENV") is None and _valid(development):
+                raise ConfigError(
+                    f"{error} (DATABASE_URL is set and APP_ENV is not, so this is production; "
+                    "APP_ENV=development runs a development server)"
+                ) from None
+            raise
         return settings
 
     def validate(self) -> None:
-        if self.jwt_algorithm in _HMAC_ALGORITHMS:
+        production = self.app_env == "production"
+        if self.jwt_jwks_url is not None:
+            if self.jwt_algorithm not in _PUBLIC_KEY_ALGORITHMS:
+                raise ConfigError(
+                    f"JWT_JWKS_URL needs JWT_ALGORITHM=RS256 or ES256 (the algorithm the identity "
+                    f"provider signs with), not {self.jwt_algorithm}"
+                )
+            if self.jwt_public_key:
+                raise ConfigError("set JWT_JWKS_URL or JWT_PUBLIC_KEY, not both")
+        elif self.jwt_algorithm in _HMAC_ALGORITHMS:
             secret = self.jwt_secret
             if not secret:
-                raise ConfigError(f"JWT_SECRET is required with JWT_ALGORITHM={self.jwt_algorithm}")
+                raise ConfigError(
+                    f"JWT_SECRET is required with JWT_ALGORITHM={self.jwt_algorithm} (a random "
+                    f"string of at least {_MIN_SECRET_LENGTH} characters), or JWT_JWKS_URL for "
+                    "an identity provider's tokens"
+                )
             weak = len(secret) < _MIN_SECRET_LENGTH or secret.lower() in _PLACEHOLDER_SECRETS
-            if weak and self.app_env == "production":
+            if weak and production:
                 raise ConfigError(
                     f"JWT_SECRET must be a random string of at least {_MIN_SECRET_LENGTH} "
                     "characters in production"
                 )
         elif not self.jwt_public_key:
-            raise ConfigError(f"JWT_PUBLIC_KEY is required with JWT_ALGORITHM={self.jwt_algorithm}")
-        if self.app_env == "production" and not self.database_url:
+            raise ConfigError(
+                f"JWT_PUBLIC_KEY (a PEM public key) or JWT_JWKS_URL is required with "
+                f"JWT_ALGORITHM={self.jwt_algorithm}"
+            )
+        if production and "*" in self.cors_origins:
+            raise ConfigError(
+                "CORS_ORIGINS=* lets any website call the API in production: list the origins "
+                "of your web app instead, e.g. CORS_ORIGINS=https://app.example"
+            )
+        if production and not self.database_url:
             raise ConfigError("DATABASE_URL is required in production")
         if not self.uses_offline_model and not self.openai_api_key:
             raise ConfigError(
@@ -175,6 +244,29 @@ def development_jwt_secret() -> str:
     path.touch(mode=0o600)
     path.write_text(secret)
     return secret
+
+
+def _valid(settings: Settings) -> bool:
+    try:
+        settings.validate()
+    except ConfigError:
+        return False
+    return True
+
+
+def _jwks_url(env: Mapping[str, str]) -> str | None:
+    url = _text(env, "JWT_JWKS_URL")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    # Keys fetched in the clear could be swapped on the way: only a local provider may use http.
+    if not (
+        parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+    ):
+        raise ConfigError(
+            f"JWT_JWKS_URL must be an https:// URL (http:// only for localhost), not {url!r}"
+        )
+    return url
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:

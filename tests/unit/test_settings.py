@@ -103,7 +103,21 @@ NOT_FROM_THE_ENVIRONMENT = {"max_body_bytes", "sse_ping_seconds"}
 
 def test_every_setting_is_read() -> None:
     """Each variable set to a value other than its default: a setting that is not read from
-    the environment keeps its default, and the last assertion names it."""
+    the environment keeps its default, and the last assertion names it. Two environments,
+    because a shared secret and an identity provider's keys exclude each other."""
+    provider = Settings.from_env(
+        {
+            "DATABASE_URL": "postgres://u:p@h/app",
+            "JWT_JWKS_URL": "https://id.example/.well-known/jwks.json",
+            "JWT_ALGORITHM": "ES256",
+            "JWT_USER_CLAIM": "user_id",
+        }
+    )
+    assert (provider.jwt_jwks_url, provider.jwt_user_claim, provider.jwt_algorithm) == (
+        "https://id.example/.well-known/jwks.json",
+        "user_id",
+        "ES256",
+    )
     settings = Settings.from_env(
         {
             "APP_ENV": "production",
@@ -146,6 +160,7 @@ def test_every_setting_is_read() -> None:
         field.name
         for field in dataclasses.fields(Settings)
         if getattr(settings, field.name) == getattr(defaults, field.name)
+        and getattr(provider, field.name) == getattr(defaults, field.name)
     }
     assert unread == NOT_FROM_THE_ENVIRONMENT
 
@@ -165,7 +180,36 @@ def test_every_setting_is_read() -> None:
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE must be at least 1"),
         ({"DATABASE_URL": "mysql://h/db"}, "DATABASE_URL must start with"),
         ({"AGENT_MODEL": "gpt-4.1"}, "needs OPENAI_API_KEY"),
-        ({"JWT_ALGORITHM": "RS256"}, "JWT_PUBLIC_KEY is required"),
+        ({"JWT_ALGORITHM": "RS256"}, "JWT_PUBLIC_KEY .* or JWT_JWKS_URL is required"),
+        (
+            {"JWT_ALGORITHM": "EdDSA", "JWT_JWKS_URL": "https://id.example/jwks"},
+            "^JWT_ALGORITHM=EdDSA is not supported .*sign with ES256 or RS256",
+        ),
+        ({"JWT_ALGORITHM": "Ed25519"}, "sign with ES256 or RS256 and set JWT_ALGORITHM"),
+        (
+            {"JWT_JWKS_URL": "https://id.example/jwks", "JWT_ALGORITHM": "HS256"},
+            "JWT_JWKS_URL needs JWT_ALGORITHM=RS256 or ES256",
+        ),
+        ({"JWT_JWKS_URL": "http://id.example/jwks"}, "must be an https:// URL"),
+        ({"JWT_JWKS_URL": "id.example/jwks"}, "must be an https:// URL"),
+        (
+            {"JWT_JWKS_URL": "https://id.example/jwks", "JWT_PUBLIC_KEY": "pem"},
+            "JWT_JWKS_URL or JWT_PUBLIC_KEY, not both",
+        ),
+        (
+            {"APP_ENV": "production", "DATABASE_URL": "postgres://h/db", "CORS_ORIGINS": "*"},
+            "JWT_SECRET is required",
+        ),
+        (
+            {
+                "APP_ENV": "production",
+                "DATABASE_URL": "postgres://h/db",
+                "JWT_SECRET": STRONG,
+                "CORS_ORIGINS": "https://app.example,*",
+            },
+            r"^CORS_ORIGINS=\* lets any website call the API in production: list the origins",
+        ),
+        ({"SHUTDOWN_GRACE_SECONDS": "14"}, "at most 13"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM must be one of"),
         ({"CORS_ORIGINS": "app.example"}, "CORS_ORIGINS must list origins"),
         ({"AGENT_API": "completions"}, "AGENT_API must be one of"),
@@ -176,6 +220,53 @@ def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: 
     with pytest.raises(ConfigError, match=message) as raised:
         Settings.from_env(environ)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"DATABASE_URL": "postgres://h/db"}, "JWT_SECRET is required"),
+        ({"DATABASE_URL": "postgres://h/db", "JWT_SECRET": "changeme"}, "at least 32"),
+        (
+            {"DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG, "CORS_ORIGINS": "*"},
+            r"CORS_ORIGINS=\*",
+        ),
+    ],
+)
+def test_a_database_without_app_env_is_production(environ: dict[str, str], message: str) -> None:
+    """A deploy that forgets APP_ENV: refused, and told why it is production and what to set."""
+    with pytest.raises(ConfigError, match=message) as raised:
+        Settings.from_env(environ)
+    assert str(raised.value).endswith(
+        "(DATABASE_URL is set and APP_ENV is not, so this is production; "
+        "APP_ENV=development runs a development server)"
+    )
+    development = Settings.from_env({**environ, "APP_ENV": "development"})
+    assert development.app_env == "development" and development.jwt_secret
+
+
+def test_production_with_good_settings_starts() -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG, "CORS_ORIGINS": "https://a.b"}
+    )
+    assert (settings.app_env, settings.cors_origins) == ("production", ("https://a.b",))
+    provider = Settings.from_env(
+        {"DATABASE_URL": "postgres://h/db", "JWT_JWKS_URL": "http://127.0.0.1:9/jwks"}
+    )
+    assert (provider.jwt_algorithm, provider.jwt_secret, provider.cors_origins) == (
+        "RS256",
+        None,
+        (),
+    )
+
+
+def test_an_error_that_is_not_about_production_gets_no_production_hint() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(
+            {"DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG, "AGENT_MODEL": "gpt-4.1"}
+        )
+    assert str(raised.value).startswith("AGENT_MODEL=gpt-4.1 needs OPENAI_API_KEY")
+    assert "APP_ENV" not in str(raised.value)
 
 
 def test_development_makes_and_keeps_a_secret(_data_dir: Path) -> None:
