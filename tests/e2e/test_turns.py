@@ -321,11 +321,24 @@ async def test_keep_alive_comments_flow_while_the_model_is_slow(settings: Settin
 async def test_fifty_concurrent_streams_on_a_pool_of_two(settings: Settings, db: PlainSql) -> None:
     small = with_settings(settings, db_pool_size=2, offline_token_delay_ms=5)
     async with serve(create_app(small), small) as live:
+        # What the pool handed out while the 50 turns ran, as the pool's own events tell it:
+        # the most connections out at once, and how many different ones there were. (The
+        # pool's size() and overflow() only repeat how it was built.)
+        pool = live.app.state.database.engine.pool
+        peak: list[int] = [0]
+        seen: set[int] = set()
+
+        def checked_out(dbapi_connection: Any, *_: Any) -> None:
+            seen.add(id(dbapi_connection))
+            peak[0] = max(peak[0], pool.checkedout())  # this one included
+
+        sqlalchemy.event.listen(pool, "checkout", checked_out)
         users = [live.user(f"load{n}") for n in range(50)]
         results = await asyncio.gather(*(u.chat(f"add buy item {n}") for n, u in enumerate(users)))
-        pool = live.app.state.database.engine.pool
-        assert pool.size() == 2 and pool.overflow() <= 0
         await live.registry.wait_idle()
+        sqlalchemy.event.remove(pool, "checkout", checked_out)
+    assert peak[0] == 2, "the 50 turns never had both connections at once, or had more"
+    assert len(seen) <= 2, f"{len(seen)} different connections: the pool opened more than two"
 
     assert all(events[-1]["type"] == "done" for events in results), [
         events[-1] for events in results if events[-1]["type"] != "done"

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.gate import Priority
+from app.db.gate import ConnectionWaitTimeout, Priority
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
 from app.db.repositories import NOTIFY_CHANNEL
@@ -101,21 +101,40 @@ async def test_a_single_statement_unit_commits_each_statement_and_then_rolls_not
 
 
 async def test_a_fifth_of_the_pool_is_kept_for_storing_what_runs_did(database_url: str) -> None:
-    database = Database(database_url, pool_size=5)
+    # The database's own wait (pool_timeout) says "no place came": a new turn that were
+    # wrongly let in would get its connection and never raise ConnectionWaitTimeout, however
+    # slow the machine, so the outcome does not hang on a timer of the test's (it was
+    # `asyncio.wait_for(..., 0.5)`, then a 0.1 s sleep and "not done yet").
+    impatient = Database(database_url, pool_size=5, pool_timeout=0.2)
+    try:
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(4):
+                await held.enter_async_context(impatient.unit_of_work())
+            # Every connection for ordinary work is taken: a new turn waits, and gives up...
+            with pytest.raises(ConnectionWaitTimeout):
+                await impatient.unit_of_work().__aenter__()
+            with pytest.raises(ConnectionWaitTimeout):
+                await impatient.single_statement().__aenter__()
+            # ...while the end of a run still gets one at once.
+            async with impatient.unit_of_work(Priority.END) as uow:
+                assert await uow.runs.count_active("uow-user-5") == 0
+    finally:
+        await impatient.dispose()
+
+
+async def test_a_connection_given_back_goes_to_the_work_waiting_for_one(database_url: str) -> None:
+    database = Database(database_url, pool_size=5)  # waits up to 30 s
     try:
         async with contextlib.AsyncExitStack() as held:
             for _ in range(4):
                 await held.enter_async_context(database.unit_of_work())
-            # Every connection for ordinary work is taken: a new turn waits...
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(database.unit_of_work().__aenter__(), 0.5)
-            # ...while the end of a run still gets one at once.
-            async with database.unit_of_work(Priority.END) as uow:
-                assert await uow.runs.count_active("uow-user-5") == 0
             waiting = asyncio.ensure_future(database.single_statement().__aenter__())
-            await asyncio.sleep(0.1)
-            assert not waiting.done()
-        uow = await asyncio.wait_for(waiting, 5)  # a place was freed
+            # One turn of the loop, no time: the waiter runs to its place in the gate's queue
+            # (it does no I/O before it). Without this, the four would be given back before
+            # it ever asked, and it would not wait at all.
+            await asyncio.sleep(0)
+        # The four given back: the one waiting gets a place, long before its wait ends.
+        uow = await waiting
         await uow.__aexit__(None, None, None)
     finally:
         await database.dispose()
@@ -187,28 +206,36 @@ async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database
 
 async def test_repositories_round_trip_domain_objects(database_url: str) -> None:
     database = Database(database_url, pool_size=1)
+    run = str(uuid.uuid4())
     try:
         async with database.unit_of_work() as uow:
             started = await uow.runs.start_in_new_conversation(
-                str(uuid.uuid4()), "uow-user-2", "Groceries", "add milk", "instance"
+                run, "uow-user-2", "Groceries", "add milk", "instance"
             )
             call = ToolCall("call_1", "add_task", {"title": "Milk"}, {"task": {"id": 1}})
-            stored = await uow.messages.add(
-                NewMessage(
-                    started.conversation_id,
-                    Role.ASSISTANT,
-                    "Added.",
-                    MessageStatus.INCOMPLETE,
-                    (call,),
-                    Usage(1, 2, 3, 5),
-                )
+            answer = NewMessage(
+                started.conversation_id,
+                Role.ASSISTANT,
+                "Added.",
+                MessageStatus.INCOMPLETE,
+                (call,),
+                Usage(1, 2, 3, 5),
+            )
+            final = [(run, encode(Text("(final)"), 1))]
+            assert await uow.runs.end(
+                run, RunStatus.INCOMPLETE, answer, started.answer_message_id, final, "n:1"
             )
             task = await uow.tasks.add("uow-user-2", "Milk", None)
             await uow.commit()
         async with database.unit_of_work() as uow:
             [asked, message] = await uow.messages.list(started.conversation_id)
             assert (asked.role, asked.content) == (Role.USER, "add milk")
-            assert message == stored
+            assert (message.id, message.role, message.content, message.status) == (
+                started.answer_message_id,
+                Role.ASSISTANT,
+                "Added.",
+                MessageStatus.INCOMPLETE,
+            )
             assert message.tool_calls == (call,) and message.usage == Usage(1, 2, 3, 5)
             changed = await uow.tasks.update("uow-user-2", task.id, TaskChanges(completed=True))
             assert changed is not None and changed.completed
