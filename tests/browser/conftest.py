@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from agents import Model
-from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright, expect
 
 from app.auth import issue_token
 from app.main import create_app
@@ -37,6 +37,11 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# How long a step may take before the test fails: generous, for a busy CI machine. A bound, not
+# a pause: every wait ends as soon as its condition holds.
+WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
+
 # The only URLs that may carry a token: EventSource cannot send headers.
 EVENT_SOURCE_PATHS = ("/events?", "/stream?")
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.")
@@ -121,6 +126,7 @@ async def start_site(settings: Settings, browser: Browser) -> AsyncIterator[Site
                 serve(create_app(configured, model=model), configured)
             )
             context = await browser.new_context(viewport={"width": 1280, "height": 760})
+            context.set_default_timeout(WAIT_MS)
             stack.push_async_callback(context.close)
             site = Site(live, configured, context)
             sites.append(site)

@@ -113,6 +113,9 @@ async def test_the_answer_streams_with_thinking_tool_calls_and_the_task_list(
     assert len(samples[-1]) < len(final)
     assert final == GREETING
     assert [m["content"] for m in await stored_messages(site, user_id)][-1] == final
+    # Read with the standard framing, as the page asks for it (a bare fetch would get the seed's).
+    posts = [r for r in site.requests if r.url.endswith("/chat/stream")]
+    assert [r.headers["accept"] for r in posts] == ["text/event-stream"] * 2
 
 
 async def test_a_reload_in_the_middle_of_an_answer_resumes_it_once(
