@@ -35,6 +35,7 @@ from app.settings import PROJECT_ROOT, Settings, normalize_database_url
 from tests.load.bench_server import StampingModel
 from tests.load.sdk_floor import measure as measure_sdk_floor
 from tests.load.sdk_floor import measure_paced
+from tests.support import free_port
 
 SECRET = "bench-secret-" + "b" * 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -387,24 +388,28 @@ async def run_scenario(scenario: Scenario, database_url: str, base_port: int) ->
     }
     args = [str(scenario.delay_ms), str(scenario.tokens)]
     results: dict[str, Any] = {"scenario": scenario.description}
-    service = Process(["service", str(base_port), *args], env, workers=scenario.workers)
+    # --port 0 (the default): ports the system says are free, so that a test (or a second
+    # bench) never collides with whatever else listens on a fixed one.
+    port = base_port or free_port()
+    reference_port = base_port + 1 if base_port else free_port()
+    service = Process(["service", str(port), *args], env, workers=scenario.workers)
     reference = (
-        Process(["reference", str(base_port + 1), *args], env) if scenario.reference else None
+        Process(["reference", str(reference_port), *args], env) if scenario.reference else None
     )
     try:
-        await wait_listening(base_port, service)
+        await wait_listening(port, service)
         await service.wait_workers_idle()
         if reference is not None:
-            await wait_listening(base_port + 1, reference)
+            await wait_listening(reference_port, reference)
         await drive(
             Scenario(**{**scenario.__dict__, "turns": min(50, scenario.turns)}),
-            base_port,
+            port,
             service,
             None,
         )
-        results["service"] = await drive(scenario, base_port, service, database_url)
+        results["service"] = await drive(scenario, port, service, database_url)
         if reference is not None:
-            results["reference"] = await drive(scenario, base_port + 1, reference, None)
+            results["reference"] = await drive(scenario, reference_port, reference, None)
     finally:
         service.stop()
         if reference is not None:
@@ -508,7 +513,9 @@ def main() -> None:
         "--runs", type=int, default=1, help="run everything this many times; report medians"
     )
     parser.add_argument("--output", default="bench-results.json")
-    parser.add_argument("--port", type=int, default=18700)
+    parser.add_argument(
+        "--port", type=int, default=0, help="the service's port, the reference's the next (0: free)"
+    )
     args = parser.parse_args()
 
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
