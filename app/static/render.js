@@ -89,7 +89,11 @@ export class Answer {
     this.node.dataset.status = "error";
     this.footer.append(element("p", { class: "error", role: "alert", text: message }));
     if (retryable) {
-      this.footer.append(element("button", { type: "button", class: "retry", onclick: retry }, "Retry"));
+      const button = element("button", { type: "button", class: "retry", onclick: () => {
+        button.disabled = true; // one retry per failed answer
+        retry();
+      } }, "Retry");
+      this.footer.append(button);
     }
   }
 }
