@@ -32,7 +32,7 @@ _PLACEHOLDER_SECRETS = frozenset({"secret", "changeme", "change-me", "your-secre
 # Heroku sends SIGTERM, then SIGKILL 30 s later. The Procfile gives uvicorn 25 s to close the
 # streams (--timeout-graceful-shutdown 25), 5 s staying for the lifespan's own shutdown; in those
 # 25 s the runs go on for SHUTDOWN_GRACE_SECONDS, then their ends are stored, which takes at most
-# app.chat.FINISH_TIMEOUT_SECONDS (12 s). tests/deploy/test_heroku.py checks these sums.
+# the runs' FINISH_TIMEOUT_SECONDS (12 s). tests/deploy/test_heroku.py checks these sums.
 MAX_SHUTDOWN_GRACE_SECONDS = 13
 
 
