@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +188,19 @@ def types_of(events: list[dict[str, Any]]) -> list[str]:
         if not (event["type"] == "text" and folded and folded[-1] == "text"):
             folded.append(event["type"])
     return folded
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, *, within: float = 30.0
+) -> None:
+    """Wait for a state, not for a time: ask `check` (say, a query of what the database
+    holds) until it says yes. `within` only bounds a wait that would otherwise be endless: a
+    slow machine waits longer, and the test's outcome stays the same."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not so after {within} s")
+        await asyncio.sleep(0.02)
 
 
 def free_port() -> int:

@@ -18,7 +18,16 @@ from app.auth import issue_token
 from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_SECRET
-from tests.support import PlainSql, User, environment, free_port, serve, text_of, wait_until_ready
+from tests.support import (
+    PlainSql,
+    User,
+    environment,
+    eventually,
+    free_port,
+    serve,
+    text_of,
+    wait_until_ready,
+)
 
 
 def _start(database_url: str, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -40,10 +49,15 @@ def _start(database_url: str, log: Path, **env: str) -> tuple[subprocess.Popen[b
 
 
 async def _stream(
-    client: httpx.AsyncClient, user_id: str, started: asyncio.Event
+    client: httpx.AsyncClient,
+    user_id: str,
+    started: asyncio.Event,
+    events: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """The events of one turn (into `events`, as they come, when given); `started` is set
+    at the first text."""
     token = issue_token(Settings(jwt_secret=TEST_SECRET), user_id)
-    events: list[dict[str, Any]] = []
+    events = [] if events is None else events
     async with client.stream(
         "POST",
         f"/api/{user_id}/chat/stream",
@@ -106,10 +120,21 @@ async def test_the_runs_of_a_killed_process_are_closed_by_the_next_one(
     user_id = f"killed-{time.monotonic_ns()}"
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-            started = asyncio.Event()
-            stream = asyncio.create_task(_stream(client, user_id, started))
+            started, so_far = asyncio.Event(), list[dict[str, Any]]()
+            stream = asyncio.create_task(_stream(client, user_id, started, so_far))
             await asyncio.wait_for(started.wait(), 30)
-            await asyncio.sleep(0.5)  # a few tokens more reach the log
+
+            async def three_texts_logged() -> bool:
+                logged = await db.rows(
+                    "SELECT count(*) AS n FROM run_events WHERE run_id = :id"
+                    " AND CAST(data AS jsonb) ->> 'type' = 'text'",
+                    id=so_far[0]["run_id"],
+                )
+                return bool(logged[0]["n"] >= 3)
+
+            # Killed once some of the answer is in the log (it was a 0.5 s sleep): the next
+            # instance has text to keep when it closes the run.
+            await eventually(three_texts_logged, "three text events of the run in its log")
             process.kill()
             received = await asyncio.wait_for(stream, 30)
     finally:
