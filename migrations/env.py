@@ -25,9 +25,13 @@ def run_with_connection(connection: Connection) -> None:
 
 
 async def run_online() -> None:
-    url = Settings.from_env().database_url
-    if url is None:
-        raise ConfigError("DATABASE_URL is not set")
+    try:
+        url = Settings.from_env().database_url
+        if url is None:
+            raise ConfigError("DATABASE_URL is not set")
+    except ConfigError as error:
+        # The release phase's log says what to set in one line, as `python -m app` does.
+        raise SystemExit(f"configuration error: {error}") from None
     engine = create_async_engine(url)
     async with engine.connect() as connection:
         await connection.run_sync(run_with_connection)

@@ -1,0 +1,69 @@
+"""Start-up refusals, as the processes a deploy runs print them: one line that says what to set,
+and no start. A deploy that forgets APP_ENV is production all the same."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import PROJECT_ROOT
+from tests.deploy.test_heroku import procfile
+from tests.support import environment
+
+STRONG = "s" * 40
+PRODUCTION_BECAUSE = (
+    " (DATABASE_URL is set and APP_ENV is not, so this is production; "
+    "APP_ENV=development runs a development server)"
+)
+
+
+def test_the_release_phase_refuses_a_weak_secret_when_app_env_is_forgotten() -> None:
+    env = environment(DATABASE_URL="postgres://u:p@127.0.0.1:9/db", JWT_SECRET="changeme")
+    release = subprocess.run(
+        ["bash", "-c", procfile("release")],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert release.returncode != 0
+    assert release.stderr.decode().strip().splitlines()[-1] == (
+        "configuration error: JWT_SECRET must be a random string of at least 32 characters in "
+        "production" + PRODUCTION_BECAUSE
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        (
+            {
+                "DATABASE_URL": "postgres://u:p@127.0.0.1:9/db",
+                "JWT_SECRET": STRONG,
+                "CORS_ORIGINS": "*",
+            },
+            "configuration error: CORS_ORIGINS=* lets any website call the API in production: "
+            "list the origins of your web app instead, e.g. CORS_ORIGINS=https://app.example"
+            + PRODUCTION_BECAUSE,
+        ),
+        (
+            {"JWT_JWKS_URL": "https://id.example/api/auth/jwks", "JWT_ALGORITHM": "EdDSA"},
+            "configuration error: JWT_ALGORITHM=EdDSA is not supported (python-jose has no "
+            "EdDSA): configure the identity provider to sign with ES256 or RS256 and set "
+            "JWT_ALGORITHM to match",
+        ),
+    ],
+    ids=["open-cors", "eddsa"],
+)
+def test_the_service_refuses_to_start(settings: dict[str, str], line: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=PROJECT_ROOT,
+        env=environment(**settings),
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip().splitlines() == [line]
