@@ -47,17 +47,13 @@ from app.events import (
     error_event,
     interrupted,
 )
+from app.runs.ending import RunEnd
 from app.runs.live import CancelReason, LiveRun
 from app.runs.registry import RunRegistry
 from app.tasks import UserTasks
 
 logger = logging.getLogger(__name__)
 
-STORE_TIMEOUT_SECONDS = 10
-RECHECK_TIMEOUT_SECONDS = 2
-# The longest a run's end takes: storing it, then, if that failed, looking whether it was
-# stored all the same.
-FINISH_TIMEOUT_SECONDS = STORE_TIMEOUT_SECONDS + RECHECK_TIMEOUT_SECONDS
 CANCEL_WAIT_SECONDS = 15
 ACTIVE_RUN_INDEX = "uq_runs_conversation_id_active"
 
@@ -252,9 +248,7 @@ class ChatService:
         status: MessageStatus,
         final_event: Event,
     ) -> None:
-        """Store the answer, the run's unwritten events and its final one in one statement,
-        shielded from cancellation; then hand the final event to the subscribers."""
-        seq = live.next_seq
+        """Store the answer with the run's final event (see `RunRegistry.finish`)."""
         answer = NewMessage(
             conversation_id=turn.conversation_id,
             role=Role.ASSISTANT,
@@ -263,51 +257,9 @@ class ChatService:
             tool_calls=tuple(transcript.tool_calls.values()),
             usage=None if agent_run is None else agent_run.usage,
         )
-        final = encode(final_event, seq)
-        unwritten: list[tuple[str, LoggedEvent]] = []
-        try:
-            with anyio.fail_after(STORE_TIMEOUT_SECONDS, shield=True):
-                unwritten = await self._registry.take_unwritten(turn.run_id)
-                async with self._database.single_statement(Priority.END) as uow:
-                    ended = await uow.runs.end(
-                        turn.run_id,
-                        RunStatus(status.value),
-                        answer,
-                        turn.answer_message_id,
-                        [*unwritten, (turn.run_id, final)],
-                        notification=f"{turn.run_id}:{seq}",
-                    )
-                if not ended:
-                    logger.warning("run %s was closed by another instance", turn.run_id)
-                    final = encode(interrupted(), seq)
-        except Exception:
-            logger.exception("could not store the end of run %s", turn.run_id)
-            stored = await self._stored_final_event(turn.run_id, seq)
-            if stored is not None:
-                # The statement took effect, only its reply was lost (the connection dropped,
-                # or the limit passed, just as it committed): tell what the database holds.
-                final = stored
-            else:
-                # Its events go back to the log; recovery closes the run from it later.
-                self._registry.leave_to_recovery(turn.run_id, unwritten)
-                final = encode(error_event("storage_failed", retryable=True), seq)
-        self._registry.end(live, final)
-
-    async def _stored_final_event(self, run_id: str, seq: int) -> LoggedEvent | None:
-        """After the statement storing a run's end failed: the run's final event, if the
-        database holds it all the same. Should that statement still be running on the server
-        (a timeout cancels it late), this waits for it, on the run's row."""
-        try:
-            with anyio.fail_after(RECHECK_TIMEOUT_SECONDS, shield=True):
-                async with self._database.unit_of_work(Priority.END) as uow:
-                    await uow.runs.share_lock(run_id)
-                    logged = await uow.run_events.after(run_id, seq - 1, limit=1)
-        except Exception:
-            logger.warning("could not check whether run %s was stored", run_id, exc_info=True)
-            return None
-        if logged and logged[0].seq == seq and logged[0].terminal:
-            return logged[0]
-        return None
+        final = encode(final_event, live.next_seq)
+        end = RunEnd(turn.run_id, RunStatus(status.value), answer, turn.answer_message_id, final)
+        await self._registry.finish(live, end)
 
 
 def _ending(
@@ -324,6 +276,8 @@ def _ending(
         return MessageStatus.CANCELLED, Done(turn.conversation_id, answer, usage, "cancelled")
     if live.cancel_reason is CancelReason.SHUTDOWN:
         return transcript.failed_status(), error_event("server_restarting", retryable=True)
+    if live.cancel_reason is CancelReason.CUT_OFF:
+        return transcript.failed_status(), interrupted()
     if failure is not None:
         failed = error_event(failure.code, retryable=failure.retryable)
         return transcript.failed_status(), failed

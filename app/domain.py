@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -10,6 +11,30 @@ from typing import Any, Protocol
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
 CONVERSATION_TITLE_CHARS = 50
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """The text with what PostgreSQL cannot store (U+0000, and lone surrogates, which UTF-8
+    cannot encode) replaced by U+FFFD. A model may produce either; a client may not send them."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON value with every string in it (keys too) `storable`."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(key)): storable_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(item) for item in value]
+    return value
+
+
+def has_unstorable(text: str) -> bool:
+    return _UNSTORABLE.search(text) is not None
 
 
 def one_line(text: str) -> str:

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from app.db.outage import is_outage
 from app.domain import (
     ConversationNotFound,
     RunActive,
@@ -111,8 +112,14 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
-async def handle_database_unavailable(request: Request, exc: Exception) -> Response:
-    logger.error("database unavailable on %s %s", request.method, request.url.path, exc_info=exc)
+async def handle_database_error(request: Request, exc: Exception) -> Response:
+    """503 when the database cannot be reached (restarting, gone; see `app.db.outage`): the
+    request may be sent again. Anything else the database raised is a bug: 500."""
+    if not is_outage(exc):
+        return await handle_unexpected(request, exc)
+    logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
     return error_response(
         503,
         "database_unavailable",
@@ -129,6 +136,8 @@ async def handle_busy(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    if is_outage(exc):
+        return await handle_database_error(request, exc)
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "Something went wrong on our side.")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from app.domain import MessageStatus, ToolCall
+from app.domain import MessageStatus, ToolCall, storable_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,6 @@ ERROR_MESSAGES = {
     "model_timeout": "The assistant took too long to answer. Please try again.",
     "model_unavailable": "The assistant can't be reached right now. Please try again shortly.",
     "model_error": "The assistant gave an answer that could not be used. Please try again.",
-    "storage_failed": "The answer could not be saved. Please try again.",
     "interrupted": "The answer was interrupted. Please send your message again.",
     "server_restarting": "The service is restarting. Please send your message again.",
 }
@@ -122,8 +121,9 @@ class LoggedEvent:
 
 
 def encode(event: Event, seq: int) -> LoggedEvent:
-    """The one place events become JSON: one line, `type` first, `seq` last."""
-    payload = to_payload(event)
+    """The one place events become JSON: one line, `type` first, `seq` last; what PostgreSQL
+    cannot store replaced (`storable`), so that clients, the log and the stored answer agree."""
+    payload = storable_json(to_payload(event))
     payload["seq"] = seq
     return LoggedEvent(seq, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 import anyio
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,7 +28,7 @@ from app.errors import (
     ApiError,
     handle_api_error,
     handle_busy,
-    handle_database_unavailable,
+    handle_database_error,
     handle_domain_error,
     handle_http_exception,
     handle_unexpected,
@@ -91,6 +91,8 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             resources.enter_context(_garbage_collection_for_serving())
             yield
             await registry.shutdown()
+            with anyio.move_on_after(2, shield=True):
+                await recovery.leave()
             task_group.cancel_scope.cancel()
 
     verifier = TokenVerifier.from_settings(settings)
@@ -121,11 +123,11 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             ApiError: handle_api_error,
             **dict.fromkeys(DOMAIN_ERRORS, handle_domain_error),
             HTTPException: handle_http_exception,
-            OperationalError: handle_database_unavailable,
+            DBAPIError: handle_database_error,
             PoolTimeout: handle_busy,
             ConnectionWaitTimeout: handle_busy,
             # asyncpg raises OSError when it cannot connect; endpoints do no other I/O.
-            OSError: handle_database_unavailable,
+            OSError: handle_database_error,
             Exception: handle_unexpected,
         },
     )

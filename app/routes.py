@@ -15,12 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.chat import FINISH_TIMEOUT_SECONDS, ChatService
+from app.chat import ChatService
 from app.db.migrations import current_revision
 from app.db.uow import Database
 from app.domain import ChatTurn, Run, RunStatus, TaskChanges, TaskFilter
 from app.errors import ApiError, error_response, invalid_request
 from app.events import Done, Error, LoggedEvent, Transcript, decode
+from app.runs.registry import FINISH_TIMEOUT_SECONDS
 from app.schemas import (
     ChatRequest,
     ConversationOut,
@@ -60,9 +61,15 @@ def _user_id(request: Request) -> str:
     return user_id
 
 
+def _is_number(raw: str, *, digits: int) -> bool:
+    """ASCII digits, at most `digits` of them (`str.isdigit()` alone also takes other scripts'
+    digits and superscripts, which `int()` refuses or no column holds)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= digits
+
+
 def _int_param(request: Request, name: str) -> int:
     raw = request.path_params[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _is_number(raw, digits=18):
         raise ApiError(404, "not_found", "No such resource.")
     return int(raw)
 
@@ -70,7 +77,7 @@ def _int_param(request: Request, name: str) -> int:
 async def _read_body(request: Request, schema: type[Body], **context: Any) -> Body:
     limit = _settings(request).max_body_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if _is_number(declared, digits=30) and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"The body must be at most {limit} bytes.")
     body = bytearray()
     async for chunk in request.stream():
@@ -204,7 +211,7 @@ async def conversation_stream(request: Request) -> Response:
 
 async def list_conversations(request: Request) -> Response:
     raw_limit = request.query_params.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_CONVERSATIONS:
+    if not _is_number(raw_limit, digits=3) or not 1 <= int(raw_limit) <= MAX_CONVERSATIONS:
         raise ApiError(
             422, "invalid_request", f"limit: must be a whole number from 1 to {MAX_CONVERSATIONS}"
         )

@@ -13,17 +13,29 @@ from app.domain import (
     MessageStatus,
     Role,
     RunStatus,
+    has_unstorable,
     task_title,
 )
+
+# The largest id a client may name: PostgreSQL's bigint.
+MAX_ID = 2**63 - 1
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        """Text PostgreSQL cannot store is refused, not cleaned: the client hears why."""
+        if isinstance(value, str) and has_unstorable(value):
+            raise ValueError("must not contain U+0000 or unpaired surrogates")
+        return value
+
 
 class ChatRequest(_Input):
     message: str
-    conversation_id: int | None = Field(default=None, ge=1)
+    conversation_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     cancel_active: bool = False
 
     @field_validator("message")

@@ -42,6 +42,7 @@ class DroppingProxy:
         self._address = (socket_dir or parts.hostname or "127.0.0.1", port)
         self._marker: bytes | None = None
         self._drop = Drop.REPLY
+        self._every = False
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.dropped = asyncio.Event()
@@ -58,9 +59,13 @@ class DroppingProxy:
             netloc=f"{netloc}127.0.0.1:{port}", query=urlencode([*query, ("ssl", "disable")])
         ).geturl()
 
-    def drop(self, marker: bytes, when: Drop) -> None:
-        """Drop the connection of the next statement whose text holds `marker`."""
-        self._marker, self._drop = marker, when
+    def drop(self, marker: bytes, when: Drop, *, every: bool = False) -> None:
+        """Drop the connection of the next statement whose text holds `marker` (of every one
+        until `stop_dropping()`, with `every`)."""
+        self._marker, self._drop, self._every = marker, when, every
+
+    def stop_dropping(self) -> None:
+        self._marker, self._every = None, False
 
     async def __aenter__(self) -> DroppingProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -118,7 +123,9 @@ class DroppingProxy:
             for kind, body in messages.feed(data):
                 name, _, rest = body.partition(b"\0")
                 if kind == PARSE and self._marker is not None and self._marker in rest:
-                    self._marker, link.marked = None, name
+                    link.marked = name
+                    if not self._every:
+                        self._marker = None
                 elif kind == BIND and rest.partition(b"\0")[0] == link.marked:
                     link.executing = self._drop
                     if self._drop is Drop.STATEMENT:

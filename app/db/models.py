@@ -129,3 +129,12 @@ class RunEventRow(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[str] = mapped_column(Text)
+
+
+class InstanceRow(Base):
+    """An instance of the service, alive while its heartbeat is recent (see `app.runs`)."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    beat_at: Mapped[datetime] = _created_at()

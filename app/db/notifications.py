@@ -1,5 +1,10 @@
 """One connection of the instance's own, outside the pool: it LISTENs for run notifications
-from every instance, and holds an advisory lock that says this instance is alive."""
+from every instance.
+
+It says nothing of whether this instance is alive: it did once, by holding an advisory lock, and
+a cut of this one connection for a few seconds made another instance close this instance's runs
+while they were streaming. Liveness is the heartbeat written through the pool (see
+`app.runs.recovery`)."""
 
 from __future__ import annotations
 
@@ -11,26 +16,23 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.repositories import INSTANCE_LOCK_CLASS, NOTIFY_CHANNEL
+from app.db.repositories import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0
 HEALTH_SECONDS = 5.0
-_LOCK_KEY = "hashtext($1)"
 
 
 class Listener:
-    def __init__(self, engine: AsyncEngine, instance_id: str, on_message: Callable[[str], None]):
+    def __init__(self, engine: AsyncEngine, on_message: Callable[[str], None]):
         _, self._connect_args = engine.dialect.create_connect_args(engine.url)
-        self._instance_id = instance_id
         self._on_message = on_message
         self._connection: Any = None
-        self._lock = anyio.Lock()
         self.ready = anyio.Event()
 
     async def listen_forever(self) -> None:
-        """Stay connected, listening and holding the liveness lock, until cancelled."""
+        """Stay connected and listening, until cancelled."""
         while True:
             try:
                 await self._serve()
@@ -47,13 +49,6 @@ class Listener:
         connection = await asyncpg.connect(**self._connect_args)
         try:
             connection.add_termination_listener(lambda _: lost.set())
-            # The previous session of this instance may linger on the server for a moment.
-            while not await connection.fetchval(  # noqa: ASYNC110 (polls the server, not us)
-                f"SELECT pg_try_advisory_lock($2, {_LOCK_KEY})",
-                self._instance_id,
-                INSTANCE_LOCK_CLASS,
-            ):
-                await anyio.sleep(RECONNECT_SECONDS)
             await connection.add_listener(NOTIFY_CHANNEL, self._notified)
         except BaseException:
             await connection.close()
@@ -64,31 +59,15 @@ class Listener:
             with anyio.move_on_after(HEALTH_SECONDS):
                 await lost.wait()
             if not lost.is_set():
-                async with self._lock:
-                    # A half-open connection answers nothing: find out, and reconnect.
-                    with anyio.fail_after(HEALTH_SECONDS):
-                        await connection.execute("SELECT 1")
+                # A half-open connection answers nothing: find out, and reconnect.
+                with anyio.fail_after(HEALTH_SECONDS):
+                    await connection.execute("SELECT 1")
 
     def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         try:
             self._on_message(payload)
         except Exception:
             logger.exception("run notifications: handler failed")
-
-    async def is_alive(self, instance_id: str) -> bool:
-        """Whether another instance still holds its lock; one that died holds none."""
-        async with self._lock:
-            connection = self._connection
-            if connection is None:
-                return True  # cannot tell: assume alive
-            taken = await connection.fetchval(
-                f"SELECT pg_try_advisory_lock($2, {_LOCK_KEY})", instance_id, INSTANCE_LOCK_CLASS
-            )
-            if taken:
-                await connection.execute(
-                    f"SELECT pg_advisory_unlock($2, {_LOCK_KEY})", instance_id, INSTANCE_LOCK_CLASS
-                )
-            return not taken
 
     async def _close(self) -> None:
         connection, self._connection = self._connection, None

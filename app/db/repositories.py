@@ -27,13 +27,14 @@ from app.domain import (
     TaskFilter,
     ToolCall,
     Usage,
+    storable,
+    storable_json,
 )
 from app.events import LoggedEvent
 
 NOTIFY_CHANNEL = "todo_chat_runs"
-# Advisory lock classes (the first key of the two-key form), so that locks never collide.
+# The advisory lock class of a user's lock (the first key of the two-key form).
 USER_LOCK_CLASS = 7301
-INSTANCE_LOCK_CLASS = 7302
 
 _CONVERSATION_COLUMNS = (
     ConversationRow.id,
@@ -80,7 +81,6 @@ _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(
     ConversationRow.id == bindparam("conversation_key"),
     ConversationRow.user_id == bindparam("user_key"),
 )
-_ADD_MESSAGE = insert(MessageRow).returning(*_MESSAGE_COLUMNS)
 _RECENT_MESSAGES = (
     select(*_MESSAGE_COLUMNS)
     .where(MessageRow.conversation_id == bindparam("conversation_key"))
@@ -98,17 +98,6 @@ _ACTIVE_RUN_IN_CONVERSATION = select(*_RUN_COLUMNS).where(
 )
 _COUNT_ACTIVE_RUNS = select(func.count()).where(
     RunRow.user_id == bindparam("user_key"), RunRow.status == RunStatus.ACTIVE.value
-)
-_FINISH_RUN = (
-    update(RunRow)
-    .where(RunRow.id == bindparam("run_key"), RunRow.status == RunStatus.ACTIVE.value)
-    .values(
-        status=bindparam("status_value"),
-        assistant_message_id=bindparam("message_key"),
-        last_seq=bindparam("seq_value"),
-        finished_at=func.now(),
-    )
-    .returning(RunRow.id)
 )
 # One statement for any number of events (arrays, not one VALUES row per event: the same
 # prepared statement whatever the count). An event already logged (a retried batch whose first
@@ -172,6 +161,29 @@ WITH touched AS (
     FROM message
 )
 SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
+""")
+_RESERVE_MESSAGE_ID = text("SELECT nextval(pg_get_serial_sequence('messages', 'id'))")
+# A run's final event in the log: the first `done` or `error` (encode() writes `type` first).
+_FINAL_EVENT = text("""
+SELECT seq, data FROM run_events
+WHERE run_id = :run_key AND (data LIKE '{"type":"done"%' OR data LIKE '{"type":"error"%')
+ORDER BY seq LIMIT 1
+""")
+_BEAT = text("""
+INSERT INTO instances (id) VALUES (:instance)
+ON CONFLICT (id) DO UPDATE SET beat_at = now()
+""")
+_GONE_INSTANCES = text("""
+SELECT r.instance_id FROM runs r LEFT JOIN instances i ON i.id = r.instance_id
+WHERE r.status = 'active'
+GROUP BY r.instance_id
+HAVING coalesce(max(i.beat_at), min(r.created_at)) < now() - make_interval(secs => :silent)
+""")
+_FORGET_INSTANCE = text("DELETE FROM instances WHERE id = :instance")
+_PRUNE_INSTANCES = text("""
+DELETE FROM instances i
+WHERE i.beat_at < now() - make_interval(secs => :silent)
+    AND NOT EXISTS (SELECT FROM runs r WHERE r.instance_id = i.id AND r.status = 'active')
 """)
 _CONVERSATION_STATE = text("""
 SELECT
@@ -247,17 +259,6 @@ class MessageRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def add(self, message: NewMessage) -> Message:
-        values = {
-            "conversation_id": message.conversation_id,
-            "role": message.role.value,
-            "content": message.content,
-            "status": message.status.value,
-            "tool_calls": [call.as_dict() for call in message.tool_calls],
-            "usage": None if message.usage is None else message.usage.as_dict(),
-        }
-        return _message_from_row((await self._connection.execute(_ADD_MESSAGE, values)).one())
-
     async def recent(self, conversation_id: int, *, limit: int) -> list[Message]:
         """The last `limit` messages, oldest first."""
         if limit == 0:
@@ -280,7 +281,11 @@ class TaskRepository:
         self._connection = connection
 
     async def add(self, user_id: str, title: str, description: str | None) -> Task:
-        values = {"user_id": user_id, "title": title, "description": description}
+        values = {
+            "user_id": user_id,
+            "title": storable(title),
+            "description": None if description is None else storable(description),
+        }
         return Task(*(await self._connection.execute(_ADD_TASK, values)).one())
 
     async def list(self, user_id: str, status: TaskFilter) -> list[Task]:
@@ -292,9 +297,9 @@ class TaskRepository:
     async def update(self, user_id: str, task_id: int, changes: TaskChanges) -> Task | None:
         values: dict[str, Any] = {"updated_at": func.now()}
         if changes.title is not None:
-            values["title"] = changes.title
+            values["title"] = storable(changes.title)
         if changes.description is not None:
-            values["description"] = changes.description
+            values["description"] = storable(changes.description)
         if changes.completed is not None:
             values["completed"] = changes.completed
         statement = (
@@ -337,7 +342,7 @@ class RunRepository:
             "run_key": uuid.UUID(run_id),
             "user_key": user_id,
             "conversation_key": conversation_id,
-            "content": message,
+            "content": storable(message),
             "instance": instance,
         }
         return StartedRun(*(await self._connection.execute(_START_RUN, values)).one())
@@ -349,8 +354,8 @@ class RunRepository:
         values = {
             "run_key": uuid.UUID(run_id),
             "user_key": user_id,
-            "title": title,
-            "content": message,
+            "title": storable(title),
+            "content": storable(message),
             "instance": instance,
         }
         statement = _START_RUN_IN_NEW_CONVERSATION
@@ -372,9 +377,9 @@ class RunRepository:
             "run_status": status.value,
             "answer_key": answer_id,
             "last_seq": last_events[-1][1].seq if last_events else 0,
-            "content": answer.content,
+            "content": storable(answer.content),
             "message_status": answer.status.value,
-            "tool_calls": json.dumps([call.as_dict() for call in answer.tool_calls]),
+            "tool_calls": _jsonb([call.as_dict() for call in answer.tool_calls]),
             "usage": None if answer.usage is None else json.dumps(answer.usage.as_dict()),
             "notification": notification,
             "channel": NOTIFY_CHANNEL,
@@ -400,18 +405,6 @@ class RunRepository:
         keys = {"user_key": user_id}
         return int((await self._connection.execute(_COUNT_ACTIVE_RUNS, keys)).scalar_one())
 
-    async def finish(
-        self, run_id: str, status: RunStatus, assistant_message_id: int | None, last_seq: int
-    ) -> bool:
-        """End an active run; False if it had already ended (another instance recovered it)."""
-        values = {
-            "run_key": uuid.UUID(run_id),
-            "status_value": status.value,
-            "message_key": assistant_message_id,
-            "seq_value": last_seq,
-        }
-        return (await self._connection.execute(_FINISH_RUN, values)).one_or_none() is not None
-
     async def request_cancel(self, run_id: str) -> None:
         statement = (
             update(RunRow)
@@ -429,17 +422,39 @@ class RunRepository:
         )
         return [str(run_id) for run_id in (await self._connection.execute(statement)).scalars()]
 
-    async def active_instances(self) -> list[str]:
-        statement = (
-            select(RunRow.instance_id).where(RunRow.status == RunStatus.ACTIVE.value).distinct()
-        )
-        return list((await self._connection.execute(statement)).scalars())
-
     async def active_of_instance(self, instance: str) -> list[Run]:
         statement = select(*_RUN_COLUMNS).where(
             RunRow.instance_id == instance, RunRow.status == RunStatus.ACTIVE.value
         )
         return [_run_from_row(row) for row in await self._connection.execute(statement)]
+
+    async def reserve_message_id(self) -> int:
+        """An id for a message stored later (an orphaned run's answer)."""
+        return int((await self._connection.execute(_RESERVE_MESSAGE_ID)).scalar_one())
+
+
+class InstanceRepository:
+    """The instances' heartbeats. An instance is gone once its heartbeat is older than the
+    limit, by the database's clock (the instances' own clocks never compare)."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def beat(self, instance: str) -> None:
+        await self._connection.execute(_BEAT, {"instance": instance})
+
+    async def gone_with_active_runs(self, *, silent_seconds: float) -> list[str]:
+        """Instances with runs still active whose heartbeat stopped `silent_seconds` ago or
+        more (one that never beat counts from its oldest active run's start)."""
+        keys = {"silent": silent_seconds}
+        return list((await self._connection.execute(_GONE_INSTANCES, keys)).scalars())
+
+    async def forget(self, instance: str) -> None:
+        await self._connection.execute(_FORGET_INSTANCE, {"instance": instance})
+
+    async def prune(self, *, silent_seconds: float) -> None:
+        """Forget instances silent that long that have no active run left."""
+        await self._connection.execute(_PRUNE_INSTANCES, {"silent": silent_seconds})
 
 
 class RunEventRepository:
@@ -464,6 +479,11 @@ class RunEventRepository:
         rows = await self._connection.execute(_EVENTS_AFTER, keys)
         return [LoggedEvent(number, data) for number, data in rows]
 
+    async def final(self, run_id: str) -> LoggedEvent | None:
+        """The run's final event, if the log holds one."""
+        row = (await self._connection.execute(_FINAL_EVENT, {"run_key": uuid.UUID(run_id)})).first()
+        return None if row is None else LoggedEvent(row.seq, row.data)
+
     async def notify(self, *messages: str) -> None:
         """Tell every instance listening; delivered when the transaction commits."""
         if messages:
@@ -484,6 +504,11 @@ class RunEventRepository:
         statement = delete(RunEventRow).where(RunEventRow.run_id.in_(expired))
         result = await self._connection.execute(statement)
         return int(result.rowcount or 0)
+
+
+def _jsonb(value: Any) -> str:
+    """JSON that PostgreSQL's jsonb takes (it refuses the `\\u0000` json.dumps writes)."""
+    return json.dumps(storable_json(value), ensure_ascii=False)
 
 
 def _event_arrays(events: Sequence[tuple[str, LoggedEvent]]) -> dict[str, list[Any]]:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from app.db.gate import ConnectionGate, Priority
 from app.db.repositories import (
     ConversationRepository,
+    InstanceRepository,
     MessageRepository,
     RunEventRepository,
     RunRepository,
@@ -31,6 +32,7 @@ class UnitOfWork:
     tasks: TaskRepository
     runs: RunRepository
     run_events: RunEventRepository
+    instances: InstanceRepository
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class UnitOfWork:
         self.tasks = TaskRepository(self._connection)
         self.runs = RunRepository(self._connection)
         self.run_events = RunEventRepository(self._connection)
+        self.instances = InstanceRepository(self._connection)
         return self
 
     async def __aexit__(

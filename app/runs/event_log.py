@@ -13,9 +13,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
-from sqlalchemy.exc import OperationalError
 
 from app.db.gate import Priority
+from app.db.outage import is_outage
 from app.db.uow import Database
 from app.events import LoggedEvent
 
@@ -28,9 +28,6 @@ RunEvents = list[tuple[str, LoggedEvent]]
 """Events with the id of their run, in the order they are to be written."""
 
 WriteBatch = Callable[[RunEvents], Awaitable[None]]
-
-# What a database that cannot be reached raises: the events wait and are written later.
-UNREACHABLE = (OSError, TimeoutError, OperationalError)
 
 
 class EventLog:
@@ -100,8 +97,9 @@ class EventLog:
     async def _write_each_run(self, batch: RunEvents) -> bool:
         """After a failed batch: write each run's events on their own, so that one run whose
         events cannot be written (its conversation was deleted) does not hold up the others.
-        Events that fail for an unreachable database go back in the queue; those of a run
-        the database refuses are dropped. True if the database seemed unreachable."""
+        Events that fail for an unreachable database (`is_outage`: a restart too) go back in
+        the queue; those of a run the database refuses are dropped. True if the database
+        seemed unreachable."""
         by_run: dict[str, RunEvents] = defaultdict(list)
         for item in batch:
             by_run[item[0]].append(item)
@@ -109,9 +107,10 @@ class EventLog:
         for run_id, events in by_run.items():
             try:
                 await self._write(events)
-            except UNREACHABLE:
-                unreachable = True
-                self.put_back(events)
-            except Exception:
-                logger.exception("dropping %d events of run %s", len(events), run_id)
+            except Exception as error:
+                if is_outage(error):  # they wait, and are written once it is back
+                    unreachable = True
+                    self.put_back(events)
+                else:
+                    logger.exception("dropping %d events of run %s", len(events), run_id)
         return unreachable

@@ -21,6 +21,8 @@ class CancelReason(StrEnum):
     """Someone asked (the cancel endpoint, or a new message with `cancel_active`)."""
     SHUTDOWN = "shutdown"
     """The service is stopping and the grace period is over."""
+    CUT_OFF = "cut_off"
+    """This instance lost the database for so long that another may close its runs."""
 
 
 class Subscription:

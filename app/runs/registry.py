@@ -4,12 +4,14 @@ A run's events are numbered (`seq`) and handed at once to its followers in this 
 `live`); the event log writes them to PostgreSQL, and its notifications wake the followers on
 other instances, who read them from the log. The registry starts runs outside any request (so a
 run outlives its client), cancels them (here, or by notifying the instance that owns them), and
-stops them at shutdown after a grace period. A run whose end could not be stored is left to
-`recovery`, which closes it from its log.
+stops them at shutdown after a grace period. A run ends through `finish`, which stores its end
+(see `ending`), retrying while the database is unreachable; one whose end could not be stored
+in time is left to `recovery`, which closes it from its log with the same final event.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections import defaultdict
@@ -19,9 +21,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from app.db.notifications import Listener
+from app.db.outage import is_outage
 from app.db.uow import Database
 from app.domain import Run, RunStatus
-from app.events import LoggedEvent
+from app.events import LoggedEvent, encode, interrupted
+from app.runs.ending import RunEnd, store_end
 from app.runs.event_log import EventLog, RunEvents
 from app.runs.live import CancelReason, LiveRun
 
@@ -29,16 +33,20 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
 READ_BATCH = 500
+# The longest a run's end takes: its statement, retried while the database is unreachable.
+# Streams are kept open this long past the grace period at shutdown (see `app.settings`).
+FINISH_TIMEOUT_SECONDS = 12.0
+FINISH_RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0)
 
 Answer = Callable[[LiveRun], Awaitable[None]]
-"""The work of a run: it emits the run's events and ends it with `RunRegistry.end()`."""
+"""The work of a run: it emits the run's events and ends it with `RunRegistry.finish()`."""
 
 
 class RunRegistry:
     def __init__(self, database: Database, task_group: TaskGroup, *, grace_seconds: float) -> None:
         self.instance_id = uuid.uuid4().hex
         self.accepting = True
-        self.listener = Listener(database.engine, self.instance_id, self._notified)
+        self.listener = Listener(database.engine, self._notified)
         self._log = EventLog.to(database)
         self._database = database
         self._task_group = task_group
@@ -73,34 +81,44 @@ class RunRegistry:
             logger.exception("run %s crashed", live.id)
         finally:
             if not live.ended.is_set():
-                self._left_to_recovery.add(live.id)  # recovery closes it from its log
-                self._forget(live)
+                # Recovery closes it from its log, with this same final event.
+                self._left_to_recovery.add(live.id)
+                self._publish_end(live, encode(interrupted(), live.next_seq))
 
     def emit(self, live: LiveRun, event: LoggedEvent) -> None:
         live.publish(event)
         self._log.append(live.id, event)
 
-    async def take_unwritten(self, run_id: str) -> RunEvents:
-        """The run's events not yet in the log, taken from the log's queue: the statement
-        that ends the run writes them with its final event."""
-        return await self._log.take_unwritten(run_id)
+    async def finish(self, live: LiveRun, end: RunEnd) -> None:
+        """Store the run's end, with its events not yet in the log, then hand its followers
+        the final event the log holds. While the database cannot be reached the statement is
+        retried, for up to `FINISH_TIMEOUT_SECONDS`, shielded from cancellation; past that,
+        the followers get `interrupted`, and recovery stores the end later with that event."""
+        unwritten = await self._log.take_unwritten(live.id)
+        final = await self._store_end_in_time(end, unwritten)
+        if final is None:
+            self._log.put_back(unwritten)
+            self._left_to_recovery.add(live.id)
+            final = encode(interrupted(), end.final.seq)
+        self._publish_end(live, final)
 
-    def put_back_unwritten(self, unwritten: Sequence[tuple[str, LoggedEvent]]) -> None:
-        """Return events taken by `take_unwritten()` whose writing failed to the log."""
-        self._log.put_back(unwritten)
+    async def _store_end_in_time(self, end: RunEnd, unwritten: RunEvents) -> LoggedEvent | None:
+        with anyio.move_on_after(FINISH_TIMEOUT_SECONDS, shield=True):
+            for attempt in itertools.count():
+                try:
+                    return await store_end(self._database, end, unwritten)
+                except Exception as error:
+                    if not is_outage(error):
+                        logger.exception("could not store the end of run %s", end.run_id)
+                        return None
+                    logger.warning("run %s: database unreachable at its end", end.run_id)
+                pause = FINISH_RETRY_SECONDS[min(attempt, len(FINISH_RETRY_SECONDS) - 1)]
+                await anyio.sleep(pause)
+        logger.error("could not store the end of run %s in time", end.run_id)
+        return None
 
-    def leave_to_recovery(self, run_id: str, unwritten: Sequence[tuple[str, LoggedEvent]]) -> None:
-        """The run's end could not be stored: its events go back to the log, and recovery
-        closes the run from what the log holds."""
-        self.put_back_unwritten(unwritten)
-        self._left_to_recovery.add(run_id)
-
-    def end(self, live: LiveRun, final: LoggedEvent) -> None:
-        """Hand the run's final event to its followers, and forget the run."""
+    def _publish_end(self, live: LiveRun, final: LoggedEvent) -> None:
         live.publish(final)
-        self._forget(live)
-
-    def _forget(self, live: LiveRun) -> None:
         live.end()
         self._local.pop(live.id, None)
 
@@ -116,11 +134,31 @@ class RunRegistry:
     def running_here(self) -> list[str]:
         return list(self._local)
 
+    def has_left_to_recovery(self) -> bool:
+        return bool(self._left_to_recovery)
+
+    def cut_off(self) -> None:
+        """This instance could not prove it is alive for long enough that others may soon
+        close its runs: stop them first."""
+        for live in list(self._local.values()):
+            live.cancel(CancelReason.CUT_OFF)
+
     def is_left_to_recovery(self, run_id: str) -> bool:
         return run_id in self._left_to_recovery
 
+    def leave_to_recovery(self, run_id: str) -> None:
+        self._left_to_recovery.add(run_id)
+
     def recovered(self, run_id: str) -> None:
         self._left_to_recovery.discard(run_id)
+
+    async def take_unwritten(self, run_id: str) -> RunEvents:
+        """A run's events not yet in the log, taken from the log's queue for the statement
+        that closes the run."""
+        return await self._log.take_unwritten(run_id)
+
+    def put_back_unwritten(self, unwritten: Sequence[tuple[str, LoggedEvent]]) -> None:
+        self._log.put_back(unwritten)
 
     def cancel_here(self, run_id: str) -> None:
         live = self._local.get(run_id)

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from httpx_sse import aconnect_sse
 
+from app.events import ERROR_MESSAGES
 from app.main import create_app
+from app.runs import registry
 from app.settings import Settings
 from tests.conftest import with_settings
 from tests.postgres_proxy import Drop, DroppingProxy
@@ -322,7 +324,7 @@ async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
             seq=events[-1]["seq"],
         )
         assert await live.recovery.close_orphans() == 0, "a run this instance did not give up on"
-        live.registry.leave_to_recovery(run_id, [])
+        live.registry.leave_to_recovery(run_id)
         assert await live.recovery.close_orphans() == 1
         run = (await user.get(f"/runs/{run_id}")).json()
         replay = await _read_run(user, run_id)
@@ -355,7 +357,7 @@ async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
     settings: Settings, db: PlainSql
 ) -> None:
     """The end's statement commits, then the connection drops before its reply arrives: the
-    client hears `done`, as the database holds it, not a retryable `storage_failed` that
+    client hears `done`, as the database holds it, not a retryable error that
     would have its user send the message (and add the task) again."""
     async with _dropping_the_end_of_a_run(settings, Drop.REPLY) as (live, proxy, user):
         events = await _post_until(user, "add buy milk", 10_000)
@@ -372,22 +374,53 @@ async def test_a_run_whose_end_was_stored_but_never_confirmed_ends_as_stored(
     assert tasks == [{"title": "Buy milk"}]
 
 
-async def test_a_run_whose_end_never_reached_the_database_says_so_and_is_closed_later(
+async def test_a_run_whose_end_never_reached_the_database_is_stored_on_a_retry(
     settings: Settings, db: PlainSql
 ) -> None:
-    """The connection drops before the end's statement reaches the server: the client hears
-    a retryable `storage_failed`, and this instance closes the run later from its log."""
+    """The connection drops before the end's statement reaches the server: the statement is
+    sent again, and the client hears `done`, as stored."""
     async with _dropping_the_end_of_a_run(settings, Drop.STATEMENT) as (live, proxy, user):
         events = await _post_until(user, "add buy milk", 10_000)
         await live.registry.wait_idle()
-        run_id = events[0]["run_id"]
-        still = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
-        closed = await live.recovery.close_orphans()
     assert proxy.dropped.is_set(), "no statement was lost: the test tested nothing"
-    assert events[-1]["type"] == "error", events[-1]
-    assert (events[-1]["code"], events[-1]["retryable"]) == ("storage_failed", True)
+    assert events[-1]["type"] == "done", events[-1]
+    run = await db.rows("SELECT status, last_seq FROM runs WHERE id = :id", id=events[0]["run_id"])
+    assert run == [{"status": "complete", "last_seq": events[-1]["seq"]}]
+    answer = await db.rows(
+        "SELECT content FROM messages WHERE id = :id", id=events[-1]["message_id"]
+    )
+    assert answer == [{"content": text_of(events)}]
+
+
+async def test_a_run_whose_end_cannot_be_stored_in_time_has_one_final_event_all_the_same(
+    settings: Settings, db: PlainSql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses the end's statement for longer than a run's end may take: the
+    client hears a retryable `interrupted`; once the database takes it again, recovery closes
+    the run with that same event, at the same place, and the whole answer is stored."""
+    monkeypatch.setattr(registry, "FINISH_TIMEOUT_SECONDS", 1.5)
+    assert settings.database_url is not None
+    async with DroppingProxy(settings.database_url) as proxy:
+        proxied = with_settings(settings, database_url=proxy.url)
+        async with serve(create_app(proxied), proxied) as live:
+            user = live.user()
+            proxy.drop(END_OF_RUN, Drop.STATEMENT, every=True)
+            events = await _post_until(user, "add buy milk", 10_000)
+            run_id = events[0]["run_id"]
+            still = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
+            proxy.stop_dropping()
+            closed = await live.recovery.close_orphans()
+            replay = await _read_run(user, run_id)
     assert still == [{"status": "active"}]
+    assert events[-1] == {
+        "type": "error",
+        "code": "interrupted",
+        "message": ERROR_MESSAGES["interrupted"],
+        "retryable": True,
+        "seq": events[-2]["seq"] + 1,
+    }
     assert closed == 1
+    assert replay == events, "the log holds what the client was told, final event included"
     run = await db.rows("SELECT status, assistant_message_id FROM runs WHERE id = :id", id=run_id)
     assert run[0]["status"] == "incomplete"
     answer = await db.rows(

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain import MessageStatus, ToolCall
+from app.domain import MessageStatus, ToolCall, has_unstorable, storable_json
 from app.events import (
     ERROR_MESSAGES,
     Done,
@@ -24,6 +24,7 @@ from app.events import (
     decode,
     encode,
     error_event,
+    to_payload,
 )
 
 _json = st.recursive(
@@ -57,7 +58,16 @@ def test_an_event_reads_back_as_itself_from_one_line_with_its_type_first_and_seq
     assert (payload["type"], payload["seq"], logged.seq) == (event.type, seq, seq)
     assert logged.type == event.type
     assert logged.terminal == isinstance(event, Done | Error)
-    assert decode(logged) == event
+    # The same event, but for what PostgreSQL cannot store (U+0000, lone surrogates).
+    assert to_payload(decode(logged)) == storable_json(to_payload(event))
+    assert not has_unstorable(json.dumps(payload, ensure_ascii=False))
+    if storable_json(to_payload(event)) == to_payload(event):
+        assert decode(logged) == event
+
+
+def test_what_postgresql_cannot_store_becomes_a_replacement_character() -> None:
+    logged = encode(ToolCallEvent("c\x00", "add_task", {"title": "a\x00b\ud800"}), 1)
+    assert decode(logged) == ToolCallEvent("c\ufffd", "add_task", {"title": "a\ufffdb\ufffd"})
 
 
 def test_every_error_code_has_its_message_and_unknown_codes_are_refused() -> None:
