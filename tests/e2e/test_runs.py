@@ -10,18 +10,56 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
+from agents.items import TResponseStreamEvent
 from httpx_sse import aconnect_sse
+from openai.types.responses import ResponseTextDeltaEvent
 
+from app.agent.offline import OfflineModel
 from app.events import ERROR_MESSAGES
 from app.main import create_app
 from app.runs import registry
 from app.settings import Settings
 from tests.conftest import with_settings
 from tests.postgres_proxy import Drop, DroppingProxy
-from tests.support import LiveServer, PlainSql, User, serve, text_of, types_of
+from tests.support import LiveServer, PlainSql, User, eventually, serve, text_of, types_of
 
 Events = list[dict[str, Any]]
+
+
+class _Pausing(OfflineModel):
+    """The offline model, stopping before chosen text deltas until the test lets it go on (a
+    cancel ends the wait too), at `pace_ms` a token. `stops` says where: for a turn whose
+    input holds the marker, before which of its text deltas (indices; -1 is the last).
+    `reached[marker, index]` is set there, `go_on[marker, index]` lets it go on.
+
+    A run is then still going, or has reached a point, because the test says so, not because
+    its tokens are slow enough: the tests below waited 0.2 s and 0.3 s for that before."""
+
+    def __init__(self, stops: dict[str, tuple[int, ...]], *, pace_ms: int = 0) -> None:
+        super().__init__()
+        self._stops = stops
+        self._pace = pace_ms / 1000
+        keys = [(marker, index) for marker, indices in stops.items() for index in indices]
+        self.reached = {key: anyio.Event() for key in keys}
+        self.go_on = {key: anyio.Event() for key in keys}
+
+    async def stream_response(
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        events = [event async for event in super().stream_response(*args, **kwargs)]
+        said = json.dumps(args[1], default=str)
+        mine = next((marker for marker in self._stops if marker in said), None)
+        texts = [n for n, event in enumerate(events) if isinstance(event, ResponseTextDeltaEvent)]
+        stops = {texts[i]: (mine, i) for i in self._stops[mine]} if mine and texts else {}
+        for position, event in enumerate(events):
+            if position in stops:
+                self.reached[stops[position]].set()
+                await self.go_on[stops[position]].wait()
+            if mine and self._pace and isinstance(event, ResponseTextDeltaEvent):
+                await asyncio.sleep(self._pace)
+            yield event
 
 
 @pytest.fixture
@@ -259,23 +297,43 @@ async def test_an_access_token_in_the_query_works_on_the_get_streams_only(
         assert elsewhere.status_code == 401
 
 
-async def test_two_instances_share_runs_through_the_database(paced: Settings, db: PlainSql) -> None:
-    slow = with_settings(paced, offline_token_delay_ms=25)
-    async with serve(create_app(slow), slow) as a, serve(create_app(slow), slow) as b:
+async def test_two_instances_share_runs_through_the_database(
+    settings: Settings, db: PlainSql
+) -> None:
+    # a's model stops before its fourth text delta, until the cancel: b's follower has then
+    # read all the log holds (up to seq 4: start and three texts) and waits for more.
+    model = _Pausing({"hello": (3,)})
+    async with (
+        serve(create_app(settings, model=model), settings) as a,
+        serve(create_app(settings), settings) as b,
+    ):
         on_a = a.user()
         on_b = User(on_a.id, on_a.token, b.client)
         first = await _post_until(on_a, "hello", 2)
         run_id = first[0]["run_id"]
         assert a.registry.is_running_here(run_id) and not b.registry.is_running_here(run_id)
 
-        async def follow_on_b() -> Events:
-            return await _read_run(on_b, run_id, last_event_id=f"{run_id}:2")
+        rest: Events = []
+        caught_up = asyncio.Event()
+
+        async def follow_on_b() -> None:
+            headers = {**on_b.headers, "Last-Event-ID": f"{run_id}:2"}
+            url = on_b.url(f"/runs/{run_id}/events")
+            async with aconnect_sse(on_b.client, "GET", url, headers=headers) as source:
+                assert source.response.status_code == 200
+                async for event in source.aiter_sse():
+                    if event.data:
+                        rest.append(json.loads(event.data))
+                        if rest[-1]["seq"] == 4:
+                            caught_up.set()
 
         follower = asyncio.create_task(follow_on_b())
-        await asyncio.sleep(0.2)  # let b's follower read what the log has, and wait for more
+        await model.reached["hello", 3].wait()
+        await asyncio.wait_for(caught_up.wait(), 30)
+        assert a.registry.is_running_here(run_id), "the run is paused, not over"
         cancelled = await on_b.post(f"/runs/{run_id}/cancel")
-        rest = await follower
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        await follower
         await a.registry.wait_idle()
 
     joined = first + rest
@@ -416,7 +474,7 @@ async def test_a_run_whose_end_cannot_be_stored_in_time_has_one_final_event_all_
         "type": "error",
         "code": "interrupted",
         "message": ERROR_MESSAGES["interrupted"],
-        "retryable": True,
+        "retryable": False,  # its tool added the task: sending again would add it twice
         "seq": events[-2]["seq"] + 1,
     }
     assert closed == 1
@@ -432,20 +490,36 @@ async def test_a_run_whose_end_cannot_be_stored_in_time_has_one_final_event_all_
 async def test_a_run_the_database_refuses_does_not_hold_up_the_others_log(
     paced: Settings, db: PlainSql
 ) -> None:
-    slow = with_settings(paced, offline_token_delay_ms=20)
-    async with serve(create_app(slow), slow) as live:
+    # The doomed run stops before its first text until its row is gone, then talks at 20 ms a
+    # token (every event refused), and stops again before its last text; the healthy run stops
+    # after its first ten events. Both are still going when those ten are in the log, by
+    # construction: the healthy run's end writes its events itself, so a log held up by the
+    # doomed run's events (the whole batch retried for ever) passed this test when the healthy
+    # run was free to finish within the 0.3 s it used to sleep.
+    model = _Pausing({"show my tasks": (0, -1), "hello": (9,)}, pace_ms=20)
+    async with serve(create_app(paced, model=model), paced) as live:
         doomed, healthy = live.user("doomed"), live.user("healthy")
         for n in range(30):
             await doomed.post("/tasks", json={"title": f"errand {n}"})
-        first = await _post_until(doomed, "show my tasks", 2)  # a long answer: ~2.5 s
+        first = await _post_until(doomed, "show my tasks", 2)
+        doomed_run = first[0]["run_id"]
+        await model.reached["show my tasks", 0].wait()
         # The doomed run's row vanishes under it: its next events break the foreign key.
-        await db.execute("DELETE FROM runs WHERE id = :id", id=first[0]["run_id"])
-        seen = await _post_until(healthy, "hello", 10)
-        await asyncio.sleep(0.3)  # many batch windows, while the doomed run goes on
-        logged_meanwhile = await db.rows(
-            "SELECT count(*) AS n FROM run_events WHERE run_id = :id", id=seen[0]["run_id"]
-        )
-        assert logged_meanwhile[0]["n"] >= 10, "the healthy run's events are held up"
+        await db.execute("DELETE FROM runs WHERE id = :id", id=doomed_run)
+        model.go_on["show my tasks", 0].set()
+        seen = await _post_until(healthy, "hello", 10)  # start and nine texts
+
+        async def ten_logged() -> bool:
+            logged = await db.rows(
+                "SELECT count(*) AS n FROM run_events WHERE run_id = :id", id=seen[0]["run_id"]
+            )
+            return bool(logged[0]["n"] >= 10)
+
+        await eventually(ten_logged, "the healthy run's first ten events in the log")
+        assert live.registry.is_running_here(doomed_run), "the doomed run is still going"
+        assert live.registry.is_running_here(seen[0]["run_id"]), "so is the healthy one"
+        for stop in model.go_on.values():
+            stop.set()
         await live.registry.wait_idle()
         logged = await _read_run(healthy, seen[0]["run_id"])
     assert logged[:10] == seen and logged[-1]["type"] == "done"
