@@ -21,6 +21,7 @@ from playwright.async_api import Page, expect
 from app.agent.intent import next_step, understand
 from app.agent.offline import OfflineModel
 from tests.browser.conftest import Site, SiteFactory
+from tests.cutting_proxy import Cut, CuttingProxy
 
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "chat-page.png"
 # The offline model's answer to "hello": 35 tokens of help text.
@@ -106,6 +107,10 @@ async def test_the_answer_streams_with_thinking_tool_calls_and_the_task_list(
 
     await send(page, "hello")
     samples = await text_samples(page, 4)
+    # Read out as it streams: the answer is in a live region.
+    log = page.get_by_role("log", name="Messages")
+    await expect(log).to_have_attribute("aria-live", "polite")
+    await expect(log.locator(".message.assistant")).to_have_count(2)
     if os.environ.get("UPDATE_SCREENSHOT"):
         await page.screenshot(path=SCREENSHOT)
     final = await finished(page, count=2)
@@ -146,6 +151,29 @@ async def test_a_reload_in_the_middle_of_an_answer_resumes_it_once(
 
     await page.reload()  # now from the stored messages alone
     assert await finished(page, count=1) == final
+
+
+async def test_a_connection_cut_in_the_middle_of_an_answer_is_followed_to_its_end_once(
+    start_site: SiteFactory,
+) -> None:
+    site = await start_site(token_delay_ms=40)
+    port = int(site.url.rstrip("/").rsplit(":", 1)[1])
+    # The network fails inside the fifth text event of the answer's POST.
+    cut = Cut(b'"type":"text"', occurrence=5, offset=3)
+    async with CuttingProxy(port, cut) as proxy:
+        page = await site.page()
+        user_id = f"cut-{uuid.uuid4().hex[:8]}"
+        await page.goto(proxy.base_url)
+        await page.get_by_label("Your name").fill(user_id)
+        await page.get_by_label("Your name").press("Enter")
+        await send(page, "hello")
+        final = await finished(page, count=1)
+        assert proxy.cut_made.is_set()
+    assert final == GREETING
+    followed = [r.url for r in site.requests if r.resource_type == "eventsource"]
+    assert len(followed) == 1  # the run's events, after the last one the page had
+    assert "/runs/" in followed[0] and "last_event_id=" in followed[0]
+    assert (await stored_messages(site, user_id))[-1]["content"] == final
 
 
 async def test_stop_cancels_the_answer_and_it_is_stored_as_cancelled(
