@@ -5,8 +5,10 @@
   field gets a token from `POST /dev/token`, a route that exists only when `APP_ENV` is
   `development` (everywhere else it is a 404, as for any unknown path). Otherwise the host
   application hands the page a token (README, "The chat page"), by `postMessage` from the
-  origins the service already trusts for browser apps, `CORS_ORIGINS`. Both facts go into the
-  page as `<meta>` values, so nothing else (no config endpoint, no new setting) is needed;
+  origins the service already trusts for browser apps, `CORS_ORIGINS`. These facts, and the
+  claim that names the user in a token (`JWT_USER_CLAIM`: the page builds its `/api/{user_id}`
+  paths from it), go into the page as `<meta>` values, so nothing else (no config endpoint, no
+  new setting) is needed;
 - it gets a Content-Security-Policy: scripts, styles and connections from this origin only,
   and frames only by this origin and `CORS_ORIGINS`.
 
@@ -51,6 +53,7 @@ def _index(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
         .read_text(encoding="utf-8")
         .replace("{{sign_in}}", "development" if development else "host")
         .replace("{{host_origins}}", html.escape(origins, quote=True))
+        .replace("{{user_claim}}", html.escape(settings.jwt_user_claim, quote=True))
     )
     ancestors = " ".join(["'self'", *settings.cors_origins])
     headers = {

@@ -7,6 +7,8 @@
 // ticks "Remember me".
 
 const KEY = "todo-chat.token";
+// The claim that holds the user's id, as the service reads it (JWT_USER_CLAIM).
+const USER_CLAIM = document.querySelector('meta[name="todo-chat-user-claim"]').content;
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -21,7 +23,7 @@ export class ApiError extends Error {
 export class Session {
   constructor(token) {
     this.token = token;
-    this.userId = claims(token).sub;
+    this.userId = userOf(token);
   }
 
   static restore() {
@@ -108,7 +110,12 @@ function claims(token) {
   }
 }
 
+function userOf(token) {
+  const id = claims(token)[USER_CLAIM];
+  return typeof id === "string" || typeof id === "number" ? String(id) : "";
+}
+
 function usable(token) {
-  const { sub, exp } = claims(token);
-  return typeof sub === "string" && sub !== "" && (!exp || exp * 1000 > Date.now());
+  const { exp } = claims(token);
+  return userOf(token) !== "" && (!exp || exp * 1000 > Date.now());
 }

@@ -4,8 +4,10 @@ fixture checks every request of every test for that)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
+from jose import jwt
 from playwright.async_api import Frame, Page, expect
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -39,19 +41,22 @@ async def test_the_host_application_signs_the_user_in(start_site: SiteFactory) -
     # The host on a port of its own (another origin), on loopback as the service is: Chromium
     # refuses a page from a public address that frames a loopback one.
     async with running(host_app) as host:
-        site = await start_site(app_env="production", cors_origins=(host,))
+        # Tokens from an identity provider whose user id is not `sub` (the seed's own: `id`).
+        site = await start_site(app_env="production", cors_origins=(host,), jwt_user_claim="id")
         alone = await site.page()
         await alone.goto(site.url)
         await expect(alone.get_by_text("Waiting for the application")).to_be_visible()
         await expect(alone.get_by_label("Your name")).to_be_hidden()
 
-        user = site.user(f"host-{uuid.uuid4().hex[:8]}")
+        user_id = f"host-{uuid.uuid4().hex[:8]}"
+        claims = {"sub": "provider|8e1f", "id": user_id, "exp": int(time.time()) + 3600}
+        token = jwt.encode(claims, site.settings.jwt_secret or "", algorithm="HS256")
         chat = site.url.rstrip("/")
-        host_page["html"] = HOST_PAGE % {"chat": chat, "token": user.token}
+        host_page["html"] = HOST_PAGE % {"chat": chat, "token": token}
         page = await site.page()
         await page.goto(f"{host}/")
         frame = page.frame_locator("#chat")
-        await expect(frame.locator("#user-name")).to_have_text(user.id)
+        await expect(frame.locator("#user-name")).to_have_text(user_id)
         await frame.get_by_label("Message", exact=True).fill("add buy milk")
         await frame.get_by_label("Message", exact=True).press("Enter")
         await expect(frame.locator("#tasks .title")).to_have_text(["Buy milk"])
