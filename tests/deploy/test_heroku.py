@@ -308,6 +308,7 @@ async def _serve_resume_and_stop(web: asyncio.subprocess.Process, port: int, sec
                     picked_up = await _events(rest_lines, until="text")
                     assert picked_up[0]["seq"] == began[-1]["seq"] + 1
 
+                    processes = [web.pid, *_descendants(web.pid)]
                     os.killpg(web.pid, signal.SIGTERM)  # the platform stops the dyno
                     rest_of_first = await _events(lines)
                     rest_of_resumed = await _events(rest_lines)
@@ -322,7 +323,7 @@ async def _serve_resume_and_stop(web: asyncio.subprocess.Process, port: int, sec
 
     exit_code = await asyncio.wait_for(web.wait(), PLATFORM_STOP_SECONDS)
     assert exit_code in (0, -signal.SIGTERM)
-    assert _descendants(web.pid) == []
+    assert [pid for pid in processes if _running(pid)] == []
 
 
 async def _resume_on_another_worker(
@@ -367,6 +368,14 @@ async def _until_ready(web: asyncio.subprocess.Process, base_url: str) -> None:
         assert web.returncode is None, "the web process exited"
         assert asyncio.get_running_loop().time() < deadline, "fewer than two workers"
         await asyncio.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _is_worker(pid: int) -> bool:
