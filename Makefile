@@ -61,6 +61,14 @@ loadtest:
 screenshot:
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser/test_chat_page.py -k streams
 
+# Mutation testing (tests/mutation.py, [tool.mutmut] in pyproject.toml): its survivors are
+# explained in docs/mutation-report.md. Not part of make test.
+.PHONY: mutate
+mutate:
+	$(BIN)/python -m tests.mutation --children $(MUTATE_CHILDREN)
+
+MUTATE_CHILDREN ?= 2
+
 # The offline model against its corpus: failures, pass rate, and µs per understood message.
 .PHONY: bench-intent
 bench-intent:
