@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import pytest
 from sqlalchemy.exc import IntegrityError
 
 from app.events import LoggedEvent
@@ -23,6 +24,7 @@ class Writer:
     def __init__(self) -> None:
         self.batches: list[RunEvents] = []
         self.unreachable_once = False
+        self.unreachable_times = 0
         self.refused_runs: set[str] = set()
         self.wrote = anyio.Event()
         self.writing = anyio.Event()
@@ -34,6 +36,9 @@ class Writer:
             await self.hold.wait()
         if self.unreachable_once:
             self.unreachable_once = False
+            raise OSError("connection refused")
+        if self.unreachable_times:
+            self.unreachable_times -= 1
             raise OSError("connection refused")
         if any(run_id in self.refused_runs for run_id, _ in batch):
             raise IntegrityError("INSERT", {}, Exception("foreign key"))
@@ -76,9 +81,17 @@ async def test_a_finishing_run_takes_its_unwritten_events_back() -> None:
         assert writer.written() == [("b", 1)]
 
 
-async def test_taking_back_waits_for_a_write_in_progress_of_that_run() -> None:
-    """Else the run's final statement could land before its earlier events."""
+@pytest.mark.parametrize("writes_before", [0, 1])
+async def test_taking_back_waits_for_a_write_in_progress_of_that_run(writes_before: int) -> None:
+    """Else the run's final statement could land before its earlier events. (After a first
+    write too: the signal that a write has ended is renewed each time.)"""
     async with writing_log() as (log, writer):
+        for _ in range(writes_before):
+            log.append("before", _event(1))
+            with anyio.fail_after(5):
+                await writer.wrote.wait()
+            writer.batches.clear()
+            writer.writing = anyio.Event()
         writer.hold = anyio.Event()
         log.append("a", _event(1))
         with anyio.fail_after(5):
@@ -125,3 +138,27 @@ async def test_a_run_the_database_refuses_does_not_hold_up_the_others() -> None:
         with anyio.fail_after(5):
             await writer.wrote.wait()
         assert writer.written() == [("a", 1)]
+
+
+async def test_events_the_database_could_not_take_even_run_by_run_wait_for_it() -> None:
+    """Unreachable for the batch and again for the run's own write: the events go back in the
+    queue and are written after `RETRY_SECONDS` (1 s), not dropped as if refused."""
+    async with writing_log() as (log, writer):
+        writer.unreachable_times = 2
+        log.append("a", _event(1))
+        with anyio.fail_after(10):
+            await writer.wrote.wait()
+        assert writer.written() == [("a", 1)]
+
+
+async def test_a_round_with_nothing_to_write_leaves_the_log_writing() -> None:
+    """A run took its events back before the batch window ended: that round finds nothing,
+    and the next events are written all the same."""
+    async with writing_log() as (log, writer):
+        log.append("a", _event(1))
+        assert await log.take_unwritten("a") == [("a", _event(1))]
+        await anyio.wait_all_tasks_blocked()  # the writer's empty round has run
+        log.append("b", _event(1))
+        with anyio.fail_after(5):
+            await writer.wrote.wait()
+        assert writer.written() == [("b", 1)]

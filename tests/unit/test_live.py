@@ -3,6 +3,9 @@ follower that leaves costs the run nothing; the first cancel reason counts."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import anyio
 from hypothesis import given
 from hypothesis import strategies as st
@@ -99,3 +102,27 @@ def test_a_run_that_ended_cannot_be_cancelled() -> None:
     live.cancel(CancelReason.USER)
     assert live.cancel_reason is None
     assert live.next_seq == 1
+
+
+async def test_a_follower_that_left_is_let_go_at_the_next_event() -> None:
+    """Not kept until the run ends: a long answer with many reconnects would hold every
+    departed follower and its queue (found by make mutate)."""
+    live = LiveRun("run")
+    leaving = live.subscribe(0)
+    batches = leaving.batches()
+    live.publish(_event(1))
+    await anext(batches)
+    await batches.aclose()
+    departed = weakref.ref(leaving)
+    del leaving, batches
+    live.publish(_event(2))
+    gc.collect()
+    assert departed() is None
+
+
+def test_a_run_cancelled_before_its_agent_started_is_just_marked() -> None:
+    """`on_cancel` is set once the agent runs; a cancel before that only records the reason
+    (chat.py tells the agent when it starts)."""
+    live = LiveRun("run")
+    live.cancel(CancelReason.USER)
+    assert live.cancel_reason is CancelReason.USER
