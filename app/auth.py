@@ -141,6 +141,8 @@ class TokenVerifier:
                     "require_exp": True,
                     "require_sub": self.user_claim == "sub",
                     "verify_aud": self.audience is not None,
+                    # python-jose checks `aud` only when the token has one: require it.
+                    "require_aud": self.audience is not None,
                     "leeway": _LEEWAY_SECONDS,
                 },
             )
