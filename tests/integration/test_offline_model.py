@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
-from agents import Agent, RawResponsesStreamEvent, RunConfig, Runner
+from agents import Agent, FunctionTool, RawResponsesStreamEvent, RunConfig, Runner
+from agents.tool_context import ToolContext
 
 from app.agent.offline import OfflineModel
 from app.agent.tools import TODO_TOOLS, TurnContext
@@ -55,3 +58,43 @@ async def test_a_tool_whose_database_is_down_answers_safely() -> None:
         assert result.final_output.startswith("Sorry, I couldn't reach your task list")
     finally:
         await unreachable.dispose()
+
+
+async def _call(tool: FunctionTool, context: TurnContext, arguments: str) -> Any:
+    """One call of a tool as the SDK makes it for a model, without a model."""
+    tool_context = ToolContext(
+        context, tool_name=tool.name, tool_call_id="call_1", tool_arguments=arguments
+    )
+    output = await tool.on_invoke_tool(tool_context, arguments)
+    return json.loads(output)
+
+
+async def test_the_tools_answer_in_utf_8_with_the_whole_task_or_a_safe_reason(
+    database_url: str,
+) -> None:
+    """What the model is told, exactly: the task with its description, its text as it is (not
+    \\u escapes, which cost a model tokens), and for arguments that do not fit, a reason that
+    says nothing was changed (cases make mutate found only the end-to-end tests reach)."""
+    database = Database(database_url, pool_size=1)
+    try:
+        context = TurnContext(UserTasks(database, f"offline-{uuid.uuid4().hex}"))
+        tools = {tool.name: tool for tool in TODO_TOOLS if isinstance(tool, FunctionTool)}
+        arguments = '{"title": "Café ☕", "description": "oat milk"}'
+        added = await _call(tools["add_task"], context, arguments)
+        assert {k: added["task"][k] for k in ("title", "description")} == {
+            "title": "Café ☕",
+            "description": "oat milk",
+        }
+        listing = ToolContext(
+            context, tool_name="list_tasks", tool_call_id="call_2", tool_arguments="{}"
+        )
+        assert "Café ☕" in await tools["list_tasks"].on_invoke_tool(listing, "{}")
+        refusal = {
+            "error": "invalid_arguments",
+            "message": "The arguments do not fit this tool's parameters. Nothing was changed.",
+        }
+        for name, bad in (("add_task", '{"title": '), ("complete_task", '{"task_id": "x"}')):
+            assert await _call(tools[name], context, bad) == refusal
+        assert [task.title for task in await context.tasks.list()] == ["Café ☕"]
+    finally:
+        await database.dispose()

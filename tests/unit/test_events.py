@@ -106,3 +106,10 @@ def test_an_answer_that_never_began_fails_as_an_error_not_as_incomplete() -> Non
         MessageStatus.ERROR
     )
     assert Transcript.of([Text("")]).failed_status() is MessageStatus.INCOMPLETE
+
+
+def test_the_json_on_the_wire_is_utf_8_and_an_error_is_final_unless_said_otherwise() -> None:
+    """Text as it is, not \\u escapes (six bytes for one accented letter, per token, per
+    client); and `error_event`'s default is not retryable (make mutate found both untested)."""
+    assert encode(Text("Café ☕"), 3).data == '{"type":"text","content":"Café ☕","seq":3}'
+    assert error_event("agent_failed").retryable is False
