@@ -106,3 +106,10 @@ async def test_a_jwks_url_gives_a_key_set_of_that_url_and_none_gives_none() -> N
     assert with_keys.key_set is not None and with_keys.key_set.url == url
     assert _verifier().key_set is None
     assert await _verifier().verify(issue_token(Settings(jwt_secret=SECRET), "alice")) == "alice"
+
+
+def test_a_token_is_issued_with_the_configured_hs_algorithm() -> None:
+    settings = Settings(jwt_secret=SECRET, jwt_algorithm="HS512")
+    token = issue_token(settings, "alice")
+    assert jose_jwt.get_unverified_header(token)["alg"] == "HS512"
+    assert TokenVerifier.from_settings(settings).user_id(token) == "alice"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain import MAX_TITLE_CHARS, task_title
+from app.domain import MAX_TITLE_CHARS, storable_json, task_title
 
 
 def test_a_task_title_is_one_to_max_title_chars_characters_on_one_line() -> None:
@@ -11,3 +11,7 @@ def test_a_task_title_is_one_to_max_title_chars_characters_on_one_line() -> None
     assert task_title("a") == "a"
     assert task_title("x" * MAX_TITLE_CHARS) == "x" * MAX_TITLE_CHARS
     assert task_title("x" * (MAX_TITLE_CHARS + 1)) is None
+
+
+def test_what_postgresql_cannot_store_is_replaced_inside_lists_too() -> None:
+    assert storable_json({"k": ["a\x00", 1, ["\ud800"]]}) == {"k": ["a\ufffd", 1, ["\ufffd"]]}
