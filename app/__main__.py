@@ -105,7 +105,7 @@ def serve(settings: Settings, host: str) -> int:
             create_app(settings),
             host=host,
             port=settings.port,
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 15,
+            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
             access_log=False,  # app.access logs requests, without query strings
         )
         server = uvicorn.Server(config)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from functools import partial
 
 import anyio
@@ -19,12 +20,14 @@ from sqlalchemy.exc import IntegrityError
 
 from app.agent import AgentRun, TodoAgent
 from app.db.gate import Priority
-from app.db.uow import Database
+from app.db.uow import Database, UnitOfWork
 from app.domain import (
     AgentFailed,
     ChatTurn,
     Conversation,
     ConversationNotFound,
+    Idempotency,
+    IdempotencyKeyReused,
     Message,
     MessageStatus,
     NewMessage,
@@ -34,6 +37,7 @@ from app.domain import (
     RunNotFound,
     RunStatus,
     ShuttingDown,
+    TooManyFollowers,
     TooManyRuns,
     conversation_title,
 )
@@ -55,6 +59,7 @@ from app.tasks import UserTasks
 logger = logging.getLogger(__name__)
 
 CANCEL_WAIT_SECONDS = 15
+MAX_FOLLOWERS_PER_USER = 20
 ACTIVE_RUN_INDEX = "uq_runs_conversation_id_active"
 
 
@@ -81,9 +86,24 @@ class ChatService:
         conversation_id: int | None,
         *,
         cancel_active: bool = False,
-    ) -> ChatTurn:
+        idempotency_key: str | None = None,
+    ) -> ChatTurn | Run:
         """Store the user's message and its run (before any model work); read what the model
-        needs. A conversation has one run at a time: `cancel_active` stops the one going on."""
+        needs. A conversation has one run at a time: `cancel_active` stops the one going on.
+
+        With an `idempotency_key` this user sent before with the same request, nothing is
+        stored: the run that send started comes back, to be followed (a client's retry joins or
+        replays it). With another request, `IdempotencyKeyReused`."""
+        idempotency = (
+            None
+            if idempotency_key is None
+            else Idempotency.of(idempotency_key, message, conversation_id)
+        )
+        if idempotency is not None:
+            async with self._database.unit_of_work() as uow:
+                earlier = await _earlier_run(uow, user_id, idempotency)
+            if earlier is not None:
+                return earlier
         if not self._registry.accepting:
             raise ShuttingDown
         if conversation_id is not None and cancel_active:
@@ -94,11 +114,16 @@ class ChatService:
         try:
             async with self._database.unit_of_work() as uow:
                 await uow.runs.lock_user(user_id)
+                if idempotency is not None:
+                    # Sent twice at once: the user's lock let the other one first.
+                    earlier = await _earlier_run(uow, user_id, idempotency)
+                    if earlier is not None:
+                        return earlier
                 if conversation_id is None:
                     if await uow.runs.count_active(user_id) >= self._max_active_runs:
                         raise TooManyRuns(self._max_active_runs)
                     started = await uow.runs.start_in_new_conversation(
-                        run_id, user_id, conversation_title(message), message, instance
+                        run_id, user_id, conversation_title(message), message, instance, idempotency
                     )
                 else:
                     state = await uow.conversations.state(user_id, conversation_id)
@@ -112,7 +137,7 @@ class ChatService:
                         conversation_id, limit=self._history_messages
                     )
                     started = await uow.runs.start(
-                        run_id, user_id, conversation_id, message, instance
+                        run_id, user_id, conversation_id, message, instance, idempotency
                     )
                 await uow.commit()
         except IntegrityError as error:
@@ -135,7 +160,11 @@ class ChatService:
         return self._registry.start_run(turn.run_id, partial(self._answer, turn))
 
     def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
-        """The run's events after `after_seq`, from whichever instance runs it."""
+        """The run's events after `after_seq`, from whichever instance runs it. A user may
+        follow `MAX_FOLLOWERS_PER_USER` streams at once on an instance (each tab, each
+        reconnecting EventSource is one)."""
+        if self._registry.following(run.user_id) >= MAX_FOLLOWERS_PER_USER:
+            raise TooManyFollowers(MAX_FOLLOWERS_PER_USER)
         return self._registry.follow(run, after_seq)
 
     async def get_run(self, user_id: str, run_id: str) -> Run:
@@ -178,19 +207,23 @@ class ChatService:
             active = await uow.runs.active_in_conversation(conversation_id)
         return "" if active is None else active.id
 
-    async def conversations(self, user_id: str, *, limit: int) -> list[Conversation]:
+    async def conversations(
+        self, user_id: str, *, limit: int, before: tuple[datetime, int] | None = None
+    ) -> list[Conversation]:
         """The user's conversations, the most recently active first."""
         async with self._database.unit_of_work() as uow:
-            return await uow.conversations.list(user_id, limit=limit)
+            return await uow.conversations.list(user_id, limit=limit, before=before)
 
     async def messages(
-        self, user_id: str, conversation_id: int
+        self, user_id: str, conversation_id: int, *, limit: int, before_id: int | None = None
     ) -> tuple[Conversation, list[Message]]:
+        """The conversation, and its last `limit` messages (before `before_id`), oldest first."""
         async with self._database.unit_of_work() as uow:
             conversation = await uow.conversations.get(user_id, conversation_id)
             if conversation is None:
                 raise ConversationNotFound(conversation_id)
-            return conversation, await uow.messages.list(conversation.id)
+            messages = await uow.messages.list(conversation.id, limit=limit, before_id=before_id)
+            return conversation, messages
 
     async def delete_conversation(self, user_id: str, conversation_id: int) -> None:
         async with self._database.unit_of_work() as uow:
@@ -234,7 +267,8 @@ class ChatService:
             # Cancelled (the service is stopping) or a bug: keep what was said, then go on
             # unwinding (a bug is logged by the registry).
             status = transcript.failed_status()
-            await self._finish(turn, live, transcript, agent_run, status, interrupted())
+            stopped = interrupted(retryable=transcript.safe_to_retry)
+            await self._finish(turn, live, transcript, agent_run, status, stopped)
             raise error
         status, final_event = _ending(turn, live, transcript, agent_run, failure)
         await self._finish(turn, live, transcript, agent_run, status, final_event)
@@ -262,6 +296,16 @@ class ChatService:
         await self._registry.finish(live, end)
 
 
+async def _earlier_run(uow: UnitOfWork, user_id: str, idempotency: Idempotency) -> Run | None:
+    found = await uow.runs.by_idempotency_key(user_id, idempotency.key)
+    if found is None:
+        return None
+    run, digest = found
+    if digest != idempotency.digest:
+        raise IdempotencyKeyReused
+    return run
+
+
 def _ending(
     turn: ChatTurn,
     live: LiveRun,
@@ -274,11 +318,12 @@ def _ending(
     answer = turn.answer_message_id
     if live.cancel_reason is CancelReason.USER:
         return MessageStatus.CANCELLED, Done(turn.conversation_id, answer, usage, "cancelled")
+    retryable = transcript.safe_to_retry
     if live.cancel_reason is CancelReason.SHUTDOWN:
-        return transcript.failed_status(), error_event("server_restarting", retryable=True)
+        return transcript.failed_status(), error_event("server_restarting", retryable=retryable)
     if live.cancel_reason is CancelReason.CUT_OFF:
-        return transcript.failed_status(), interrupted()
+        return transcript.failed_status(), interrupted(retryable=retryable)
     if failure is not None:
-        failed = error_event(failure.code, retryable=failure.retryable)
+        failed = error_event(failure.code, retryable=failure.retryable and retryable)
         return transcript.failed_status(), failed
     return MessageStatus.COMPLETE, Done(turn.conversation_id, answer, usage)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -180,6 +182,20 @@ class StartedRun:
 
 
 @dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A client's key for one send, and a digest of what it sent: a repeated send with the key
+    replays the run it started; the same key with another request is refused."""
+
+    key: str
+    digest: str
+
+    @classmethod
+    def of(cls, key: str, message: str, conversation_id: int | None) -> Idempotency:
+        request = json.dumps([message, conversation_id], ensure_ascii=False)
+        return cls(key, hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest())
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationState:
     """What a new turn in a conversation must know first: the run going on in it, if any, and
     how many runs its user has going."""
@@ -248,6 +264,18 @@ class TooManyRuns(Exception):
         self.limit = limit
 
 
+class IdempotencyKeyReused(Exception):
+    """The client's idempotency key was sent before with another request."""
+
+
+class TooManyFollowers(Exception):
+    """The user follows as many streams on this instance as allowed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
 class ShuttingDown(Exception):
     """The service is stopping and takes no new runs."""
 
@@ -257,7 +285,9 @@ class TaskBook(Protocol):
 
     async def add(self, title: str, description: str | None = None) -> Task: ...
 
-    async def list(self, status: TaskFilter = TaskFilter.ALL) -> list[Task]: ...
+    async def list(
+        self, status: TaskFilter = TaskFilter.ALL, *, limit: int = 1000, after_id: int = 0
+    ) -> list[Task]: ...
 
     async def update(self, task_id: int, changes: TaskChanges) -> Task: ...
 

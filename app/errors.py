@@ -14,10 +14,12 @@ from starlette.responses import JSONResponse, Response
 from app.db.outage import is_outage
 from app.domain import (
     ConversationNotFound,
+    IdempotencyKeyReused,
     RunActive,
     RunNotFound,
     ShuttingDown,
     TaskNotFound,
+    TooManyFollowers,
     TooManyRuns,
 )
 
@@ -81,6 +83,12 @@ def _too_many_runs(exc: Exception) -> ApiError:
     return ApiError(429, "too_many_runs", message)
 
 
+def _too_many_followers(exc: Exception) -> ApiError:
+    assert isinstance(exc, TooManyFollowers)
+    message = f"At most {exc.limit} streams can follow answers at once. Close one first."
+    return ApiError(429, "too_many_streams", message)
+
+
 def _fixed(status_code: int, code: str, message: str) -> Callable[[Exception], ApiError]:
     return lambda _: ApiError(status_code, code, message)
 
@@ -93,6 +101,12 @@ DOMAIN_ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
     RunNotFound: _fixed(404, "run_not_found", "No such run."),
     RunActive: _run_active,
     TooManyRuns: _too_many_runs,
+    TooManyFollowers: _too_many_followers,
+    IdempotencyKeyReused: _fixed(
+        422,
+        "idempotency_key_reused",
+        "This Idempotency-Key was sent before with another request: use a new key.",
+    ),
     ShuttingDown: _fixed(
         503, "shutting_down", "The service is restarting. Please try again shortly."
     ),

@@ -81,9 +81,9 @@ def error_event(code: str, *, retryable: bool = False) -> Error:
     return Error(code, ERROR_MESSAGES[code], retryable)
 
 
-def interrupted() -> Error:
-    """The final event of a run that stopped without finishing, closed from its log."""
-    return error_event("interrupted", retryable=True)
+def interrupted(*, retryable: bool) -> Error:
+    """The final event of a run that could not finish, or whose end could not be stored."""
+    return error_event("interrupted", retryable=retryable)
 
 
 AgentEvent = Thinking | ToolCallEvent | ToolResultEvent | Text
@@ -170,6 +170,13 @@ class Transcript:
     @property
     def content(self) -> str:
         return "".join(self.text)
+
+    @property
+    def safe_to_retry(self) -> bool:
+        """Whether sending the message again cannot repeat what this answer did: no tool was
+        called (a retry after `add_task` would add the task twice). A failed run's error says
+        `retryable` only then."""
+        return not self.tool_calls
 
     def failed_status(self) -> MessageStatus:
         """The status of an answer that did not finish: incomplete if it had begun."""

@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
         max_age=3600,
     )
     return Starlette(

@@ -5,7 +5,9 @@ Endpoints let domain errors (`ConversationNotFound`, `RunActive`, …) propagate
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
@@ -18,10 +20,9 @@ from starlette.routing import Route
 from app.chat import ChatService
 from app.db.migrations import current_revision
 from app.db.uow import Database
-from app.domain import ChatTurn, Run, RunStatus, TaskChanges, TaskFilter
+from app.domain import Conversation, Run, RunStatus, TaskChanges, TaskFilter
 from app.errors import ApiError, error_response, invalid_request
 from app.events import Done, Error, LoggedEvent, Transcript, decode
-from app.runs.registry import FINISH_TIMEOUT_SECONDS
 from app.schemas import (
     ChatRequest,
     ConversationOut,
@@ -38,7 +39,11 @@ from app.tasks import UserTasks
 Body = TypeVar("Body", bound=BaseModel)
 
 READY_TIMEOUT_SECONDS = 5
+MAX_IDEMPOTENCY_KEY_CHARS = 255
 MAX_CONVERSATIONS = 200
+MAX_MESSAGES = 1000
+MAX_TASKS = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _settings(request: Request) -> Settings:
@@ -90,12 +95,36 @@ async def _read_body(request: Request, schema: type[Body], **context: Any) -> Bo
         raise invalid_request(error) from None
 
 
-async def _begin_turn(request: Request) -> ChatTurn:
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (
+        0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS and key.isascii() and key.isprintable()
+    ):
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters",
+        )
+    return key
+
+
+async def _send(request: Request) -> tuple[str, AsyncIterator[list[LoggedEvent]]]:
+    """The user's message sent: a new run, or, for an `Idempotency-Key` sent before, the run
+    that send started. Its id, and its events from the first."""
     max_chars = _settings(request).max_message_chars
+    key = _idempotency_key(request)
     body = await _read_body(request, ChatRequest, max_message_chars=max_chars)
-    return await _chat(request).begin(
-        _user_id(request), body.message, body.conversation_id, cancel_active=body.cancel_active
+    chat = _chat(request)
+    started = await chat.begin(
+        _user_id(request),
+        body.message,
+        body.conversation_id,
+        cancel_active=body.cancel_active,
+        idempotency_key=key,
     )
+    if isinstance(started, Run):
+        return started.id, chat.follow(started, 0)
+    return started.run_id, chat.start(started).subscribe(0).batches()
 
 
 def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | None, int]:
@@ -129,7 +158,7 @@ def _event_stream(
         framing=framing_for(request.headers.get("accept")),
         after_seq=after_seq,
         ping_seconds=settings.sse_ping_seconds,
-        shutdown_grace_seconds=settings.shutdown_grace_seconds + FINISH_TIMEOUT_SECONDS + 5,
+        shutdown_grace_seconds=settings.stream_close_seconds,
     )
 
 
@@ -153,15 +182,14 @@ async def chat_stream(request: Request) -> Response:
         # client would take for a failure and retry for ever.
         run_id, after_seq = _last_event_id(request)
         return _follow(request, await _find_run(request, run_id or ""), after_seq)
-    turn = await _begin_turn(request)
-    live = _chat(request).start(turn)
-    return _event_stream(request, turn.run_id, live.subscribe(0).batches(), 0)
+    run_id, batches = await _send(request)
+    return _event_stream(request, run_id, batches, 0)
 
 
 async def chat(request: Request) -> Response:
-    turn = await _begin_turn(request)
+    run_id, batches = await _send(request)
     transcript = Transcript()
-    async for batch in _chat(request).start(turn).subscribe(0).batches():
+    async for batch in batches:
         for logged in batch:
             event = decode(logged)
             transcript.record(event)
@@ -173,13 +201,14 @@ async def chat(request: Request) -> Response:
                     {
                         "conversation_id": event.conversation_id,
                         "message_id": event.message_id,
-                        "run_id": turn.run_id,
+                        "run_id": run_id,
                         "response": transcript.content,
                         "tool_calls": [call.as_dict() for call in transcript.tool_calls.values()],
                         "usage": event.usage,
                     }
                 )
-    raise RuntimeError("a run ended without done or error")
+    # Only a replay can get here: the run it names ended, and its log has been pruned since.
+    raise ApiError(410, "replay_expired", "That send's answer is no longer kept to be replayed.")
 
 
 async def run_events(request: Request) -> Response:
@@ -209,23 +238,78 @@ async def conversation_stream(request: Request) -> Response:
     return _reconnect(request, active, after_seq)
 
 
-async def list_conversations(request: Request) -> Response:
-    raw_limit = request.query_params.get("limit", "50")
-    if not _is_number(raw_limit, digits=3) or not 1 <= int(raw_limit) <= MAX_CONVERSATIONS:
-        raise ApiError(
-            422, "invalid_request", f"limit: must be a whole number from 1 to {MAX_CONVERSATIONS}"
+def _limit(request: Request, default: int, maximum: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not _is_number(raw, digits=6) or not 1 <= int(raw) <= maximum:
+        raise ApiError(422, "invalid_request", f"limit: must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+def _id_query(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not _is_number(raw, digits=18):
+        raise ApiError(422, "invalid_request", f"{name}: must be an id from the previous page")
+    return int(raw)
+
+
+def _conversation_cursor(conversation: Conversation) -> str:
+    """Where the next page of conversations starts: opaque to clients."""
+    moment = (conversation.updated_at - _EPOCH) // timedelta(microseconds=1)
+    raw = f"{moment}.{conversation.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_conversation_cursor(request: Request) -> tuple[datetime, int] | None:
+    raw = request.query_params.get("before")
+    if raw is None:
+        return None
+    try:
+        moment, _, conversation_id = (
+            base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii").partition(".")
         )
-    conversations = await _chat(request).conversations(_user_id(request), limit=int(raw_limit))
-    return JSONResponse({"conversations": [ConversationOut.of(c) for c in conversations]})
+        if not (_is_number(moment, digits=18) and _is_number(conversation_id, digits=18)):
+            raise ValueError(raw)
+        when = _EPOCH + timedelta(microseconds=int(moment))
+    except (ValueError, UnicodeDecodeError, OverflowError, OSError):
+        raise ApiError(
+            422, "invalid_request", "before: must be a next_before from the previous page"
+        ) from None
+    return when, int(conversation_id)
+
+
+async def list_conversations(request: Request) -> Response:
+    """A page of the user's conversations, the most recently active first; `next_before` is
+    the cursor of the next page (`?before=`), null on the last."""
+    limit = _limit(request, 50, MAX_CONVERSATIONS)
+    before = _read_conversation_cursor(request)
+    conversations = await _chat(request).conversations(
+        _user_id(request), limit=limit + 1, before=before
+    )
+    page, more = conversations[:limit], len(conversations) > limit
+    return JSONResponse(
+        {
+            "conversations": [ConversationOut.of(c) for c in page],
+            "next_before": _conversation_cursor(page[-1]) if more else None,
+        }
+    )
 
 
 async def list_messages(request: Request) -> Response:
+    """The conversation and its last messages, oldest first; `next_before` is the id to ask
+    the earlier ones with (`?before=`), null when there are none."""
     conversation_id = _int_param(request, "conversation_id")
-    conversation, messages = await _chat(request).messages(_user_id(request), conversation_id)
+    limit = _limit(request, 200, MAX_MESSAGES)
+    conversation, messages = await _chat(request).messages(
+        _user_id(request), conversation_id, limit=limit + 1, before_id=_id_query(request, "before")
+    )
+    page, more = messages[-limit:], len(messages) > limit
     return JSONResponse(
         {
             "conversation": ConversationOut.of(conversation),
-            "messages": [MessageOut.of(message) for message in messages],
+            "messages": [MessageOut.of(message) for message in page],
+            "next_before": page[0].id if more else None,
         }
     )
 
@@ -241,6 +325,8 @@ def _tasks(request: Request) -> UserTasks:
 
 
 async def list_tasks(request: Request) -> Response:
+    """A page of the user's tasks in the order they were added; `next_after` is the id to ask
+    the next page with (`?after=`), null on the last."""
     raw_status = request.query_params.get("status", "all")
     try:
         status = TaskFilter(raw_status)
@@ -248,8 +334,16 @@ async def list_tasks(request: Request) -> Response:
         raise ApiError(
             422, "invalid_request", "status: must be one of pending, completed, all"
         ) from None
-    tasks = await _tasks(request).list(status)
-    return JSONResponse({"tasks": [TaskOut.of(task) for task in tasks]})
+    limit = _limit(request, 200, MAX_TASKS)
+    after_id = _id_query(request, "after") or 0
+    tasks = await _tasks(request).list(status, limit=limit + 1, after_id=after_id)
+    page, more = tasks[:limit], len(tasks) > limit
+    return JSONResponse(
+        {
+            "tasks": [TaskOut.of(task) for task in page],
+            "next_after": page[-1].id if more else None,
+        }
+    )
 
 
 async def create_task(request: Request) -> Response:

@@ -7,6 +7,7 @@ forgets APP_ENV gets no weak secret, no CORS `*` and no development routes); dev
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -29,11 +30,21 @@ _UNSUPPORTED_ALGORITHMS = ("EdDSA", "Ed25519", "Ed448")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _MIN_SECRET_LENGTH = 32
 _PLACEHOLDER_SECRETS = frozenset({"secret", "changeme", "change-me", "your-secret-key", "dev"})
-# Heroku sends SIGTERM, then SIGKILL 30 s later. The Procfile gives uvicorn 25 s to close the
-# streams (--timeout-graceful-shutdown 25), 5 s staying for the lifespan's own shutdown; in those
-# 25 s the runs go on for SHUTDOWN_GRACE_SECONDS, then their ends are stored, which takes at most
-# the runs' FINISH_TIMEOUT_SECONDS (12 s). tests/deploy/test_heroku.py checks these sums.
-MAX_SHUTDOWN_GRACE_SECONDS = 13
+# The shutdown budget, in one place; everything that waits at shutdown derives from it.
+# Platforms send SIGTERM, then SIGKILL 30 s later (Heroku; Kubernetes' default too). After
+# SIGTERM the runs go on for SHUTDOWN_GRACE_SECONDS; then each is stopped and its end stored,
+# which takes at most FINISH_TIMEOUT_SECONDS (its statement, retried while the database is
+# unreachable); then its streams send the final event, FINAL_EVENT_SECONDS. uvicorn gives the
+# streams that long, rounded up (`graceful_shutdown_seconds`: the Procfile's
+# --timeout-graceful-shutdown is that value at the largest grace), and LIFESPAN_EXIT_SECONDS stay
+# for the lifespan's own shutdown. tests/deploy/test_heroku.py checks the Procfile against it.
+PLATFORM_STOP_SECONDS = 30
+FINISH_TIMEOUT_SECONDS = 12.0
+FINAL_EVENT_SECONDS = 2.0
+LIFESPAN_EXIT_SECONDS = 4
+MAX_SHUTDOWN_GRACE_SECONDS = int(
+    PLATFORM_STOP_SECONDS - LIFESPAN_EXIT_SECONDS - 1 - FINISH_TIMEOUT_SECONDS - FINAL_EVENT_SECONDS
+)  # 11
 
 
 class ConfigError(Exception):
@@ -83,6 +94,16 @@ class Settings:
             self.jwt_public_key if self.jwt_algorithm in _PUBLIC_KEY_ALGORITHMS else self.jwt_secret
         )
         return key or ""
+
+    @property
+    def stream_close_seconds(self) -> float:
+        """How long a stream stays open after SIGTERM, for its run's final event."""
+        return self.shutdown_grace_seconds + FINISH_TIMEOUT_SECONDS + FINAL_EVENT_SECONDS
+
+    @property
+    def graceful_shutdown_seconds(self) -> int:
+        """uvicorn's --timeout-graceful-shutdown: every stream has closed by then."""
+        return math.ceil(self.stream_close_seconds) + 1
 
     def with_database(self, url: str) -> Settings:
         return replace(self, database_url=normalize_database_url(url))

@@ -37,20 +37,33 @@ for the standard framing still gets each event's id. Pings are whole comment blo
 
 How a finished stream is told apart from a cut one is the routes' business (a 204 to a
 reconnecting EventSource), not this module's.
+
+**A client that stops reading** (a frozen tab, a proxy that stalls) is dropped once one write
+has waited `SEND_TIMEOUT_SECONDS`: sse-starlette's `send_timeout`. It raises `SendTimeoutError`
+out of the response, which the server would log as a crash; `_Stream` ends the response there
+instead, with a warning. The run goes on; the client may resume with `Last-Event-ID`. ASGI
+has no way to abort a connection: the server closes it once its buffer (the one write that
+timed out) is flushed, or the client goes away; nothing more is queued for it meanwhile.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from app.events import LoggedEvent
 
+logger = logging.getLogger(__name__)
+
 EVENT_STREAM = "text/event-stream"
+SEND_TIMEOUT_SECONDS = 30.0
 
 
 class Framing(enum.Enum):
@@ -121,6 +134,16 @@ class _Ping(ServerSentEvent):
         return self._bytes
 
 
+class _Stream(EventSourceResponse):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            logger.warning(
+                "dropped a stream whose client stopped reading for %s s", SEND_TIMEOUT_SECONDS
+            )
+
+
 def event_stream(
     run_id: str,
     batches: AsyncIterator[list[LoggedEvent]],
@@ -129,7 +152,7 @@ def event_stream(
     after_seq: int,
     ping_seconds: float,
     shutdown_grace_seconds: float,
-) -> EventSourceResponse:
+) -> _Stream:
     async def body() -> AsyncIterator[bytes]:
         first = opening(framing, run_id, after_seq)
         async with aclosing(batches):  # type: ignore[type-var]
@@ -139,8 +162,11 @@ def event_stream(
                 first = b""
 
     ping = _Ping(framing)
-    return EventSourceResponse(
+    return _Stream(
         body(),
+        # A client that stops reading: once one write has waited this long (the socket's
+        # buffers full), the stream is closed, and the run goes on without it.
+        send_timeout=SEND_TIMEOUT_SECONDS,
         ping=ping_seconds,
         ping_message_factory=lambda: ping,
         headers={"Cache-Control": "no-cache, no-store"},

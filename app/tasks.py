@@ -23,9 +23,11 @@ class UserTasks:
             task = await uow.tasks.add(self.user_id, title, description)
         return task
 
-    async def list(self, status: TaskFilter = TaskFilter.ALL) -> list[Task]:
+    async def list(
+        self, status: TaskFilter = TaskFilter.ALL, *, limit: int = 1000, after_id: int = 0
+    ) -> list[Task]:
         async with self._database.single_statement(self._priority) as uow:
-            return await uow.tasks.list(self.user_id, status)
+            return await uow.tasks.list(self.user_id, status, limit=limit, after_id=after_id)
 
     async def update(self, task_id: int, changes: TaskChanges) -> Task:
         async with self._database.single_statement(self._priority) as uow:

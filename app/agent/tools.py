@@ -23,6 +23,8 @@ from app.domain import (
 
 logger = logging.getLogger(__name__)
 
+MAX_LISTED_TASKS = 100
+
 
 @dataclass(frozen=True, slots=True)
 class TurnContext:
@@ -101,7 +103,12 @@ async def list_tasks(
     Args:
         status: Which tasks: "pending" (not done yet), "completed", or "all".
     """
-    tasks = await context.context.tasks.list(TaskFilter(status))
+    tasks = await context.context.tasks.list(TaskFilter(status), limit=MAX_LISTED_TASKS + 1)
+    if len(tasks) > MAX_LISTED_TASKS:
+        # What the model reads goes into its context, and costs tokens: a bounded list.
+        shown = [task_json(task) for task in tasks[:MAX_LISTED_TASKS]]
+        note = f"Only the first {MAX_LISTED_TASKS} are listed; the user has more."
+        return _result(status=status, tasks=shown, truncated=True, note=note)
     return _result(status=status, tasks=[task_json(task) for task in tasks])
 
 

@@ -104,6 +104,14 @@ class RunRow(Base):
         ),
         Index("ix_runs_user_id_active", "user_id", postgresql_where=text("status = 'active'")),
         Index("ix_runs_finished_at", "finished_at", postgresql_where=text("status <> 'active'")),
+        # A client's idempotency key names one run of its user (see `ChatService.begin`).
+        Index(
+            "uq_runs_user_id_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -117,6 +125,8 @@ class RunRow(Base):
     assistant_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_seq: Mapped[int] = mapped_column(Integer, server_default="0")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    idempotency_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_digest: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = _created_at()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

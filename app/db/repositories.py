@@ -8,13 +8,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, literal_column, select, text, update
+from sqlalchemy import (
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import ConversationRow, MessageRow, RunEventRow, RunRow, TaskRow
 from app.domain import (
     Conversation,
     ConversationState,
+    Idempotency,
     Message,
     MessageStatus,
     NewMessage,
@@ -140,9 +151,10 @@ WITH conversation AS (
     SELECT id, 'user', CAST(:content AS text), 'complete', '[]' FROM conversation
     RETURNING id, conversation_id
 ), run AS (
-    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id,
+        idempotency_key, request_digest)
     SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
-        CAST(:instance AS text)
+        CAST(:instance AS text), CAST(:idempotency_key AS text), CAST(:request_digest AS text)
     FROM message
 )
 SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
@@ -155,9 +167,10 @@ WITH touched AS (
     VALUES (:conversation_key, 'user', :content, 'complete', '[]')
     RETURNING id, conversation_id
 ), run AS (
-    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id)
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id,
+        idempotency_key, request_digest)
     SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
-        CAST(:instance AS text)
+        CAST(:instance AS text), CAST(:idempotency_key AS text), CAST(:request_digest AS text)
     FROM message
 )
 SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
@@ -228,13 +241,21 @@ class ConversationRepository:
         row = (await self._connection.execute(_GET_CONVERSATION, keys)).one_or_none()
         return None if row is None else Conversation(*row)
 
-    async def list(self, user_id: str, *, limit: int) -> list[Conversation]:
+    async def list(
+        self, user_id: str, *, limit: int, before: tuple[datetime, int] | None = None
+    ) -> list[Conversation]:
+        """The most recently active first; with `before` (an `updated_at` and an id), those
+        that come after it in that order."""
         statement = (
             select(*_CONVERSATION_COLUMNS)
             .where(ConversationRow.user_id == user_id)
             .order_by(ConversationRow.updated_at.desc(), ConversationRow.id.desc())
             .limit(limit)
         )
+        if before is not None:
+            statement = statement.where(
+                tuple_(ConversationRow.updated_at, ConversationRow.id) < tuple_(*before)
+            )
         return [Conversation(*row) for row in await self._connection.execute(statement)]
 
     async def state(self, user_id: str, conversation_id: int) -> ConversationState | None:
@@ -267,13 +288,20 @@ class MessageRepository:
         rows = list(await self._connection.execute(_RECENT_MESSAGES, keys))
         return [_message_from_row(row) for row in reversed(rows)]
 
-    async def list(self, conversation_id: int) -> list[Message]:
+    async def list(
+        self, conversation_id: int, *, limit: int, before_id: int | None = None
+    ) -> list[Message]:
+        """The last `limit` messages (before the message `before_id`), oldest first."""
         statement = (
             select(*_MESSAGE_COLUMNS)
             .where(MessageRow.conversation_id == conversation_id)
-            .order_by(MessageRow.id)
+            .order_by(MessageRow.id.desc())
+            .limit(limit)
         )
-        return [_message_from_row(row) for row in await self._connection.execute(statement)]
+        if before_id is not None:
+            statement = statement.where(MessageRow.id < before_id)
+        rows = list(await self._connection.execute(statement))
+        return [_message_from_row(row) for row in reversed(rows)]
 
 
 class TaskRepository:
@@ -288,8 +316,16 @@ class TaskRepository:
         }
         return Task(*(await self._connection.execute(_ADD_TASK, values)).one())
 
-    async def list(self, user_id: str, status: TaskFilter) -> list[Task]:
-        statement = select(*_TASK_COLUMNS).where(TaskRow.user_id == user_id).order_by(TaskRow.id)
+    async def list(
+        self, user_id: str, status: TaskFilter, *, limit: int, after_id: int = 0
+    ) -> list[Task]:
+        """In the order they were added, from the one after `after_id`."""
+        statement = (
+            select(*_TASK_COLUMNS)
+            .where(TaskRow.user_id == user_id, TaskRow.id > after_id)
+            .order_by(TaskRow.id)
+            .limit(limit)
+        )
         if status is not TaskFilter.ALL:
             statement = statement.where(TaskRow.completed.is_(status is TaskFilter.COMPLETED))
         return [Task(*row) for row in await self._connection.execute(statement)]
@@ -335,7 +371,13 @@ class RunRepository:
         await self._connection.execute(_SHARE_RUN, {"run_key": run_id})
 
     async def start(
-        self, run_id: str, user_id: str, conversation_id: int, message: str, instance: str
+        self,
+        run_id: str,
+        user_id: str,
+        conversation_id: int,
+        message: str,
+        instance: str,
+        idempotency: Idempotency | None = None,
     ) -> StartedRun:
         """Store a run and its user's message in the conversation."""
         values = {
@@ -344,11 +386,18 @@ class RunRepository:
             "conversation_key": conversation_id,
             "content": storable(message),
             "instance": instance,
+            **_idempotency_values(idempotency),
         }
         return StartedRun(*(await self._connection.execute(_START_RUN, values)).one())
 
     async def start_in_new_conversation(
-        self, run_id: str, user_id: str, title: str, message: str, instance: str
+        self,
+        run_id: str,
+        user_id: str,
+        title: str,
+        message: str,
+        instance: str,
+        idempotency: Idempotency | None = None,
     ) -> StartedRun:
         """Store a run and its user's message in a new conversation with this title."""
         values = {
@@ -357,6 +406,7 @@ class RunRepository:
             "title": storable(title),
             "content": storable(message),
             "instance": instance,
+            **_idempotency_values(idempotency),
         }
         statement = _START_RUN_IN_NEW_CONVERSATION
         return StartedRun(*(await self._connection.execute(statement, values)).one())
@@ -395,6 +445,14 @@ class RunRepository:
         statement = select(*_RUN_COLUMNS).where(RunRow.id == key, RunRow.user_id == user_id)
         row = (await self._connection.execute(statement)).one_or_none()
         return None if row is None else _run_from_row(row)
+
+    async def by_idempotency_key(self, user_id: str, key: str) -> tuple[Run, str] | None:
+        """The user's run started with this key, and the digest of the request that did."""
+        statement = select(*_RUN_COLUMNS, RunRow.request_digest).where(
+            RunRow.user_id == user_id, RunRow.idempotency_key == key
+        )
+        row = (await self._connection.execute(statement)).one_or_none()
+        return None if row is None else (_run_from_row(row[:-1]), row[-1] or "")
 
     async def active_in_conversation(self, conversation_id: int) -> Run | None:
         keys = {"conversation_key": conversation_id}
@@ -509,6 +567,12 @@ class RunEventRepository:
 def _jsonb(value: Any) -> str:
     """JSON that PostgreSQL's jsonb takes (it refuses the `\\u0000` json.dumps writes)."""
     return json.dumps(storable_json(value), ensure_ascii=False)
+
+
+def _idempotency_values(idempotency: Idempotency | None) -> dict[str, str | None]:
+    if idempotency is None:
+        return {"idempotency_key": None, "request_digest": None}
+    return {"idempotency_key": storable(idempotency.key), "request_digest": idempotency.digest}
 
 
 def _event_arrays(events: Sequence[tuple[str, LoggedEvent]]) -> dict[str, list[Any]]:

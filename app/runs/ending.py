@@ -45,4 +45,4 @@ async def store_end(database: Database, end: RunEnd, unwritten: RunEvents) -> Lo
             return end.final
         stored = await uow.run_events.final(end.run_id)
     # Ended before, and its log pruned since: what a reader of the log would be told.
-    return stored if stored is not None else encode(interrupted(), end.final.seq)
+    return stored if stored is not None else encode(interrupted(retryable=False), end.final.seq)

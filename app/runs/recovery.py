@@ -142,7 +142,8 @@ class Recovery:
                 status,
                 tuple(transcript.tool_calls.values()),
             )
-            final = encode(interrupted(), (events[-1].seq if events else 0) + 1)
+            final_event = interrupted(retryable=transcript.safe_to_retry)
+            final = encode(final_event, (events[-1].seq if events else 0) + 1)
             end = RunEnd(run.id, RunStatus(status.value), answer, answer_id, final)
             stored = await store_end(self._database, end, unwritten)
         except BaseException:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import anyio
@@ -24,18 +24,16 @@ from app.db.notifications import Listener
 from app.db.outage import is_outage
 from app.db.uow import Database
 from app.domain import Run, RunStatus
-from app.events import LoggedEvent, encode, interrupted
+from app.events import LoggedEvent, Transcript, decode, encode, interrupted
 from app.runs.ending import RunEnd, store_end
 from app.runs.event_log import EventLog, RunEvents
 from app.runs.live import CancelReason, LiveRun
+from app.settings import FINISH_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
 READ_BATCH = 500
-# The longest a run's end takes: its statement, retried while the database is unreachable.
-# Streams are kept open this long past the grace period at shutdown (see `app.settings`).
-FINISH_TIMEOUT_SECONDS = 12.0
 FINISH_RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0)
 
 Answer = Callable[[LiveRun], Awaitable[None]]
@@ -53,6 +51,8 @@ class RunRegistry:
         self._grace_seconds = grace_seconds
         self._local: dict[str, LiveRun] = {}
         self._waiters: defaultdict[str, set[anyio.Event]] = defaultdict(set)
+        self._remote: dict[str, LiveRun] = {}
+        self._following: Counter[str] = Counter()
         self._left_to_recovery: set[str] = set()
         self._shutdown_started = False
         self._grace_over = False
@@ -83,7 +83,9 @@ class RunRegistry:
             if not live.ended.is_set():
                 # Recovery closes it from its log, with this same final event.
                 self._left_to_recovery.add(live.id)
-                self._publish_end(live, encode(interrupted(), live.next_seq))
+                said = Transcript.of(decode(event) for event in live.events)
+                final = interrupted(retryable=said.safe_to_retry)
+                self._publish_end(live, encode(final, live.next_seq))
 
     def emit(self, live: LiveRun, event: LoggedEvent) -> None:
         live.publish(event)
@@ -99,7 +101,7 @@ class RunRegistry:
         if final is None:
             self._log.put_back(unwritten)
             self._left_to_recovery.add(live.id)
-            final = encode(interrupted(), end.final.seq)
+            final = encode(interrupted(retryable=not end.answer.tool_calls), end.final.seq)
         self._publish_end(live, final)
 
     async def _store_end_in_time(self, end: RunEnd, unwritten: RunEvents) -> LoggedEvent | None:
@@ -167,15 +169,60 @@ class RunRegistry:
 
     # Following any run
 
+    def following(self, user_id: str) -> int:
+        """How many streams this instance is sending that follow a run of this user."""
+        return self._following[user_id]
+
     async def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
         """The run's events after `after_seq`, in order and in batches, until its last: from
-        memory when it runs here, else from the log, woken by the notifications of the instance
-        running it."""
-        live = self._local.get(run.id)
-        if live is not None:
-            async for batch in live.subscribe(after_seq).batches():
-                yield batch
-            return
+        memory when it runs here; else, while it runs, from one reader of its log per
+        instance, shared by every follower here and woken by the notifications of the instance
+        running it; once it has ended, from the log."""
+        self._following[run.user_id] += 1
+        try:
+            live = self._local.get(run.id) or (
+                self._remote_reader(run) if run.status is RunStatus.ACTIVE else None
+            )
+            if live is not None:
+                async for batch in live.subscribe(after_seq).batches():
+                    yield batch
+            else:
+                async for batch in self._read_log(run, after_seq):
+                    yield batch
+        finally:
+            self._following[run.user_id] -= 1
+            if not self._following[run.user_id]:
+                del self._following[run.user_id]
+
+    def _remote_reader(self, run: Run) -> LiveRun:
+        """The in-memory copy of another instance's run, filled from its log by one reader."""
+        remote = self._remote.get(run.id)
+        if remote is None:
+            remote = self._remote[run.id] = LiveRun(run.id)
+            self._task_group.start_soon(self._copy_log, run, remote)
+        return remote
+
+    async def _copy_log(self, run: Run, remote: LiveRun) -> None:
+        try:
+            while not remote.ended.is_set():
+                try:
+                    async for batch in self._read_log(run, len(remote.events)):
+                        for event in batch:
+                            remote.publish(event)
+                    break
+                except Exception as error:
+                    if not is_outage(error):
+                        raise
+                    # The database is restarting: read on from where the copy stopped.
+                    logger.warning("following run %s: database unreachable", run.id)
+                    await anyio.sleep(POLL_SECONDS)
+        except Exception:
+            logger.exception("following run %s failed", run.id)
+        finally:
+            remote.end()
+            self._remote.pop(run.id, None)
+
+    async def _read_log(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
         last = after_seq
         while True:
             woken = anyio.Event()
@@ -241,5 +288,5 @@ class RunRegistry:
 
     async def shutdown(self) -> None:
         self.begin_shutdown()
-        with anyio.move_on_after(self._grace_seconds + 10):
+        with anyio.move_on_after(self._grace_seconds + FINISH_TIMEOUT_SECONDS):
             await self.wait_idle()

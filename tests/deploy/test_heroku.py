@@ -14,7 +14,6 @@ database the add-on would give is a local PostgreSQL reached at a `postgres://` 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import re
@@ -35,7 +34,12 @@ import httpx
 import pytest
 
 from app.auth import issue_token
-from app.settings import MAX_SHUTDOWN_GRACE_SECONDS, PROJECT_ROOT, Settings
+from app.settings import (
+    LIFESPAN_EXIT_SECONDS,
+    MAX_SHUTDOWN_GRACE_SECONDS,
+    PROJECT_ROOT,
+    Settings,
+)
 from tests.deploy.checkout import copy_of_the_project
 from tests.postgres_proxy import DroppingProxy
 
@@ -93,24 +97,15 @@ def test_app_json_provisions_a_production_app() -> None:
     assert [name for name in env if f'"{name}"' not in settings_source] == ["WEB_CONCURRENCY"]
 
 
-def _finish_timeout() -> float:
-    """How long storing a run's end may take (app.chat's, moving to app.runs.registry)."""
-    for module in ("app.runs.registry", "app.chat"):
-        try:
-            seconds: float = importlib.import_module(module).FINISH_TIMEOUT_SECONDS
-        except (ImportError, AttributeError):
-            continue
-        return seconds
-    raise AssertionError("no FINISH_TIMEOUT_SECONDS")
-
-
 def test_the_shutdown_budget_fits_the_platforms() -> None:
     """uvicorn's graceful shutdown holds the runs' grace and the storing of their ends, and
     leaves time for the lifespan's own shutdown before the platform's SIGKILL."""
     web = procfile("web")
     graceful = int(re.search(r"--timeout-graceful-shutdown (\d+)", web)[1])  # type: ignore[index]
-    assert graceful >= MAX_SHUTDOWN_GRACE_SECONDS + _finish_timeout()
-    assert graceful + 5 <= PLATFORM_STOP_SECONDS
+    longest = Settings(shutdown_grace_seconds=MAX_SHUTDOWN_GRACE_SECONDS)
+    assert graceful == longest.graceful_shutdown_seconds
+    assert graceful >= longest.stream_close_seconds
+    assert graceful + LIFESPAN_EXIT_SECONDS <= PLATFORM_STOP_SECONDS
     assert "--workers ${WEB_CONCURRENCY:-2}" in web  # the worker count, said on purpose
     assert procfile("release") == "alembic upgrade head"
 

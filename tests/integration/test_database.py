@@ -90,11 +90,14 @@ async def test_a_single_statement_unit_commits_each_statement_and_then_rolls_not
         async with database.single_statement() as uow:
             task = await uow.tasks.add("uow-user-3", "Kept without commit", None)
         async with database.unit_of_work() as uow:
-            assert [t.id for t in await uow.tasks.list("uow-user-3", TaskFilter.ALL)] == [task.id]
+            assert [t.id for t in await uow.tasks.list("uow-user-3", TaskFilter.ALL, limit=10)] == [
+                task.id
+            ]
             await uow.tasks.add("uow-user-3", "Rolled back", None)
         # The pooled connection is back in a transaction of its own (autocommit was reset).
         async with database.unit_of_work() as uow:
-            titles = [t.title for t in await uow.tasks.list("uow-user-3", TaskFilter.ALL)]
+            listed = await uow.tasks.list("uow-user-3", TaskFilter.ALL, limit=10)
+            titles = [t.title for t in listed]
         assert titles == ["Kept without commit"]
     finally:
         await database.dispose()
@@ -190,7 +193,7 @@ async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database
             )
         async with database.unit_of_work() as uow:
             stored = await uow.runs.get("uow-user-6", run)
-            messages = await uow.messages.list(started.conversation_id)
+            messages = await uow.messages.list(started.conversation_id, limit=10)
             logged = await uow.run_events.after(run, 0)
         assert stored is not None and stored.status is RunStatus.COMPLETE
         assert stored.assistant_message_id == started.answer_message_id and stored.last_seq == 3
@@ -228,7 +231,7 @@ async def test_repositories_round_trip_domain_objects(database_url: str) -> None
             task = await uow.tasks.add("uow-user-2", "Milk", None)
             await uow.commit()
         async with database.unit_of_work() as uow:
-            [asked, message] = await uow.messages.list(started.conversation_id)
+            [asked, message] = await uow.messages.list(started.conversation_id, limit=10)
             assert (asked.role, asked.content) == (Role.USER, "add milk")
             assert (message.id, message.role, message.content, message.status) == (
                 started.answer_message_id,
@@ -240,7 +243,7 @@ async def test_repositories_round_trip_domain_objects(database_url: str) -> None
             changed = await uow.tasks.update("uow-user-2", task.id, TaskChanges(completed=True))
             assert changed is not None and changed.completed
             assert await uow.tasks.update("someone-else", task.id, TaskChanges(title="x")) is None
-            assert await uow.tasks.list("uow-user-2", TaskFilter.PENDING) == []
+            assert await uow.tasks.list("uow-user-2", TaskFilter.PENDING, limit=10) == []
             await uow.commit()
     finally:
         await database.dispose()

@@ -37,8 +37,10 @@ class MemoryTasks:
         self._tasks[task.id] = task
         return task
 
-    async def list(self, status: TaskFilter = TaskFilter.ALL) -> list[Task]:
-        return list(self._tasks.values())
+    async def list(
+        self, status: TaskFilter = TaskFilter.ALL, *, limit: int = 1000, after_id: int = 0
+    ) -> list[Task]:
+        return [task for task in self._tasks.values() if task.id > after_id][:limit]
 
     async def update(self, task_id: int, changes: TaskChanges) -> Task:
         return self._tasks[task_id]

@@ -109,6 +109,7 @@ def test_the_domain_and_the_events_use_nothing_but_the_standard_library() -> Non
             "json",
             "collections",
             "re",
+            "hashlib",
         }, (
             module,
             outside,

@@ -209,7 +209,7 @@ def test_every_setting_is_read() -> None:
             },
             r"^CORS_ORIGINS=\* lets any website call the API in production: list the origins",
         ),
-        ({"SHUTDOWN_GRACE_SECONDS": "14"}, "at most 13"),
+        ({"SHUTDOWN_GRACE_SECONDS": "12"}, "at most 11"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM must be one of"),
         ({"CORS_ORIGINS": "app.example"}, "CORS_ORIGINS must list origins"),
         ({"AGENT_API": "completions"}, "AGENT_API must be one of"),

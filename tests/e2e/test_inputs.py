@@ -1,0 +1,179 @@
+"""Whatever a client sends — path, query, headers, body — gets a 4xx with the error envelope
+or a whole answer, never a 500 and never a cut stream. Hypothesis generates the inputs, over
+each endpoint; the classes it found before they were handled: U+0000 in text, integers past
+PostgreSQL's bigint, other scripts' digits that `str.isdigit()` accepts and `int()` refuses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support import LiveServer, User, serve
+
+EXAMPLES = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=10,
+)
+# Path segments and query values as a client could put them in a URL.
+segments = st.one_of(
+    st.text(min_size=1, max_size=40),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.sampled_from(["٣", "²", "0" * 30, "9" * 19, "1e3", " 1", "1\x00"]),
+)
+# Header values HTTP allows (RFC 9110: visible ASCII, spaces and tabs inside, obs-text);
+# others the HTTP layer refuses before the service sees them.
+header_values = (
+    st.lists(
+        st.sampled_from([*range(0x21, 0x7F), 0x20, 0x09, *range(0x80, 0x100)]),
+        min_size=1,
+        max_size=300,
+    )
+    .map(bytes)
+    .filter(lambda value: value.strip(b" \t") == value)
+)
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[LiveServer]:
+    async with serve(create_app(settings), settings) as server:
+        yield server
+        await server.registry.wait_idle()
+
+
+def _check(response: httpx.Response) -> None:
+    assert response.status_code < 500, (response.status_code, response.text[:300])
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert isinstance(error["code"], str) and isinstance(error["message"], str)
+
+
+async def _read_whole_stream(user: User, response: httpx.Response) -> None:
+    """A stream that began must end with `done` or `error`."""
+    events = [json.loads(line[6:]) async for line in response.aiter_lines() if line[:6] == "data: "]
+    assert events and events[-1]["type"] in ("done", "error"), events[-1:]
+
+
+@EXAMPLES
+@given(
+    path=st.sampled_from(
+        [
+            "/conversations/{}/messages",
+            "/conversations/{}/stream",
+            "/conversations/{}",
+            "/runs/{}",
+            "/runs/{}/events",
+            "/tasks/{}",
+        ]
+    ),
+    method=st.sampled_from(["GET", "DELETE", "PATCH", "POST"]),
+    segment=segments,
+)
+async def test_any_id_in_a_path(live: LiveServer, path: str, method: str, segment: str) -> None:
+    user = live.user()
+    url = user.url(path.format(quote(segment, safe="")))
+    response = await user.client.request(
+        method, url, headers=user.headers, json={"completed": True}
+    )
+    _check(response)
+
+
+@EXAMPLES
+@given(
+    limit=segments,
+    status=st.text(max_size=20),
+    last_event_id=segments,
+)
+async def test_any_query(live: LiveServer, limit: str, status: str, last_event_id: str) -> None:
+    user = live.user()
+    _check(await user.get("/conversations", params={"limit": limit}))
+    _check(await user.get("/tasks", params={"status": status}))
+    run_id = "0b6f3c1e-5a4d-4d7e-9a53-2f1c8e7d6b5a"
+    _check(await user.get(f"/runs/{run_id}/events", params={"last_event_id": last_event_id}))
+
+
+@EXAMPLES
+@given(
+    body=json_values
+    | st.fixed_dictionaries(
+        {"title": json_values}, optional={"description": json_values, "completed": json_values}
+    )
+)
+async def test_any_task_body(live: LiveServer, body: Any) -> None:
+    user = live.user()
+    created = await user.post("/tasks", json=body)
+    _check(created)
+    task = await user.post("/tasks", json={"title": "a task"})
+    _check(await user.patch(f"/tasks/{task.json()['id']}", json=body))
+
+
+@EXAMPLES
+@given(
+    body=st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {"message": json_values},
+            optional={"conversation_id": json_values, "cancel_active": json_values},
+        ),
+        st.fixed_dictionaries({"message": st.text(min_size=1, max_size=50)}),
+    ),
+    last_event_id=st.none() | header_values,
+    idempotency_key=st.none() | header_values,
+    accept=st.none() | header_values,
+)
+async def test_any_chat_request(
+    live: LiveServer,
+    body: Any,
+    last_event_id: bytes | None,
+    idempotency_key: bytes | None,
+    accept: bytes | None,
+) -> None:
+    user = live.user()
+    headers = [(b"Authorization", user.headers["Authorization"].encode())]
+    for name, value in (
+        (b"Last-Event-ID", last_event_id),
+        (b"Idempotency-Key", idempotency_key),
+        (b"Accept", accept),
+    ):
+        if value is not None:
+            headers.append((name, value))
+    async with user.client.stream(
+        "POST", user.url("/chat/stream"), json=body, headers=headers
+    ) as response:
+        if response.status_code == 200:
+            await _read_whole_stream(user, response)
+        else:
+            await response.aread()
+            _check(response)
+
+
+@EXAMPLES
+@given(body=st.binary(max_size=200))
+async def test_any_bytes_as_a_body(live: LiveServer, body: bytes) -> None:
+    user = live.user()
+    for path in ("/tasks", "/chat"):
+        response = await user.client.post(
+            user.url(path),
+            content=body,
+            headers={**user.headers, "Content-Type": "application/json"},
+        )
+        _check(response)
