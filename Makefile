@@ -7,7 +7,7 @@ HOST ?= http://127.0.0.1:8000
 USERS ?= 50
 RUN_TIME ?= 30s
 
-.PHONY: install run test test-deploy lint typecheck migrate token bench loadtest
+.PHONY: install run test test-deploy lint typecheck migrate token bench loadtest faults
 
 # uv installs from uv.lock, the lock the Heroku buildpack installs from; this is the uv version
 # that buildpack pins (its requirements/uv.txt), so both read and check the lock alike.
