@@ -361,39 +361,6 @@ async def test_old_event_logs_are_pruned(settings: Settings, db: PlainSql) -> No
         assert await _read_run(user, run_id) == []
 
 
-async def test_a_run_whose_end_could_not_be_stored_is_closed_later(
-    settings: Settings, db: PlainSql
-) -> None:
-    """The end of a run failed to store (say the database was down): this instance closes it
-    when it next looks, from what the log holds."""
-    async with serve(create_app(settings), settings) as live:
-        user = live.user()
-        events = await _post_until(user, "hello", 10_000)
-        run_id = events[0]["run_id"]
-        await live.registry.wait_idle()
-        # As if the last transaction had failed: the run still active, its end not logged,
-        # and the registry told so (as `_finish` tells it).
-        await db.execute(
-            "UPDATE runs SET status = 'active', finished_at = NULL WHERE id = :id", id=run_id
-        )
-        await db.execute(
-            "DELETE FROM run_events WHERE run_id = :id AND seq = :seq",
-            id=run_id,
-            seq=events[-1]["seq"],
-        )
-        assert await live.recovery.close_orphans() == 0, "a run this instance did not give up on"
-        live.registry.leave_to_recovery(run_id)
-        assert await live.recovery.close_orphans() == 1
-        run = (await user.get(f"/runs/{run_id}")).json()
-        replay = await _read_run(user, run_id)
-    assert run["status"] == "incomplete"
-    assert replay[-1]["code"] == "interrupted"
-    stored = await db.rows(
-        "SELECT content, status FROM messages WHERE id = :id", id=run["assistant_message_id"]
-    )
-    assert stored == [{"content": text_of(events), "status": "incomplete"}]
-
-
 END_OF_RUN = b"WITH finished AS"  # in the one statement that stores a run's end
 
 
