@@ -180,6 +180,30 @@ class ChatService:
                 raise ConversationNotFound(conversation_id)
             return await uow.runs.active_in_conversation(conversation_id)
 
+    async def ai_chat_conversation(self, user_id: str, chat_id: str, first_message: str) -> int:
+        """The conversation a Vercel AI SDK client's chat id names; a new one, titled from its
+        first message, the first time (under the user's lock: two first sends make one)."""
+        async with self._database.unit_of_work() as uow:
+            found = await uow.conversations.of_ai_chat(user_id, chat_id)
+        if found is not None:
+            return found
+        async with self._database.unit_of_work() as uow:
+            await uow.runs.lock_user(user_id)
+            found = await uow.conversations.of_ai_chat(user_id, chat_id)
+            if found is None:
+                title = conversation_title(first_message)
+                found = await uow.conversations.add_for_ai_chat(user_id, chat_id, title)
+                await uow.commit()
+        return found
+
+    async def ai_chat_active_run(self, user_id: str, chat_id: str) -> Run | None:
+        """The run in progress in the conversation an AI SDK chat id names, if any."""
+        async with self._database.unit_of_work() as uow:
+            conversation_id = await uow.conversations.of_ai_chat(user_id, chat_id)
+            if conversation_id is None:
+                return None
+            return await uow.runs.active_in_conversation(conversation_id)
+
     async def cancel(self, user_id: str, run_id: str) -> Run:
         """Stop a run and wait for its end; cancelling an ended run changes nothing."""
         run = await self.get_run(user_id, run_id)

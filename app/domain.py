@@ -268,6 +268,10 @@ class IdempotencyKeyReused(Exception):
     """The client's idempotency key was sent before with another request."""
 
 
+class RegenerateUnsupported(Exception):
+    """An AI SDK client asked to regenerate an answer: the stored history is append-only."""
+
+
 class TooManyFollowers(Exception):
     """The user follows as many streams on this instance as allowed."""
 

@@ -15,6 +15,7 @@ from app.db.outage import is_outage
 from app.domain import (
     ConversationNotFound,
     IdempotencyKeyReused,
+    RegenerateUnsupported,
     RunActive,
     RunNotFound,
     ShuttingDown,
@@ -106,6 +107,11 @@ DOMAIN_ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
         422,
         "idempotency_key_reused",
         "This Idempotency-Key was sent before with another request: use a new key.",
+    ),
+    RegenerateUnsupported: _fixed(
+        422,
+        "regenerate_unsupported",
+        "An answer cannot be regenerated: send the message again as a new message.",
     ),
     ShuttingDown: _fixed(
         503, "shutting_down", "The service is restarting. Please try again shortly."

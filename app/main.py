@@ -18,6 +18,7 @@ from starlette.routing import Mount
 
 from app.access_log import AccessLog
 from app.agent import Model, TodoAgent, open_model
+from app.ai_routes import ai_routes
 from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
 from app.chat import ChatService
 from app.db.gate import ConnectionWaitTimeout
@@ -98,7 +99,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
     verifier = TokenVerifier.from_settings(settings)
     user_api = Mount(
         "/api/{user_id}",
-        routes=user_routes,
+        routes=[*user_routes, *ai_routes],
         middleware=[
             Middleware(
                 AuthenticationMiddleware,

@@ -79,8 +79,10 @@ def _int_param(request: Request, name: str) -> int:
     return int(raw)
 
 
-async def _read_body(request: Request, schema: type[Body], **context: Any) -> Body:
-    limit = _settings(request).max_body_bytes
+async def _read_body(
+    request: Request, schema: type[Body], *, limit: int | None = None, **context: Any
+) -> Body:
+    limit = limit or _settings(request).max_body_bytes
     declared = request.headers.get("content-length", "")
     if _is_number(declared, digits=30) and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"The body must be at most {limit} bytes.")

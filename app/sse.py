@@ -124,11 +124,12 @@ def keep_alive(framing: Framing) -> bytes:
 
 
 class _Ping(ServerSentEvent):
-    """sse-starlette sends what a ping event encodes to; this one encodes to `keep_alive`."""
+    """sse-starlette sends what a ping event encodes to; this one encodes to given bytes
+    (`keep_alive`)."""
 
-    def __init__(self, framing: Framing) -> None:
+    def __init__(self, ping: bytes) -> None:
         super().__init__(comment="ping")
-        self._bytes = keep_alive(framing)
+        self._bytes = ping
 
     def encode(self) -> bytes:
         return self._bytes
@@ -161,15 +162,33 @@ def event_stream(
                 yield first + b"".join(frame(framing, run_id, event) for event in batch)
                 first = b""
 
-    ping = _Ping(framing)
-    return _Stream(
+    return byte_stream(
         body(),
+        ping=keep_alive(framing),
+        ping_seconds=ping_seconds,
+        shutdown_grace_seconds=shutdown_grace_seconds,
+    )
+
+
+def byte_stream(
+    body: AsyncIterator[bytes],
+    *,
+    ping: bytes,
+    ping_seconds: float,
+    shutdown_grace_seconds: float,
+    headers: dict[str, str] | None = None,
+) -> _Stream:
+    """A stream of bytes framed by the caller (`event_stream`, or another protocol's framing
+    such as `app.ai_sdk`'s), sent with the same pings, slow-reader bound and shutdown grace."""
+    keep_alive_ping = _Ping(ping)
+    return _Stream(
+        body,
         # A client that stops reading: once one write has waited this long (the socket's
         # buffers full), the stream is closed, and the run goes on without it.
         send_timeout=SEND_TIMEOUT_SECONDS,
         ping=ping_seconds,
-        ping_message_factory=lambda: ping,
-        headers={"Cache-Control": "no-cache, no-store"},
+        ping_message_factory=lambda: keep_alive_ping,
+        headers={"Cache-Control": "no-cache, no-store", **(headers or {})},
         # When the server stops, keep the stream open until its run has sent its last event.
         shutdown_event=anyio.Event(),
         shutdown_grace_period=shutdown_grace_seconds,

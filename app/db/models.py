@@ -131,6 +131,19 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class AiChatRow(Base):
+    """A chat id a Vercel AI SDK client made, and the conversation it names (`app.ai_sdk`)."""
+
+    __tablename__ = "ai_chats"
+
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    chat_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
 class RunEventRow(Base):
     __tablename__ = "run_events"
 

@@ -19,8 +19,16 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.runs.registry",),
     ("app.runs.recovery",),
     ("app.chat", "app.tasks"),
-    ("app.sse", "app.errors", "app.schemas", "app.auth", "app.jwks", "app.access_log"),
-    ("app.routes", "app.page"),
+    (
+        "app.sse",
+        "app.errors",
+        "app.schemas",
+        "app.auth",
+        "app.jwks",
+        "app.access_log",
+        "app.ai_sdk",
+    ),
+    ("app.routes", "app.page", "app.ai_routes"),
     ("app.main", "app.__main__"),
 ]
 
@@ -36,6 +44,7 @@ CONFINED = {
         "app.auth",
         "app.access_log",
         "app.routes",
+        "app.ai_routes",
         "app.page",
         "app.main",
     ),

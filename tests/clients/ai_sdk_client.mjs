@@ -1,0 +1,67 @@
+// The Vercel AI SDK (the npm `ai` package, pinned in package.json), unchanged, against the live
+// service: its DefaultChatTransport sends and reconnects, its readUIMessageStream assembles the
+// assistant message from the chunks, exactly as useChat does underneath.
+//
+//   node ai_sdk_client.mjs send '{"api", "token", "chatId", "messages"}'
+//   node ai_sdk_client.mjs reconnect '{"api", "token", "chatId"}'
+//
+// Prints one JSON object: the assembled `message` (null when reconnect found nothing running),
+// the chunk types in order, the errors the SDK reported, or the HTTP error it threw.
+import { DefaultChatTransport, readUIMessageStream } from 'ai';
+
+const [mode, raw] = process.argv.slice(2);
+const config = JSON.parse(raw);
+
+const transport = new DefaultChatTransport({
+  api: config.api,
+  headers: { Authorization: `Bearer ${config.token}` },
+});
+
+async function assemble(stream) {
+  const chunks = [];
+  const errors = [];
+  const recorded = stream.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        chunks.push(chunk);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  let message = null;
+  for await (const snapshot of readUIMessageStream({
+    stream: recorded,
+    onError: (error) => errors.push(String(error?.message ?? error)),
+  })) {
+    message = snapshot;
+  }
+  return { message, chunks, errors };
+}
+
+async function main() {
+  try {
+    if (mode === 'send') {
+      const stream = await transport.sendMessages({
+        chatId: config.chatId,
+        messages: config.messages,
+        trigger: config.trigger ?? 'submit-message',
+        messageId: config.messageId,
+        abortSignal: undefined,
+      });
+      return await assemble(stream);
+    }
+    if (mode === 'reconnect') {
+      const stream = await transport.reconnectToStream({ chatId: config.chatId });
+      if (stream === null) return { message: null, chunks: [], errors: [] };
+      return await assemble(stream);
+    }
+    throw new Error(`unknown mode ${mode}`);
+  } catch (error) {
+    // An HTTP error, as the transport surfaces it (APICallError: the status and the body).
+    return {
+      thrown: { name: error.name, statusCode: error.statusCode ?? null, message: error.message },
+    };
+  }
+}
+
+process.stdout.write(JSON.stringify(await main()));
