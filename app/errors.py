@@ -23,6 +23,7 @@ from app.domain import (
     TooManyFollowers,
     TooManyRuns,
 )
+from app.metrics import REFUSALS
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +122,10 @@ DOMAIN_ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
     # By the class's ancestry, as Starlette chose this handler: a subclass answers as its base.
-    answer = next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
-    return await handle_api_error(request, answer(exc))
+    answer = next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)(exc)
+    if answer.status_code in (409, 429):
+        REFUSALS.labels(str(answer.status_code), answer.code).inc()
+    return await handle_api_error(request, answer)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 
+from app import logs, metrics
 from app.access_log import AccessLog
 from app.agent import Model, TodoAgent, open_model
 from app.ai_routes import ai_routes
@@ -34,6 +35,7 @@ from app.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from app.openapi import RouteTemplates, docs_routes
 from app.page import page_routes
 from app.routes import service_routes, user_routes
 from app.runs.recovery import Recovery
@@ -45,7 +47,9 @@ from app.sse import server_exiting
 def create_app(settings: Settings | None = None, *, model: Model | None = None) -> Starlette:
     """The ASGI app. `uvicorn --factory app.main:create_app` reads the environment; tests pass
     their own settings, and a scripted `model` in place of the configured one."""
-    settings = settings or Settings.from_env()
+    if settings is None:
+        settings = Settings.from_env()
+        logs.configure(settings.log_format)  # a process of its own: uvicorn --factory
     database_url = settings.database_url
     if database_url is None:
         raise ConfigError("DATABASE_URL is not set (`make run` starts an embedded PostgreSQL)")
@@ -64,6 +68,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
                 pool_timeout=settings.db_pool_timeout_seconds,
             )
             resources.push_async_callback(database.dispose)
+            resources.callback(metrics.process_exiting)
             task_group = await resources.enter_async_context(anyio.create_task_group())
             registry = RunRegistry(
                 database, task_group, grace_seconds=settings.shutdown_grace_seconds
@@ -116,9 +121,14 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
         max_age=3600,
     )
+    table: list[BaseRoute] = [*service_routes, *page_routes(settings), user_api]
+    table[len(service_routes) : len(service_routes)] = docs_routes(settings, lambda: table)
     return Starlette(
-        routes=[*service_routes, *page_routes(settings), user_api],
-        middleware=[Middleware(AccessLog), *([cors] if settings.cors_origins else [])],
+        routes=table,
+        middleware=[
+            Middleware(AccessLog, route_of=RouteTemplates(table)),
+            *([cors] if settings.cors_origins else []),
+        ],
         lifespan=lifespan,
         exception_handlers={
             ApiError: handle_api_error,

@@ -6,6 +6,7 @@ Endpoints let domain errors (`ConversationNotFound`, `RunActive`, …) propagate
 from __future__ import annotations
 
 import base64
+import hmac
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from app.db.uow import Database
 from app.domain import Conversation, Run, RunStatus, TaskChanges, TaskFilter
 from app.errors import ApiError, error_response, invalid_request
 from app.events import Done, Error, LoggedEvent, Transcript, decode
+from app.metrics import RESUMES, exposition, open_stream
 from app.schemas import (
     ChatRequest,
     ConversationOut,
@@ -135,6 +137,7 @@ def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | N
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if not raw:
         return run_id, 0
+    RESUMES.inc()
     try:
         named_run, seq = parse_event_id(raw)
         if run_id is not None and named_run not in ("", run_id):
@@ -151,12 +154,16 @@ async def _find_run(request: Request, run_id: str) -> Run:
 
 
 def _event_stream(
-    request: Request, run_id: str, batches: AsyncIterator[list[LoggedEvent]], after_seq: int
+    request: Request,
+    run_id: str,
+    batches: AsyncIterator[list[LoggedEvent]],
+    after_seq: int,
+    source: str = "followed",
 ) -> Response:
     settings = _settings(request)
     return event_stream(
         run_id,
-        batches,
+        open_stream(source, batches),
         framing=framing_for(request.headers.get("accept")),
         after_seq=after_seq,
         ping_seconds=settings.sse_ping_seconds,
@@ -185,7 +192,7 @@ async def chat_stream(request: Request) -> Response:
         run_id, after_seq = _last_event_id(request)
         return _follow(request, await _find_run(request, run_id or ""), after_seq)
     run_id, batches = await _send(request)
-    return _event_stream(request, run_id, batches, 0)
+    return _event_stream(request, run_id, batches, 0, "local")
 
 
 async def chat(request: Request) -> Response:
@@ -391,6 +398,21 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ready", "revision": revision})
 
 
+async def metrics(request: Request) -> Response:
+    """The metrics in the Prometheus text format; with METRICS_TOKEN set, for its bearer only."""
+    token = _settings(request).metrics_token
+    given = request.headers.get("authorization", "")
+    if token is not None and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return error_response(
+            401,
+            "not_authenticated",
+            "Send Authorization: Bearer with METRICS_TOKEN.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    body, content_type = exposition()
+    return Response(body, headers={"Content-Type": content_type})
+
+
 user_routes = [
     Route("/chat/stream", chat_stream, methods=["POST"]),
     # The seed's server sketch has both; its clients call either.
@@ -412,4 +434,5 @@ user_routes = [
 service_routes = [
     Route("/health", health, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

@@ -137,3 +137,42 @@ class RunOut(_Output):
     last_seq: int
     created_at: datetime
     finished_at: datetime | None
+
+
+# Response bodies that wrap the ones above: what GET /openapi.json documents (app/openapi.py).
+
+
+class ConversationPage(BaseModel):
+    conversations: list[ConversationOut]
+    next_before: str | None = Field(description="The `before` of the next page; null on the last.")
+
+
+class MessagePage(BaseModel):
+    conversation: ConversationOut
+    messages: list[MessageOut]
+    next_before: int | None = Field(description="The `before` of the earlier messages, if any.")
+
+
+class TaskPage(BaseModel):
+    tasks: list[TaskOut]
+    next_after: int | None = Field(description="The `after` of the next page; null on the last.")
+
+
+class ChatResponse(BaseModel):
+    conversation_id: int
+    message_id: int
+    run_id: str
+    response: str
+    tool_calls: list[ToolCallOut]
+    usage: dict[str, int]
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="Stable; the words of `message` may change.")
+    message: str = Field(description="Safe to show to the user.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

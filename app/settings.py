@@ -82,6 +82,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     sse_ping_seconds: float = 15.0
     shutdown_grace_seconds: float = 10.0
+    # GET /metrics answers only a bearer of this token; required in production.
+    metrics_token: str | None = None
+    # GET /docs: on outside production unless API_DOCS=off; off in production unless on.
+    api_docs: bool = True
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def uses_offline_model(self) -> bool:
@@ -173,6 +178,12 @@ class Settings:
                 env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=MAX_SHUTDOWN_GRACE_SECONDS
             ),
             cors_origins=_origins(env, default="" if app_env == "production" else "*"),
+            metrics_token=_text(env, "METRICS_TOKEN"),
+            api_docs=_choice(
+                env, "API_DOCS", ("on", "off"), "off" if app_env == "production" else "on"
+            )
+            == "on",
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),  # type: ignore[arg-type]
         )
         if (
             settings.jwt_secret is None
@@ -233,6 +244,11 @@ class Settings:
             )
         if production and not self.database_url:
             raise ConfigError("DATABASE_URL is required in production")
+        if production and not self.metrics_token:
+            raise ConfigError(
+                "METRICS_TOKEN is required in production: GET /metrics answers only "
+                "`Authorization: Bearer $METRICS_TOKEN` (openssl rand -hex 32)"
+            )
         if not self.uses_offline_model and not self.openai_api_key:
             raise ConfigError(
                 f"AGENT_MODEL={self.agent_model} needs OPENAI_API_KEY "

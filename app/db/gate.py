@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from enum import IntEnum
+
+from app.metrics import DB_QUEUE, DB_WAIT
 
 
 class Priority(IntEnum):
@@ -43,6 +46,9 @@ class ConnectionGate:
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._queue, (priority, next(self._arrivals), place))
         self._waiting[priority] += 1
+        queued = DB_QUEUE.labels(priority.name.lower())
+        queued.inc()
+        began = time.perf_counter()
         self._dispatch()
         try:
             async with asyncio.timeout(self._timeout):
@@ -57,6 +63,9 @@ class ConnectionGate:
             if isinstance(error, TimeoutError):
                 raise ConnectionWaitTimeout from None
             raise
+        finally:
+            queued.dec()
+            DB_WAIT.labels(priority.name.lower()).observe(time.perf_counter() - began)
 
     def release(self) -> None:
         self._in_use -= 1

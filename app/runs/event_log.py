@@ -9,6 +9,7 @@ the run's end takes them back (`take_unwritten`) and writes them with its final 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -18,6 +19,7 @@ from app.db.gate import Priority
 from app.db.outage import is_outage
 from app.db.uow import Database
 from app.events import LoggedEvent
+from app.metrics import EVENT_LOG_BATCH, EVENT_LOG_WRITE
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +84,11 @@ class EventLog:
                 continue
             self._writing = {run_id for run_id, _ in batch}
             unreachable = False
+            EVENT_LOG_BATCH.observe(len(batch))
+            began = time.perf_counter()
             try:
                 await self._write(batch)
+                EVENT_LOG_WRITE.observe(time.perf_counter() - began)
             except Exception:
                 logger.exception("could not write %d run events; retrying run by run", len(batch))
                 unreachable = await self._write_each_run(batch)

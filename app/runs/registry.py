@@ -25,6 +25,7 @@ from app.db.outage import is_outage
 from app.db.uow import Database
 from app.domain import Run, RunStatus
 from app.events import LoggedEvent, Transcript, decode, encode, interrupted
+from app.metrics import RunTiming, count_tokens
 from app.runs.ending import RunEnd, store_end
 from app.runs.event_log import EventLog, RunEvents
 from app.runs.live import CancelReason, LiveRun
@@ -50,6 +51,7 @@ class RunRegistry:
         self._task_group = task_group
         self._grace_seconds = grace_seconds
         self._local: dict[str, LiveRun] = {}
+        self._timings: dict[str, RunTiming] = {}
         self._waiters: defaultdict[str, set[anyio.Event]] = defaultdict(set)
         self._remote: dict[str, LiveRun] = {}
         self._following: Counter[str] = Counter()
@@ -68,6 +70,7 @@ class RunRegistry:
         client. Subscribe to the returned run for its events."""
         live = LiveRun(run_id)
         self._local[run_id] = live
+        self._timings[run_id] = RunTiming()
         if self._grace_over:
             live.cancel(CancelReason.SHUTDOWN)  # begun just as the grace period ended
         self._task_group.start_soon(self._answer_safely, live, answer)
@@ -90,12 +93,14 @@ class RunRegistry:
     def emit(self, live: LiveRun, event: LoggedEvent) -> None:
         live.publish(event)
         self._log.append(live.id, event)
+        self._timings[live.id].saw(event)
 
     async def finish(self, live: LiveRun, end: RunEnd) -> None:
         """Store the run's end, with its events not yet in the log, then hand its followers
         the final event the log holds. While the database cannot be reached the statement is
         retried, for up to `FINISH_TIMEOUT_SECONDS`, shielded from cancellation; past that,
         the followers get `interrupted`, and recovery stores the end later with that event."""
+        count_tokens(end.answer.usage)
         unwritten = await self._log.take_unwritten(live.id)
         final = await self._store_end_in_time(end, unwritten)
         if final is None:
@@ -123,6 +128,7 @@ class RunRegistry:
         live.publish(final)
         live.end()
         self._local.pop(live.id, None)
+        self._timings.pop(live.id).ended(final)
 
     async def wait_idle(self) -> None:
         while self._local:

@@ -89,6 +89,7 @@ def test_app_json_provisions_a_production_app() -> None:
     env = manifest["env"]
     assert env["APP_ENV"]["value"] == "production"
     assert env["JWT_SECRET"]["generator"] == "secret"
+    assert env["METRICS_TOKEN"]["generator"] == "secret"
     assert env["WEB_CONCURRENCY"]["value"] == "2"
     optional = {"OPENAI_API_KEY", "JWT_JWKS_URL", "JWT_ALGORITHM", "CORS_ORIGINS"}
     assert all(env[name]["required"] is False for name in optional)
@@ -235,6 +236,7 @@ async def test_a_build_from_the_lock_releases_serves_two_workers_and_stops(
             build,
             **{name: spec["value"] for name, spec in manifest_env.items() if "value" in spec},
             JWT_SECRET=secret,
+            METRICS_TOKEN=secrets.token_hex(32),
             DATABASE_URL=database_url,
             PORT=str(port),
             OFFLINE_TOKEN_DELAY_MS="500",

@@ -39,7 +39,11 @@ def _stop_gracefully(process: subprocess.Popen[bytes], *, group: bool = False) -
 def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
     port = free_port()
     env = environment(
-        DATABASE_URL=fresh_database, PORT=str(port), JWT_SECRET=TEST_SECRET, APP_ENV="production"
+        DATABASE_URL=fresh_database,
+        PORT=str(port),
+        JWT_SECRET=TEST_SECRET,
+        APP_ENV="production",
+        METRICS_TOKEN="metrics-" + "x" * 32,
     )
     release = subprocess.run(
         _procfile("release"), shell=True, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=60

@@ -10,8 +10,9 @@ APP = Path(__file__).resolve().parents[2] / "app"
 
 # Lowest first. A module may import from its own layer and the ones below it, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("app.domain", "app.settings"),
+    ("app.domain", "app.settings", "app.logs"),
     ("app.events",),
+    ("app.metrics",),
     ("app.db", "app.agent"),
     ("app.runs.live", "app.runs"),
     ("app.runs.event_log",),
@@ -29,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
         "app.ai_sdk",
     ),
     ("app.routes", "app.page", "app.ai_routes"),
+    ("app.openapi",),
     ("app.main", "app.__main__"),
 ]
 
@@ -36,6 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
 CONFINED = {
     "jose": ("app.auth",),
     "sse_starlette": ("app.sse",),
+    "prometheus_client": ("app.metrics",),
     "agents": ("app.agent",),
     "openai": ("app.agent",),
     "starlette": (
@@ -46,6 +49,7 @@ CONFINED = {
         "app.routes",
         "app.ai_routes",
         "app.page",
+        "app.openapi",
         "app.main",
     ),
 }

@@ -44,10 +44,17 @@ def test_defaults_are_the_embedded_development_setup() -> None:
     assert settings.agent_model == "offline" and settings.uses_offline_model
     assert (settings.port, settings.max_message_chars, settings.db_pool_size) == (8000, 4000, 5)
     assert settings.cors_origins == ("*",)
+    assert settings.api_docs and settings.log_format == "text" and settings.metrics_token is None
     production = Settings.from_env(
-        {"APP_ENV": "production", "DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG}
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": "postgres://h/db",
+            "JWT_SECRET": STRONG,
+            "METRICS_TOKEN": "m",
+        }
     )
     assert production.cors_origins == ()
+    assert not production.api_docs
 
 
 def test_an_openai_key_selects_an_openai_model() -> None:
@@ -111,6 +118,7 @@ def test_every_setting_is_read() -> None:
             "JWT_JWKS_URL": "https://id.example/.well-known/jwks.json",
             "JWT_ALGORITHM": "ES256",
             "JWT_USER_CLAIM": "user_id",
+            "METRICS_TOKEN": "p",
         }
     )
     assert (provider.jwt_jwks_url, provider.jwt_user_claim, provider.jwt_algorithm) == (
@@ -145,8 +153,12 @@ def test_every_setting_is_read() -> None:
             "RUN_RETENTION_HOURS": "2",
             "SHUTDOWN_GRACE_SECONDS": "3",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
+            "METRICS_TOKEN": "metrics-token",
+            "API_DOCS": "on",
+            "LOG_FORMAT": "json",
         }
     )
+    assert settings.api_docs and not provider.api_docs  # off in production unless said
     assert settings.cors_origins == ("https://app.example", "http://localhost:3000")
     assert (settings.port, settings.jwt_audience, settings.jwt_issuer) == (
         5000,
@@ -174,6 +186,12 @@ def test_every_setting_is_read() -> None:
             "at least 32",
         ),
         ({"APP_ENV": "production", "JWT_SECRET": STRONG}, "DATABASE_URL is required"),
+        (
+            {"APP_ENV": "production", "JWT_SECRET": STRONG, "DATABASE_URL": "postgres://h/db"},
+            "^METRICS_TOKEN is required in production",
+        ),
+        ({"API_DOCS": "yes"}, "API_DOCS must be one of"),
+        ({"LOG_FORMAT": "logfmt"}, "LOG_FORMAT must be one of"),
         ({"APP_ENV": "staging"}, "APP_ENV must be one of"),
         ({"PORT": "eighty"}, "PORT must be a whole number"),
         ({"PORT": "70000"}, "PORT must be at least 1 and at most 65535"),
@@ -205,6 +223,7 @@ def test_every_setting_is_read() -> None:
                 "APP_ENV": "production",
                 "DATABASE_URL": "postgres://h/db",
                 "JWT_SECRET": STRONG,
+                "METRICS_TOKEN": "m",
                 "CORS_ORIGINS": "https://app.example,*",
             },
             r"^CORS_ORIGINS=\* lets any website call the API in production: list the origins",
@@ -228,9 +247,15 @@ def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: 
         ({"DATABASE_URL": "postgres://h/db"}, "JWT_SECRET is required"),
         ({"DATABASE_URL": "postgres://h/db", "JWT_SECRET": "changeme"}, "at least 32"),
         (
-            {"DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG, "CORS_ORIGINS": "*"},
+            {
+                "DATABASE_URL": "postgres://h/db",
+                "JWT_SECRET": STRONG,
+                "METRICS_TOKEN": "m",
+                "CORS_ORIGINS": "*",
+            },
             r"CORS_ORIGINS=\*",
         ),
+        ({"DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG}, "METRICS_TOKEN is required"),
     ],
 )
 def test_a_database_without_app_env_is_production(environ: dict[str, str], message: str) -> None:
@@ -247,11 +272,20 @@ def test_a_database_without_app_env_is_production(environ: dict[str, str], messa
 
 def test_production_with_good_settings_starts() -> None:
     settings = Settings.from_env(
-        {"DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG, "CORS_ORIGINS": "https://a.b"}
+        {
+            "DATABASE_URL": "postgres://h/db",
+            "JWT_SECRET": STRONG,
+            "METRICS_TOKEN": "m",
+            "CORS_ORIGINS": "https://a.b",
+        }
     )
     assert (settings.app_env, settings.cors_origins) == ("production", ("https://a.b",))
     provider = Settings.from_env(
-        {"DATABASE_URL": "postgres://h/db", "JWT_JWKS_URL": "http://127.0.0.1:9/jwks"}
+        {
+            "DATABASE_URL": "postgres://h/db",
+            "JWT_JWKS_URL": "http://127.0.0.1:9/jwks",
+            "METRICS_TOKEN": "m",
+        }
     )
     assert (provider.jwt_algorithm, provider.jwt_secret, provider.cors_origins) == (
         "RS256",
@@ -263,7 +297,12 @@ def test_production_with_good_settings_starts() -> None:
 def test_an_error_that_is_not_about_production_gets_no_production_hint() -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(
-            {"DATABASE_URL": "postgres://h/db", "JWT_SECRET": STRONG, "AGENT_MODEL": "gpt-4.1"}
+            {
+                "DATABASE_URL": "postgres://h/db",
+                "JWT_SECRET": STRONG,
+                "METRICS_TOKEN": "m",
+                "AGENT_MODEL": "gpt-4.1",
+            }
         )
     assert str(raised.value).startswith("AGENT_MODEL=gpt-4.1 needs OPENAI_API_KEY")
     assert "APP_ENV" not in str(raised.value)
