@@ -12,11 +12,17 @@ httptools, one worker):
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
+import pickle
+import signal
 import sys
 import time
+import tracemalloc
+from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -122,7 +128,27 @@ def service_app() -> Starlette:
     return create_app(Settings.from_env(), model=StampingModel(delay_ms=delay_ms, tokens=tokens))
 
 
+def _trace_memory(path: str) -> None:
+    """`tests.load.stream_memory`: trace allocations from the start; at each SIGUSR1 write a
+    snapshot, and how many objects of each type the collector sees, to `path`.N."""
+    tracemalloc.start(int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "20")))
+    taken = 0
+
+    def dump(signum: int, frame: object) -> None:
+        nonlocal taken
+        gc.collect()
+        types = Counter(type(o).__qualname__ for o in gc.get_objects())
+        snapshot = tracemalloc.take_snapshot()
+        Path(f"{path}.{taken}.tmp").write_bytes(pickle.dumps((snapshot, types)))
+        Path(f"{path}.{taken}.tmp").rename(f"{path}.{taken}")
+        taken += 1
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def main() -> None:
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        _trace_memory(os.environ["BENCH_TRACEMALLOC"])
     kind, port, delay_ms, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     app: Starlette | str

@@ -1,0 +1,152 @@
+"""What each open stream holds in the service: tracemalloc and the collector's object counts,
+at idle and with N paced streams open, compared (not timed, so it holds on a busy machine).
+
+    python -m tests.load.stream_memory [--streams 200] [--top 25] [--frames 20]
+
+The service runs as in `make bench` (uvicorn, uvloop, httptools, the stamping offline model,
+a real PostgreSQL), with tracemalloc on from its start; the streams are the bench's (c) turns
+(`add bench item N`, one tool call, a paced reply), scaled down. It prints the allocations
+alive with the streams open and not at idle, per open stream, grouped by where they were made,
+the object types that grew, and RSS over idle per stream (tracemalloc's own memory included,
+so read RSS from `make bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pickle
+import random
+import signal
+import tempfile
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+from app.auth import issue_token
+from app.db.embedded import start_embedded_postgres
+from app.db.migrations import upgrade
+from app.settings import Settings, normalize_database_url
+from tests.load.bench import SECRET, Process, Streams, one_turn, wait_listening
+from tests.support import free_port
+
+
+async def _snapshot(
+    process: Process, path: str, number: int
+) -> tuple[tracemalloc.Snapshot, Counter[str]]:
+    os.kill(process.popen.pid, signal.SIGUSR1)
+    target = Path(f"{path}.{number}")
+    while not await asyncio.to_thread(target.exists):  # noqa: ASYNC110 (another process writes it)
+        await asyncio.sleep(0.2)
+    snapshot, types = pickle.loads(await asyncio.to_thread(target.read_bytes))
+    return snapshot, types
+
+
+async def measure(database_url: str, streams_wanted: int, top: int, frames: int) -> None:
+    directory = tempfile.mkdtemp(prefix="stream-memory-")
+    path = f"{directory}/snap"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": SECRET,
+        "APP_ENV": "test",
+        "DB_POOL_SIZE": "10",
+        "MAX_ACTIVE_RUNS_PER_USER": "5",
+        "BENCH_TRACEMALLOC": path,
+        "BENCH_TRACEMALLOC_FRAMES": str(frames),
+    }
+    port = free_port()
+    # Paced slowly enough that every stream is open when the snapshot is taken.
+    service = Process(["service", str(port), "1000", "40"], env)
+    try:
+        await wait_listening(port, service)
+        settings = Settings(jwt_secret=SECRET)
+        users = [f"memory-{n}-{random.getrandbits(32)}" for n in range(streams_wanted)]
+        tokens = {user: issue_token(settings, user) for user in users}
+        # Warm up: every code path once, so that what is built once is in the idle snapshot.
+        warm = Streams()
+        await asyncio.gather(*(one_turn(port, u, tokens[u], "add warm", warm) for u in users[:5]))
+        idle, idle_types = await _snapshot(service, path, 0)
+        idle_rss = service.rss()
+
+        streams = Streams()
+
+        async def client(user: str) -> None:
+            await asyncio.sleep(random.uniform(0, 2.0))
+            await one_turn(port, user, tokens[user], "add bench item 1", streams)
+
+        clients = asyncio.gather(*(client(user) for user in users))
+        while streams.open < streams_wanted:
+            await asyncio.sleep(0.1)
+            if clients.done():
+                raise RuntimeError(f"streams ended before all were open: {clients.result()}")
+        await asyncio.sleep(3.0)  # every stream past its tool call, a few tokens in
+        open_now = streams.open
+        busy_rss = service.rss()
+        busy, busy_types = await _snapshot(service, path, 1)
+        report(idle, busy, idle_types, busy_types, open_now, top)
+        print(
+            f"\nRSS over idle: {(busy_rss - idle_rss) / open_now / 1024:.1f} KB per open stream"
+            " (tracemalloc's own bookkeeping included)"
+        )
+        await clients
+    finally:
+        service.stop()
+
+
+def report(
+    idle: tracemalloc.Snapshot,
+    busy: tracemalloc.Snapshot,
+    idle_types: Counter[str],
+    busy_types: Counter[str],
+    streams: int,
+    top: int,
+) -> None:
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    idle, busy = idle.filter_traces(ignore), busy.filter_traces(ignore)
+    total = sum(s.size_diff for s in busy.compare_to(idle, "filename"))
+    print(f"{streams} streams open: {total / streams / 1024:.1f} KB traced per open stream\n")
+    print("by file (bytes per stream, allocations per stream):")
+    for stat in busy.compare_to(idle, "filename")[:top]:
+        name = stat.traceback[0].filename.split("site-packages/")[-1]
+        print(f"  {stat.size_diff / streams:9.0f} B {stat.count_diff / streams:7.1f}  {name}")
+    print("\nby line:")
+    for stat in busy.compare_to(idle, "lineno")[:top]:
+        frame = stat.traceback[0]
+        name = frame.filename.split("site-packages/")[-1]
+        where = f"{name}:{frame.lineno}"
+        print(f"  {stat.size_diff / streams:9.0f} B {stat.count_diff / streams:7.1f}  {where}")
+    print("\nby traceback (the deepest frames of ours or a library's, most recent last):")
+    for stat in busy.compare_to(idle, "traceback")[:top]:
+        print(f"  {stat.size_diff / streams:9.0f} B {stat.count_diff / streams:7.1f}")
+        for frame in list(stat.traceback)[-6:]:
+            name = frame.filename.split("site-packages/")[-1].split("/work/main/")[-1]
+            print(f"        {name}:{frame.lineno}")
+    print("\nobjects per stream, by type (the collector's):")
+    grown = Counter({k: busy_types[k] - idle_types.get(k, 0) for k in busy_types})
+    for name, count in grown.most_common(top):
+        print(f"  {count / streams:7.2f}  {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--frames", type=int, default=20)
+    args = parser.parse_args()
+    configured = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        database_url = normalize_database_url(configured)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="todo-chat-memory-"))
+        directory.chmod(0o755)
+        database_url = normalize_database_url(
+            start_embedded_postgres(directory / "pg", cleanup="delete")
+        )
+    asyncio.run(upgrade(database_url))
+    asyncio.run(measure(database_url, args.streams, args.top, args.frames))
+
+
+if __name__ == "__main__":
+    main()
