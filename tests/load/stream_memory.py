@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import pickle
 import random
@@ -24,11 +25,15 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
+import uvloop
+
 from app.auth import issue_token
 from app.db.embedded import start_embedded_postgres
 from app.db.migrations import upgrade
 from app.settings import Settings, normalize_database_url
 from tests.load.bench import SECRET, Process, Streams, one_turn, wait_listening
+from tests.load.bench_server import StampingModel
+from tests.load.sdk_floor import _turns
 from tests.support import free_port
 
 
@@ -123,10 +128,61 @@ def report(
         for frame in list(stat.traceback)[-6:]:
             name = frame.filename.split("site-packages/")[-1].split("/work/main/")[-1]
             print(f"        {name}:{frame.lineno}")
+    print("\nby component (the most recent frame naming one):")
+    components: Counter[str] = Counter()
+    for stat in busy.compare_to(idle, "traceback"):
+        components[_component(stat.traceback)] += stat.size_diff
+    for name, size in components.most_common():
+        print(f"  {size / streams / 1024:7.1f} KB  {name}")
     print("\nobjects per stream, by type (the collector's):")
     grown = Counter({k: busy_types[k] - idle_types.get(k, 0) for k in busy_types})
     for name, count in grown.most_common(top):
         print(f"  {count / streams:7.2f}  {name}")
+
+
+_COMPONENTS = (
+    ("sse_starlette", "sse-starlette (its task group per response)"),
+    ("agents/", "the Agents SDK"),
+    ("app/agent/offline", "the offline model"),
+    ("tests/load/bench_server", "the offline model"),
+    ("app/runs/", "app/runs (live run, registry, event log)"),
+    ("app/chat.py", "app/chat.py (events' JSON, transcript)"),
+    ("app/sse.py", "app/sse.py"),
+    ("app/", "app, elsewhere"),
+    ("starlette/", "Starlette (middleware, routing)"),
+    ("uvicorn/", "uvicorn (httptools protocol, the request's task)"),
+    ("asyncpg/", "asyncpg"),
+    ("sqlalchemy/", "SQLAlchemy"),
+)
+
+
+def _component(traceback: tracemalloc.Traceback) -> str:
+    for frame in reversed(list(traceback)):
+        for marker, name in _COMPONENTS:
+            if marker in frame.filename:
+                return name
+    return "other"
+
+
+async def measure_sdk(runs: int) -> None:
+    """The Agents SDK alone (the floor's runs: no HTTP, no database), `runs` paced runs open."""
+    model = StampingModel(delay_ms=1000, tokens=40)
+    await _turns(5, model, 5)  # warm up
+    gc.collect()
+    tracemalloc.start(5)
+    idle = tracemalloc.take_snapshot()
+    work = asyncio.ensure_future(_turns(runs, model, runs))
+    await asyncio.sleep(6.0)  # every run past its tool call, a few tokens in
+    gc.collect()
+    busy = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    stats = busy.filter_traces(ignore).compare_to(idle.filter_traces(ignore), "filename")
+    total = sum(stat.size_diff for stat in stats)
+    print(
+        f"the Agents SDK alone, {runs} paced runs open: {total / runs / 1024:.1f} KB traced per run"
+    )
+    work.cancel()
 
 
 def main() -> None:
@@ -134,7 +190,11 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--sdk", action="store_true", help="the Agents SDK alone, in-process")
     args = parser.parse_args()
+    if args.sdk:
+        uvloop.run(measure_sdk(args.streams))
+        return
     configured = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if configured:
         database_url = normalize_database_url(configured)
