@@ -217,6 +217,31 @@ def environment(**values: str) -> dict[str, str]:
     return env
 
 
+def start_service(database_url: str, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The service as a process of its own, `python -m app serve` on a free port, with the
+    tests' secret, APP_ENV=test and `env`; what it logs goes to `log`. Its process, and its
+    base URL once it answers."""
+    from app.settings import PROJECT_ROOT
+    from tests.conftest import TEST_SECRET
+
+    port = free_port()
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            cwd=PROJECT_ROOT,
+            env=environment(
+                **{"APP_ENV": "test", "JWT_SECRET": TEST_SECRET, **env},
+                DATABASE_URL=database_url,
+                PORT=str(port),
+            ),
+            stdout=output,
+            stderr=output,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_ready(f"{base_url}/health", process)
+    return process, base_url
+
+
 def wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

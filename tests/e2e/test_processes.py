@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,36 +14,16 @@ import httpx
 
 from app.auth import issue_token
 from app.main import create_app
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 from tests.conftest import TEST_SECRET
 from tests.support import (
     PlainSql,
     User,
-    environment,
     eventually,
-    free_port,
     serve,
+    start_service,
     text_of,
-    wait_until_ready,
 )
-
-
-def _start(database_url: str, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    """The service as `python -m app serve`; what it logs goes to `log`."""
-    port = free_port()
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=PROJECT_ROOT,
-            env=environment(
-                DATABASE_URL=database_url, PORT=str(port), JWT_SECRET=TEST_SECRET, **env
-            ),
-            stdout=output,
-            stderr=output,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(f"{base_url}/health", process)
-    return process, base_url
 
 
 async def _stream(
@@ -78,7 +56,7 @@ async def _stream(
 async def test_sigterm_ends_every_open_stream_with_a_final_event(
     database_url: str, db: PlainSql, tmp_path: Path
 ) -> None:
-    process, base_url = _start(
+    process, base_url = start_service(
         database_url,
         tmp_path / "server.log",
         OFFLINE_TOKEN_DELAY_MS="150",
@@ -116,7 +94,9 @@ async def test_sigterm_ends_every_open_stream_with_a_final_event(
 async def test_the_runs_of_a_killed_process_are_closed_by_the_next_one(
     database_url: str, settings: Settings, db: PlainSql, tmp_path: Path
 ) -> None:
-    process, base_url = _start(database_url, tmp_path / "server.log", OFFLINE_TOKEN_DELAY_MS="100")
+    process, base_url = start_service(
+        database_url, tmp_path / "server.log", OFFLINE_TOKEN_DELAY_MS="100"
+    )
     user_id = f"killed-{time.monotonic_ns()}"
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,11 +16,17 @@ import httpx
 from app.auth import issue_token
 from app.main import create_app
 from app.runs.recovery import SILENT_SECONDS
-from app.settings import PROJECT_ROOT, Settings
-from tests.conftest import TEST_SECRET, with_settings
+from app.settings import Settings
+from tests.conftest import with_settings
 from tests.faults.conftest import scale
 from tests.faults.streams import Stream, read_stream
-from tests.support import PlainSql, User, environment, free_port, serve, text_of, wait_until_ready
+from tests.support import (
+    PlainSql,
+    User,
+    serve,
+    start_service,
+    text_of,
+)
 
 LISTENERS = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -67,34 +71,15 @@ async def test_losing_every_listen_connection_closes_no_live_run(
     assert stored == [{"status": "complete", "content": text_of(stream.events)}]
 
 
-def _start(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=PROJECT_ROOT,
-            env=environment(
-                DATABASE_URL=database_url,
-                PORT=str(port),
-                JWT_SECRET=TEST_SECRET,
-                OFFLINE_TOKEN_DELAY_MS="100",
-                APP_ENV="test",
-            ),
-            stdout=output,
-            stderr=output,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(f"{base_url}/health", process)
-    return process, base_url
-
-
 async def test_the_runs_of_a_killed_instance_are_closed_by_another_within_seconds(
     fault_settings: Settings, private_db: PlainSql, tmp_path: Path
 ) -> None:
     count = scale(20, 5)
     database_url = fault_settings.database_url
     assert database_url is not None
-    process, base_url = _start(database_url, tmp_path / "server.log")
+    process, base_url = start_service(
+        database_url, tmp_path / "server.log", OFFLINE_TOKEN_DELAY_MS="100"
+    )
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
             users = [

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,33 +15,12 @@ import anyio
 import httpx
 
 from app.auth import issue_token
-from app.settings import PROJECT_ROOT, Settings
-from tests.conftest import TEST_SECRET
+from app.settings import Settings
 from tests.faults.conftest import scale
 from tests.faults.streams import Stream, read_stream
-from tests.support import User, environment, free_port, wait_until_ready
+from tests.support import User, start_service
 
-
-def _start(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=PROJECT_ROOT,
-            env=environment(
-                DATABASE_URL=database_url,
-                PORT=str(port),
-                JWT_SECRET=TEST_SECRET,
-                APP_ENV="test",
-                OFFLINE_TOKEN_DELAY_MS="150",
-                SHUTDOWN_GRACE_SECONDS="1",
-            ),
-            stdout=output,
-            stderr=output,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(f"{base_url}/health", process)
-    return process, base_url
+PACED = {"OFFLINE_TOKEN_DELAY_MS": "150", "SHUTDOWN_GRACE_SECONDS": "1"}
 
 
 async def _follow(user: User, run_id: str, following: asyncio.Event) -> list[dict[str, Any]]:
@@ -64,8 +41,8 @@ async def test_sigterm_to_two_instances_ends_every_stream_with_the_runs_final_ev
 ) -> None:
     count = scale(10, 3)
     assert fault_settings.database_url is not None
-    owner, owner_url = _start(fault_settings.database_url, tmp_path / "owner.log")
-    other, other_url = _start(fault_settings.database_url, tmp_path / "other.log")
+    owner, owner_url = start_service(fault_settings.database_url, tmp_path / "owner.log", **PACED)
+    other, other_url = start_service(fault_settings.database_url, tmp_path / "other.log", **PACED)
     processes = [owner, other]
     try:
         async with (
