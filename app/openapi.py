@@ -64,6 +64,8 @@ from app.schemas import (
 from app.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
+# The tag of routes `OPERATIONS` does not describe: documented from their docstrings only.
+UNDESCRIBED = "undescribed"
 EVENT_STREAM = "text/event-stream"
 _REF = "#/components/schemas/"
 
@@ -198,7 +200,12 @@ OPERATIONS: dict[Endpoint, Operation] = {
         answer=ConversationPage,
         params=(
             _limit(50, routes.MAX_CONVERSATIONS),
-            Param("before", "query", {"type": "string"}, "`next_before` of the previous page."),
+            Param(
+                "before",
+                "query",
+                {"type": "string", "minLength": 1},
+                "`next_before` of the previous page (opaque).",
+            ),
         ),
         errors=(_LIMIT_CHECK,),
     ),
@@ -280,6 +287,7 @@ OPERATIONS: dict[Endpoint, Operation] = {
 }
 
 _AUTH_ERRORS = (
+    (404, "not_found"),  # a path no route takes (an id that is not one)
     (401, "not_authenticated"),
     (401, "invalid_token"),
     (401, "token_expired"),
@@ -463,7 +471,10 @@ def document(table: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
                 "parameters": _parameters(path, operation),
                 "responses": _responses(operation, user_route),
             }
-            if user_route:
+            if operation.fallback:
+                entry["tags"] = [UNDESCRIBED]
+                entry["security"] = [{"bearer": []}] if user_route else []
+            elif user_route:
                 entry["tags"] = ["api"]
                 entry["security"] = [{"bearer": []}] + (
                     [{"accessToken": []}] if _ACCESS_TOKEN in operation.params else []
@@ -494,6 +505,8 @@ def document(table: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
         RunOut,
         ErrorBody,
     ]
+    schemas = {**_model_schemas(models), **event_schemas()}
+    schemas["ChatRequest"]["properties"]["message"]["maxLength"] = settings.max_message_chars
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -507,7 +520,7 @@ def document(table: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {**_model_schemas(models), **event_schemas()},
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},

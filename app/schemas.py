@@ -19,6 +19,10 @@ from app.domain import (
 
 # The largest id a client may name: PostgreSQL's bigint.
 MAX_ID = 2**63 - 1
+# What the validators below check, said in JSON Schema for /openapi.json: some text that is not
+# only spaces, without U+0000 (PostgreSQL cannot store it).
+_TEXT = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+_STORABLE = "^[^\\x00]*$"
 
 
 class _Input(BaseModel):
@@ -34,7 +38,8 @@ class _Input(BaseModel):
 
 
 class ChatRequest(_Input):
-    message: str
+    # maxLength is MAX_MESSAGE_CHARS, a setting: /openapi.json says it (app/openapi.py).
+    message: str = Field(json_schema_extra={"minLength": 1, "pattern": _TEXT})
     conversation_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     cancel_active: bool = False
 
@@ -59,15 +64,33 @@ def _title(value: str | None) -> str | None:
 
 
 class TaskCreate(_Input):
-    title: str
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    title: str = Field(json_schema_extra={"maxLength": MAX_TITLE_CHARS, "pattern": _TEXT})
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION_CHARS, json_schema_extra={"pattern": _STORABLE}
+    )
 
     _clean_title = field_validator("title")(_title)
 
 
 class TaskUpdate(_Input):
-    title: str | None = None
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": kind}}}
+                for name, kind in (
+                    ("title", "string"),
+                    ("description", "string"),
+                    ("completed", "boolean"),
+                )
+            ]
+        }
+    )
+    title: str | None = Field(
+        default=None, json_schema_extra={"maxLength": MAX_TITLE_CHARS, "pattern": _TEXT}
+    )
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION_CHARS, json_schema_extra={"pattern": _STORABLE}
+    )
     completed: bool | None = None
 
     _clean_title = field_validator("title")(_title)
