@@ -1,0 +1,161 @@
+"""GET /metrics over HTTP: each metric moves when its event happens, and no label names a user.
+
+Counters are compared before and after (the tests share one process, and so its metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import with_settings
+from tests.support import LiveServer, eventually, serve
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(client: httpx.AsyncClient, token: str | None = None) -> Samples:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture
+async def paced(settings: Settings) -> AsyncIterator[LiveServer]:
+    """Tokens 30 ms apart: a run lasts long enough to be seen in progress."""
+    paced_settings = with_settings(settings, offline_token_delay_ms=30, max_active_runs=1)
+    async with serve(create_app(paced_settings), paced_settings) as live:
+        yield live
+        await live.registry.wait_idle()
+
+
+async def test_a_turn_with_a_tool_moves_the_run_metrics(paced: LiveServer) -> None:
+    user = paced.user("metrics")
+    before = await scrape(paced.client)
+    events = await user.chat("add buy milk")
+    assert events[-1]["type"] == "done"
+    after = await scrape(paced.client)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("todo_chat_runs_total", outcome="complete", code="") == 1
+    assert moved("todo_chat_run_duration_seconds_count", outcome="complete") == 1
+    assert moved("todo_chat_time_to_first_token_seconds_count") == 1
+    texts = sum(1 for event in events if event["type"] == "text")
+    assert moved("todo_chat_inter_token_seconds_count") == texts - 1
+    assert moved("todo_chat_tool_calls_total", tool="add_task", outcome="ok") == 1
+    usage = events[-1]["usage"]
+    assert moved("todo_chat_tokens_total", direction="input") == usage["input_tokens"]
+    assert moved("todo_chat_tokens_total", direction="output") == usage["output_tokens"]
+    assert moved("todo_chat_event_log_batch_events_count") >= 1
+    assert moved("todo_chat_event_log_write_seconds_count") >= 1
+    route = "/api/{user_id}/chat/stream"
+    assert moved("todo_chat_http_requests_total", method="POST", route=route, status="200") == 1
+    assert moved("todo_chat_http_response_start_seconds_count", method="POST", route=route) == 1
+    text = (await paced.client.get("/metrics")).text
+    assert user.id not in text and "metrics-" not in text  # no user id in any label
+
+
+async def test_a_tool_that_fails_is_counted_by_its_error(server: LiveServer) -> None:
+    user = server.user()
+    before = await scrape(server.client)
+    await user.chat("complete task 999999")
+    after = await scrape(server.client)
+    name, labels = "todo_chat_tool_calls_total", {"tool": "complete_task", "outcome": "not_found"}
+    assert value(after, name, **labels) - value(before, name, **labels) == 1
+
+
+async def test_live_gauges_refusals_and_resumes(paced: LiveServer) -> None:
+    user = paced.user()
+    before = await scrape(paced.client)
+    headers = {**user.headers, "Accept": "text/event-stream"}
+    body = {"message": "add call the plumber and water the plants"}
+    async with paced.client.stream(
+        "POST", user.url("/chat/stream"), json=body, headers=headers
+    ) as stream:
+        lines = stream.aiter_lines()
+        run_id = ""
+        async for line in lines:
+            if line.startswith("data: ") and '"type":"start"' in line:
+                run_id = re.search(r'"run_id":"([^"]+)"', line)[1]  # type: ignore[index]
+                break
+        during = await scrape(paced.client)
+        assert value(during, "todo_chat_runs_in_progress") == 1
+        assert value(during, "todo_chat_streams_open", source="local") == 1
+
+        conversation = (await user.get("/conversations")).json()["conversations"][0]["id"]
+        busy = await user.post("/chat", json={"message": "hi", "conversation_id": conversation})
+        assert busy.status_code == 409
+        too_many = await user.post("/chat", json={"message": "hi"})
+        assert too_many.status_code == 429
+
+        async with paced.client.stream(
+            "GET",
+            user.url(f"/runs/{run_id}/events"),
+            headers={**headers, "Last-Event-ID": f"{run_id}:1"},
+        ) as follower:
+            assert follower.status_code == 200
+            following = await scrape(paced.client)
+            assert value(following, "todo_chat_streams_open", source="followed") == 1
+            async for _ in follower.aiter_lines():
+                pass
+        async for _ in lines:
+            pass
+    await paced.registry.wait_idle()
+
+    async def closed() -> bool:
+        now = await scrape(paced.client)
+        return value(now, "todo_chat_streams_open", source="local") == 0
+
+    await eventually(closed, "the stream's gauge back to 0")
+    after = await scrape(paced.client)
+    assert value(after, "todo_chat_runs_in_progress") == 0
+    assert value(after, "todo_chat_streams_open", source="followed") == 0
+    for status, code in (("409", "run_active"), ("429", "too_many_runs")):
+        name, labels = "todo_chat_refusals_total", {"status": status, "code": code}
+        assert value(after, name, **labels) - value(before, name, **labels) == 1
+    assert value(after, "todo_chat_resumes_total") - value(before, "todo_chat_resumes_total") == 1
+
+
+async def test_metrics_token(settings: Settings) -> None:
+    guarded = with_settings(settings, metrics_token="m" * 40)
+    async with serve(create_app(guarded), guarded) as live:
+        refused = await live.client.get("/metrics")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "not_authenticated"
+        wrong = await live.client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 39})
+        assert wrong.status_code == 401
+        assert "todo_chat_runs_in_progress" in str(await scrape(live.client, "m" * 40))
+
+
+async def test_the_connection_gate_counts_its_queue(settings: Settings) -> None:
+    """One connection, two requests at once: the second queues (the gauge is 1 meanwhile is
+    not observable over HTTP without a timing, so its wait is what is read)."""
+    one = with_settings(settings, db_pool_size=1)
+    async with serve(create_app(one), one) as live:
+        user = live.user()
+        before = await scrape(live.client)
+        await asyncio.gather(*(user.get("/tasks") for _ in range(8)))
+        after = await scrape(live.client)
+    waits = value(after, "todo_chat_db_wait_seconds_count", priority="new") - value(
+        before, "todo_chat_db_wait_seconds_count", priority="new"
+    )
+    assert waits >= 1
+    assert value(after, "todo_chat_db_queue", priority="new") == 0
