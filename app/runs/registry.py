@@ -129,6 +129,7 @@ class RunRegistry:
         live.end()
         self._local.pop(live.id, None)
         self._timings.pop(live.id).ended(final)
+        logger.info("run %s ended: %s", live.id, final.data[:80])
 
     async def wait_idle(self) -> None:
         while self._local:
