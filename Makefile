@@ -79,3 +79,10 @@ MUTATE_CHILDREN ?= 2
 .PHONY: bench-intent
 bench-intent:
 	$(BIN)/python -m tests.unit.test_offline_corpus
+
+# The contract fuzzed longer than make test does: Schemathesis, 100 examples per operation.
+.PHONY: fuzz
+fuzz:
+	CONTRACT_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/e2e/test_contract.py
+
+FUZZ_EXAMPLES ?= 100
