@@ -183,9 +183,11 @@ async def test_the_provider_down_mid_run(provider: IdentityProvider, clock: Cloc
 
 async def test_a_provider_that_never_answers_is_given_up_on() -> None:
     held: list[asyncio.StreamWriter] = []
+    accepted = asyncio.Event()
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)  # read nothing, answer nothing
+        accepted.set()
 
     silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
@@ -195,6 +197,8 @@ async def test_a_provider_that_never_answers_is_given_up_on() -> None:
         )
         with pytest.raises(AuthUnavailable):
             await rs256.verify(RSA_A.token())
+        # It did connect (on a busy machine the server may see it only after the give-up).
+        await asyncio.wait_for(accepted.wait(), 30)
         assert len(held) == 1
     finally:
         for writer in held:
