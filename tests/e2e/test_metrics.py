@@ -12,6 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.db.gate import Priority
+from app.db.uow import Database
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import with_settings
@@ -146,16 +148,24 @@ async def test_metrics_token(settings: Settings) -> None:
 
 
 async def test_the_connection_gate_counts_its_queue(settings: Settings) -> None:
-    """One connection, two requests at once: the second queues (the gauge is 1 meanwhile is
-    not observable over HTTP without a timing, so its wait is what is read)."""
+    """A pool of one connection, held by the test: a request waits in the gate's queue (the
+    gauge says 1 meanwhile), then takes the connection once it is let go (one wait counted)."""
     one = with_settings(settings, db_pool_size=1)
     async with serve(create_app(one), one) as live:
         user = live.user()
         before = await scrape(live.client)
-        await asyncio.gather(*(user.get("/tasks") for _ in range(8)))
+        database: Database = live.app.state.database
+        async with database.unit_of_work(Priority.END) as held:
+            await held.connection.exec_driver_sql("SELECT 1")
+            waiting = asyncio.create_task(user.get("/tasks"))
+
+            async def queued() -> bool:
+                now = await scrape(live.client)
+                return value(now, "todo_chat_db_queue", priority="new") == 1
+
+            await eventually(queued, "the request queued for the connection")
+        assert (await waiting).status_code == 200
         after = await scrape(live.client)
-    waits = value(after, "todo_chat_db_wait_seconds_count", priority="new") - value(
-        before, "todo_chat_db_wait_seconds_count", priority="new"
-    )
-    assert waits >= 1
+    name = "todo_chat_db_wait_seconds_count"
+    assert value(after, name, priority="new") - value(before, name, priority="new") >= 1
     assert value(after, "todo_chat_db_queue", priority="new") == 0
