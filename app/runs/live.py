@@ -7,11 +7,8 @@ queued at once, so a busy stream costs one write per batch rather than one per t
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from enum import StrEnum
-
-import anyio
 
 from app.events import LoggedEvent
 
@@ -31,36 +28,74 @@ class Subscription:
 
     def __init__(self, after_seq: int = 0) -> None:
         self.after_seq = after_seq
-        self._queue: deque[LoggedEvent] = deque()
-        # asyncio's own Event: this wait happens once per token and stream, and anyio's adds
-        # a backend lookup to every one (the service runs on asyncio: asyncpg needs it).
-        self._ready = asyncio.Event()
+        # A list and a bare future made only while the follower waits: an asyncio.Event and
+        # a deque cost 1.3 KB of every open stream, each with a 624-byte block (issue 17).
+        self._queue: list[LoggedEvent] = []
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.gone = False
 
     def push(self, event: LoggedEvent) -> None:
         self._queue.append(event)
-        self._ready.set()
+        self._wake()
 
     def close(self) -> None:
         self._closed = True
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def batches(self) -> AsyncGenerator[list[LoggedEvent]]:
         """What is queued, all at once, until the queue is empty and closed."""
         try:
             while True:
                 if self._queue:
-                    batch = list(self._queue)
-                    self._queue.clear()
+                    batch, self._queue = self._queue, []
                     yield batch
                 elif self._closed:
                     return
                 else:
-                    self._ready.clear()
-                    await self._ready.wait()
+                    self._waiter = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._waiter
+                    finally:
+                        self._waiter = None
         finally:
             self.gone = True
+
+
+class Ended:
+    """Whether a run has ended, and a wait for it: anyio's Event held an asyncio.Event and its
+    624-byte deque for each run in flight (issue 17); this holds a future only while waited."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
 
 class LiveRun:
@@ -71,7 +106,7 @@ class LiveRun:
         self.events: list[LoggedEvent] = []
         self.cancel_reason: CancelReason | None = None
         self.on_cancel: Callable[[], None] | None = None
-        self.ended = anyio.Event()
+        self.ended = Ended()
         self._subscribers: set[Subscription] = set()
 
     @property

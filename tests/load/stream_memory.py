@@ -63,7 +63,7 @@ async def measure(database_url: str, streams_wanted: int, top: int, frames: int)
     }
     port = free_port()
     # Paced slowly enough that every stream is open when the snapshot is taken.
-    service = Process(["service", str(port), "1000", "40"], env)
+    service = Process(["service", str(port), "1000", "60"], env)
     try:
         await wait_listening(port, service)
         settings = Settings(jwt_secret=SECRET)
@@ -77,15 +77,19 @@ async def measure(database_url: str, streams_wanted: int, top: int, frames: int)
 
         streams = Streams()
 
+        failures: Counter[str] = Counter()
+
         async def client(user: str) -> None:
-            await asyncio.sleep(random.uniform(0, 2.0))
-            await one_turn(port, user, tokens[user], "add bench item 1", streams)
+            await asyncio.sleep(random.uniform(0, 10.0))
+            turn = await one_turn(port, user, tokens[user], "add bench item 1", streams)
+            if not turn.ok:
+                failures[turn.failure] += 1
 
         clients = asyncio.gather(*(client(user) for user in users))
         while streams.open < streams_wanted:
             await asyncio.sleep(0.1)
             if clients.done():
-                raise RuntimeError(f"streams ended before all were open: {clients.result()}")
+                raise RuntimeError(f"streams ended before all were open: {failures}")
         await asyncio.sleep(3.0)  # every stream past its tool call, a few tokens in
         open_now = streams.open
         busy_rss = service.rss()
