@@ -58,6 +58,17 @@ BENCH_RUNS ?= 3
 bench:
 	$(BIN)/python -m tests.load.bench --runs $(BENCH_RUNS)
 
+# A flame graph of the service under one bench scenario (py-spy, sampling from outside the
+# process without pausing it): `make profile` (a32), `make profile SCENARIO=c2000`.
+SCENARIO ?= a32
+PROFILE ?= profile-$(SCENARIO).svg
+
+.PHONY: profile
+profile:
+	$(BIN)/python -m tests.load.bench --scenario $(SCENARIO) --runs 1 --profile $(PROFILE) \
+		--output bench-profile-$(SCENARIO).json
+	@echo "flame graph: $(PROFILE)"
+
 loadtest:
 	$(BIN)/locust -f tests/load/locustfile.py --headless --host $(HOST) --users $(USERS) \
 		--spawn-rate 10 --run-time $(RUN_TIME) --stop-timeout 15 --only-summary
