@@ -63,9 +63,17 @@ def verifier(
     )
 
 
+# What a client is told with each code (make mutate found the wording untested here).
+MESSAGES = {
+    "invalid_token": {"The token is not valid.", "The token names no user."},
+    "token_expired": {"The token has expired."},
+}
+
+
 async def refused(verifier: TokenVerifier, token: str) -> str:
     with pytest.raises(InvalidToken) as raised:
         await verifier.verify(token)
+    assert raised.value.message in MESSAGES.get(raised.value.code, ()), raised.value.message
     return raised.value.code
 
 
@@ -211,8 +219,16 @@ async def test_an_answer_that_is_not_a_key_set_is_unavailable(clock: Clock) -> N
     async with IdentityProvider() as provider:
         await provider.start()
         provider.keys = "nope"  # type: ignore[assignment]
-        with pytest.raises(AuthUnavailable):
+        with pytest.raises(AuthUnavailable, match=r"^the identity provider's keys cannot be"):
             await verifier(provider, clock).verify(RSA_A.token())
+
+
+async def test_a_token_that_is_not_a_jwt_is_refused_before_any_key_is_fetched(
+    provider: IdentityProvider, clock: Clock
+) -> None:
+    for token in ("not-a-token", "a.b.c", "e30.e30."):
+        assert await refused(verifier(provider, clock), token) == "invalid_token", token
+    assert provider.fetches == 0
 
 
 async def test_a_token_signed_by_a_key_not_in_the_set_is_refused(
