@@ -12,9 +12,12 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from app.db.repositories import USER_LOCK_CLASS
 from app.main import create_app
 from app.settings import Settings
+from tests.e2e.test_one_run_per_conversation import _blocked_by
 from tests.e2e.test_providers import LEAKS
 from tests.e2e.test_providers import _settings as provider_settings
 from tests.e2e.test_runs import _Pausing
@@ -142,6 +145,47 @@ async def test_a_second_send_with_the_same_chat_id_continues_the_conversation(
     # Another chat id is another conversation.
     other = await _send(server, user, f"{chat_id}-2", [_user_message("hello")])
     assert other["message"]["metadata"]["conversation_id"] != conversation_id
+
+
+async def _post_status(user: User, body: dict[str, Any]) -> int:
+    async with user.client.stream(
+        "POST", user.url("/ai/chat"), json=body, headers=user.headers
+    ) as response:
+        await response.aread()
+        return response.status_code
+
+
+async def test_two_first_sends_of_one_chat_at_once_make_one_conversation(
+    server: LiveServer, db: PlainSql
+) -> None:
+    """Both wait on the user's lock, held by the test, after finding no conversation for the
+    chat; let go, the second finds the one the first made. (Without the look again under the
+    lock, two conversations: this fails.)"""
+    user = server.user()
+    async with db.engine.connect() as holder:
+        await holder.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, hashtext(:user))"),
+            {"cls": USER_LOCK_CLASS, "user": user.id},
+        )
+        racing = [
+            asyncio.create_task(
+                _post_status(user, {"id": "raced", "messages": [_user_message(message)]})
+            )
+            for message in ("hello", "add buy milk")
+        ]
+        await _blocked_by(db, holder, 2)
+        await holder.commit()
+    statuses = sorted(await asyncio.gather(*racing))
+    await server.registry.wait_idle()
+    assert statuses in ([200, 200], [200, 409])
+    conversations = await db.rows(
+        "SELECT id FROM conversations WHERE user_id = :user", user=user.id
+    )
+    chats = await db.rows(
+        "SELECT conversation_id FROM ai_chats WHERE user_id = :user", user=user.id
+    )
+    assert [row["conversation_id"] for row in chats] == [row["id"] for row in conversations]
+    assert len(conversations) == 1
 
 
 async def _post_ai_chat(user: User, body: dict[str, Any]) -> list[Any]:
