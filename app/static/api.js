@@ -67,14 +67,16 @@ export class Session {
     return json;
   }
 
-  // The answer to one message, as a standard event stream (see sse.js).
-  async stream(body, signal) {
+  // The answer to one message, as a standard event stream (see sse.js). `key` is the send's
+  // Idempotency-Key: the same key sent again joins the run the first send started.
+  async stream(body, signal, key) {
     const response = await fetch(this.path("/chat/stream"), {
       method: "POST",
       headers: {
         Authorization: `Bearer ${this.token}`,
         "Content-Type": "application/json",
         Accept: "text/event-stream",
+        "Idempotency-Key": key,
       },
       body: JSON.stringify(body),
       signal,
@@ -118,4 +120,11 @@ function userOf(token) {
 function usable(token) {
   const { exp } = claims(token);
   return userOf(token) !== "" && (!exp || exp * 1000 > Date.now());
+}
+
+// 128 random bits as hex. crypto.getRandomValues, not randomUUID: the page may be served over
+// plain HTTP on a LAN address, where randomUUID does not exist.
+export function idempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }

@@ -5,7 +5,7 @@
 // conversation's stream with EventSource, from its first event, so it is drawn once, whole. The
 // stored messages are drawn from the REST API; the answer of a run in progress is not stored
 // until it ends, so the two never overlap.
-import { ApiError, Session, developmentToken } from "./api.js";
+import { ApiError, Session, developmentToken, idempotencyKey } from "./api.js";
 import { Answer, element, taskItem, userMessage } from "./render.js";
 import { follow, readEventStream } from "./sse.js";
 
@@ -225,24 +225,32 @@ async function send(text, { cancelActive = false } = {}) {
   current.close = () => controller.abort();
   const body = { message: text, conversation_id: conversationId };
   if (cancelActive) body.cancel_active = true;
-  let response;
-  try {
-    response = await session.stream(body, controller.signal);
-  } catch (error) {
-    userNode.remove();
-    endTurn(current);
-    if (controller.signal.aborted) return;
-    if (error instanceof ApiError && error.code === "run_active") return offerFollow(text);
-    $("message").value ||= text;
-    return failed(error);
-  }
-  try {
-    await readEventStream(response.body, (message) => {
-      current.lastEventId = message.id;
-      handle(current, JSON.parse(message.data));
-    });
-  } catch {
-    if (controller.signal.aborted) return;
+  // When the network fails before the answer's first event, the page cannot tell whether the
+  // message arrived: it sends it again, with the same Idempotency-Key, which joins the run the
+  // first send started (if it did) rather than starting a second. At most three sends.
+  const key = idempotencyKey();
+  for (let attempt = 1; ; attempt++) {
+    let response;
+    try {
+      response = await session.stream(body, controller.signal, key);
+    } catch (error) {
+      if (!(error instanceof ApiError) && !controller.signal.aborted && attempt < 3) continue;
+      userNode.remove();
+      endTurn(current);
+      if (controller.signal.aborted) return;
+      if (error instanceof ApiError && error.code === "run_active") return offerFollow(text);
+      $("message").value ||= text;
+      return failed(error);
+    }
+    try {
+      await readEventStream(response.body, (message) => {
+        current.lastEventId = message.id;
+        handle(current, JSON.parse(message.data));
+      });
+    } catch {
+      if (controller.signal.aborted) return;
+    }
+    if (current.runId || current.finished || controller.signal.aborted || attempt >= 3) break;
   }
   if (!current.finished && current.runId && current.view === view) {
     // The connection was cut before the run's last event: the run goes on, follow the rest.

@@ -176,6 +176,33 @@ async def test_a_connection_cut_in_the_middle_of_an_answer_is_followed_to_its_en
     assert (await stored_messages(site, user_id))[-1]["content"] == final
 
 
+async def test_a_send_whose_answer_never_came_back_is_sent_again_and_answered_once(
+    start_site: SiteFactory,
+) -> None:
+    """The network fails inside the answer's headers: the page cannot know whether its message
+    arrived, sends it again with the same Idempotency-Key, and the service joins the first
+    send's run: one answer, one run."""
+    site = await start_site(token_delay_ms=20)
+    port = int(site.url.rstrip("/").rsplit(":", 1)[1])
+    cut = Cut(b"content-type: text/event-stream", offset=4)  # its headers, before any event
+    async with CuttingProxy(port, cut) as proxy:
+        page = await site.page()
+        user_id = f"resend-{uuid.uuid4().hex[:8]}"
+        await page.goto(proxy.base_url)
+        await page.get_by_label("Your name").fill(user_id)
+        await page.get_by_label("Your name").press("Enter")
+        await send(page, "hello")
+        final = await finished(page, count=1)
+        assert proxy.cut_made.is_set()
+    assert final == GREETING
+    sends = [r for r in site.requests if r.method == "POST" and r.url.endswith("/chat/stream")]
+    assert len(sends) == 2, "sent once, then once again"
+    keys = {await send.header_value("idempotency-key") for send in sends}
+    assert len(keys) == 1 and None not in keys
+    stored = await stored_messages(site, user_id)
+    assert [m["role"] for m in stored] == ["user", "assistant"], "one run, not two"
+
+
 async def test_stop_cancels_the_answer_and_it_is_stored_as_cancelled(
     start_site: SiteFactory,
 ) -> None:
