@@ -155,9 +155,6 @@ class RunRegistry:
     def is_left_to_recovery(self, run_id: str) -> bool:
         return run_id in self._left_to_recovery
 
-    def leave_to_recovery(self, run_id: str) -> None:
-        self._left_to_recovery.add(run_id)
-
     def recovered(self, run_id: str) -> None:
         self._left_to_recovery.discard(run_id)
 
