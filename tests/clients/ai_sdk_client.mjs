@@ -4,10 +4,14 @@
 //
 //   node ai_sdk_client.mjs send '{"api", "token", "chatId", "messages"}'
 //   node ai_sdk_client.mjs reconnect '{"api", "token", "chatId"}'
+//   node ai_sdk_client.mjs chat '{"api", "token", "chatId", "texts"}'
+//
+// `chat` is useChat without React: the SDK's AbstractChat (which @ai-sdk/react's Chat extends)
+// with a plain array for its state, sending each text in turn after the previous answer.
 //
 // Prints one JSON object: the assembled `message` (null when reconnect found nothing running),
 // the chunk types in order, the errors the SDK reported, or the HTTP error it threw.
-import { DefaultChatTransport, readUIMessageStream } from 'ai';
+import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
 
 const [mode, raw] = process.argv.slice(2);
 const config = JSON.parse(raw);
@@ -38,6 +42,43 @@ async function assemble(stream) {
   return { message, chunks, errors };
 }
 
+class ArrayState {
+  status = 'ready';
+  error = undefined;
+  messages = [];
+  pushMessage = (message) => { this.messages = [...this.messages, message]; };
+  popMessage = () => { this.messages = this.messages.slice(0, -1); };
+  replaceMessage = (index, message) => {
+    this.messages = this.messages.map((m, i) => (i === index ? message : m));
+  };
+  snapshot = (thing) => structuredClone(thing);
+}
+
+class Chat extends AbstractChat {
+  constructor(init) {
+    super({ ...init, state: new ArrayState() });
+  }
+}
+
+async function chat() {
+  const finished = [];
+  const session = new Chat({
+    id: config.chatId,
+    transport,
+    onFinish: ({ message, isError }) => finished.push({ id: message.id, isError }),
+  });
+  for (const text of config.texts) {
+    await session.sendMessage({ text });
+    if (session.status === 'error') break;
+  }
+  return {
+    messages: session.messages,
+    status: session.status,
+    error: session.error?.message ?? null,
+    finished,
+  };
+}
+
 async function main() {
   try {
     if (mode === 'send') {
@@ -50,6 +91,7 @@ async function main() {
       });
       return await assemble(stream);
     }
+    if (mode === 'chat') return await chat();
     if (mode === 'reconnect') {
       const stream = await transport.reconnectToStream({ chatId: config.chatId });
       if (stream === null) return { message: null, chunks: [], errors: [] };

@@ -316,3 +316,26 @@ async def test_cancel_by_chat_id_stops_the_run_and_ends_its_stream(settings: Set
     assert (finish["type"], finish["finishReason"]) == ("finish", "other")
     assert finish["messageMetadata"]["status"] == "cancelled"
     assert chunks[-1] == "[DONE]"
+
+
+async def test_the_sdks_own_chat_holds_a_two_turn_conversation_as_useChat_would(
+    server: LiveServer, db: PlainSql
+) -> None:
+    user = server.user()
+    config = {
+        "api": f"{_base(server)}/api/{user.id}/ai/chat",
+        "token": user.token,
+        "chatId": f"chat-{uuid.uuid4().hex[:8]}",
+        "texts": ["add buy milk", "show my tasks"],
+    }
+    result = await run_node("ai_sdk_client.mjs", "chat", json.dumps(config))
+    await server.registry.wait_idle()
+    assert (result["status"], result["error"]) == ("ready", None)
+    messages = result["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    conversation_id = messages[1]["metadata"]["conversation_id"]
+    assert messages[3]["metadata"]["conversation_id"] == conversation_id
+    assert "Buy milk" in _text(messages[3])
+    stored = (await user.get(f"/conversations/{conversation_id}/messages")).json()["messages"]
+    assert [m["content"] for m in stored] == [_text(m) for m in messages]
+    assert [m["id"] for m in stored[1::2]] == [m["metadata"]["message_id"] for m in messages[1::2]]
