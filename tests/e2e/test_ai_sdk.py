@@ -17,6 +17,7 @@ from sqlalchemy import text
 from app.db.repositories import USER_LOCK_CLASS
 from app.main import create_app
 from app.settings import Settings
+from tests.conftest import with_settings
 from tests.e2e.test_one_run_per_conversation import _blocked_by
 from tests.e2e.test_providers import LEAKS
 from tests.e2e.test_providers import _settings as provider_settings
@@ -207,7 +208,9 @@ async def test_reconnect_is_null_when_idle_and_the_whole_answer_while_a_run_is_a
     settings: Settings, db: PlainSql
 ) -> None:
     model = _Pausing({"add buy milk": (2,)})
-    async with serve(create_app(settings, model=model), settings) as live:
+    # Keep-alive pings every 50 ms: while the run is held, they fall between its chunks.
+    pinging = with_settings(settings, sse_ping_seconds=0.05)
+    async with serve(create_app(pinging, model=model), pinging) as live:
         user, chat_id = live.user(), f"chat-{uuid.uuid4().hex[:8]}"
         assert (await _reconnect(live, user, chat_id))["message"] is None, "an unknown chat"
         body = {"id": chat_id, "messages": [_user_message("add buy milk")]}
