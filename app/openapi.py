@@ -49,7 +49,6 @@ from app.domain import (
 )
 from app.errors import DOMAIN_ERRORS
 from app.schemas import (
-    MAX_ID,
     ChatRequest,
     ChatResponse,
     ConversationPage,
@@ -68,6 +67,8 @@ OPENAPI_VERSION = "3.1.0"
 UNDESCRIBED = "undescribed"
 EVENT_STREAM = "text/event-stream"
 _REF = "#/components/schemas/"
+# The largest id the routes read from a path or a query (18 digits: `routes._is_number`).
+MAX_ID_ASKED = 10**18 - 1
 
 Endpoint = Callable[..., Any]
 
@@ -144,7 +145,9 @@ def _limit(default: int, maximum: int) -> Param:
 
 
 def _id_cursor(name: str, description: str) -> Param:
-    return Param(name, "query", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, description)
+    return Param(
+        name, "query", {"type": "integer", "minimum": 0, "maximum": MAX_ID_ASKED}, description
+    )
 
 
 _IDEMPOTENCY_KEY = Param(
@@ -162,8 +165,9 @@ _IDEMPOTENCY_KEY = Param(
 _LAST_EVENT_ID = Param(
     "Last-Event-ID",
     "header",
-    {"type": "string", "pattern": "^([^:]*:)?[0-9]{1,10}$"},
-    "Resume after this event: `<run_id>:<seq>` as the stream's `id:` lines say, or `<seq>`.",
+    {"type": "string", "pattern": "^(([^:]*:)?[0-9]{1,10})?$"},
+    "Resume after this event: `<run_id>:<seq>` as the stream's `id:` lines say, or `<seq>` "
+    "(empty: from the start).",
 )
 _LAST_EVENT_ID_QUERY = dataclasses.replace(_LAST_EVENT_ID, name="last_event_id", where="query")
 _ACCESS_TOKEN = Param(
@@ -397,7 +401,7 @@ def _parameters(path: str, operation: Operation) -> list[dict[str, Any]]:
     for name, _ in re.findall(r"{(\w+)(:\w+)?}", path):
         schema: dict[str, Any] = {"type": "string"}
         if name.endswith(("conversation_id", "task_id")):
-            schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+            schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID_ASKED}
         elif name == "user_id":
             schema = {"type": "string", "minLength": 1, "description": "The token's user."}
         found.append({"name": name, "in": "path", "required": True, "schema": schema})
