@@ -54,7 +54,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
@@ -222,7 +221,8 @@ def byte_stream(
         ping_message_factory=lambda: keep_alive_ping,
         headers={"Cache-Control": "no-cache, no-store", **(headers or {})},
         # When the server stops, keep the stream open until its run has sent its last event.
-        shutdown_event=anyio.Event(),
+        # (The grace needs no `shutdown_event`: no body here watches one, and an anyio Event
+        # for each stream held 0.74 KB of it, issue 17.)
         shutdown_grace_period=shutdown_grace_seconds,
     )
 
