@@ -56,7 +56,7 @@ from contextlib import aclosing
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.events import LoggedEvent
 
@@ -146,6 +146,18 @@ class _Stream(EventSourceResponse):
             logger.warning(
                 "dropped a stream whose client stopped reading for %s s", SEND_TIMEOUT_SECONDS
             )
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        """sse-starlette's bound on one write (`send_timeout`), with asyncio's timeout rather
+        than anyio's cancel scope: 4.5 µs a write here instead of 10.8 (issue 17)."""
+        timeout = asyncio.timeout(self.send_timeout)
+        try:
+            async with timeout:
+                await send(message)
+        except TimeoutError:
+            if timeout.expired():
+                raise SendTimeoutError() from None
+            raise
 
     async def _serve(self, receive: Receive, send: Send) -> None:
         """sse-starlette's own watchers (the stream, its pings, the server's exit and its
