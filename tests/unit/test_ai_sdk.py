@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.ai_sdk import DONE, AiChatRequest, UiMessageStream, chat_id_is_valid, ui_message_stream
@@ -276,3 +278,46 @@ def test_a_chat_id_fits_one_path_segment(chat_id: str, valid: bool) -> None:
     if not valid:
         with pytest.raises(ValidationError):
             _request(_body(id=chat_id))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+# Bodies shaped as the transport sends them, with what a client controls varied inside; and
+# any JSON at all.
+_PART = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "text", "file"]), "text": st.text(max_size=12)}
+)
+_MESSAGE = st.fixed_dictionaries(
+    {
+        "id": st.text(max_size=8),
+        "role": st.sampled_from(["user", "user", "assistant", "system"]),
+        "parts": st.lists(_PART, max_size=3),
+    },
+    optional={"metadata": _JSON},
+)
+_BODY = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["chat-1", "a.b:c~"]) | st.text(max_size=210),
+        "messages": st.lists(_MESSAGE, max_size=3),
+    },
+    optional={
+        "trigger": st.sampled_from(["submit-message", "regenerate-message"]),
+        "messageId": st.none() | st.text(max_size=8),
+        "extra": _JSON,
+    },
+)
+
+
+@given(body=_BODY | _JSON)
+@settings(max_examples=200, deadline=None)
+def test_any_body_is_a_request_whose_text_is_the_users_or_a_validation_error(body: Any) -> None:
+    try:
+        request = _request(body, max_message_chars=4000)
+    except ValidationError:
+        return
+    assert request.messages[-1].role == "user"
+    assert request.text.strip() and len(request.text) <= 4000
+    assert chat_id_is_valid(request.id)
