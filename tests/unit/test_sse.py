@@ -195,6 +195,10 @@ def test_an_event_id_is_read_only_when_its_seq_is_ascii_digits_within_range(raw:
         assert readable and parsed == (run, int(seq))
 
 
+def test_the_largest_seq_a_database_integer_holds_is_an_event_id() -> None:
+    assert parse_event_id(f"run:{MAX_SEQ}") == ("run", MAX_SEQ)  # the bound, not past it
+
+
 def test_event_ids_no_client_was_sent_are_refused() -> None:
     # "run:00000000001": eleven digits, a small number, still refused (make mutate found the
     # length bound untested: hypothesis seldom writes leading zeros).
