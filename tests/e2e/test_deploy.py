@@ -67,7 +67,12 @@ def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
 
 def test_python_m_app_serve_migrates_and_serves(fresh_database: str) -> None:
     port = free_port()
-    env = environment(DATABASE_URL=fresh_database, PORT=str(port), JWT_SECRET=TEST_SECRET)
+    env = environment(
+        DATABASE_URL=fresh_database,
+        PORT=str(port),
+        JWT_SECRET=TEST_SECRET,
+        METRICS_TOKEN="metrics-" + "x" * 32,  # production: a DATABASE_URL and no APP_ENV
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve"],
         cwd=PROJECT_ROOT,
