@@ -551,6 +551,7 @@ _DOCS_PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>todo-chat API</title>
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<link rel="icon" type="image/png" href="/docs/assets/favicon-32x32.png">
 </head>
 <body>
 <div id="swagger-ui"></div>
