@@ -101,6 +101,14 @@ async def test_live_gauges_refusals_and_resumes(paced: LiveServer) -> None:
         during = await scrape(paced.client)
         assert value(during, "todo_chat_runs_in_progress") == 1
         assert value(during, "todo_chat_streams_open", source="local") == 1
+        # The stream is timed to its start, while it is still open: its duration stays out.
+        route = {"method": "POST", "route": "/api/{user_id}/chat/stream"}
+        started = "todo_chat_http_response_start_seconds_count"
+        assert value(during, started, **route) - value(before, started, **route) == 1
+        ended = "todo_chat_http_requests_total"
+        assert value(during, ended, **route, status="200") == value(
+            before, ended, **route, status="200"
+        )
 
         conversation = (await user.get("/conversations")).json()["conversations"][0]["id"]
         busy = await user.post("/chat", json={"message": "hi", "conversation_id": conversation})
