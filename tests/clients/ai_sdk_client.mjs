@@ -5,9 +5,11 @@
 //   node ai_sdk_client.mjs send '{"api", "token", "chatId", "messages"}'
 //   node ai_sdk_client.mjs reconnect '{"api", "token", "chatId"}'
 //   node ai_sdk_client.mjs chat '{"api", "token", "chatId", "texts"}'
+//   node ai_sdk_client.mjs resume '{"api", "token", "chatId"}'
 //
 // `chat` is useChat without React: the SDK's AbstractChat (which @ai-sdk/react's Chat extends)
-// with a plain array for its state, sending each text in turn after the previous answer.
+// with a plain array for its state, sending each text in turn after the previous answer;
+// `resume` is what useChat({resume: true}) does on mount: resumeStream() on a new chat.
 //
 // Prints one JSON object: the assembled `message` (null when reconnect found nothing running),
 // the chunk types in order, the errors the SDK reported, or the HTTP error it threw.
@@ -79,6 +81,16 @@ async function chat() {
   };
 }
 
+async function resume() {
+  const session = new Chat({ id: config.chatId, transport });
+  await session.resumeStream();
+  return {
+    messages: session.messages,
+    status: session.status,
+    error: session.error?.message ?? null,
+  };
+}
+
 async function main() {
   try {
     if (mode === 'send') {
@@ -92,6 +104,7 @@ async function main() {
       return await assemble(stream);
     }
     if (mode === 'chat') return await chat();
+    if (mode === 'resume') return await resume();
     if (mode === 'reconnect') {
       const stream = await transport.reconnectToStream({ chatId: config.chatId });
       if (stream === null) return { message: null, chunks: [], errors: [] };

@@ -218,18 +218,23 @@ async def test_reconnect_is_null_when_idle_and_the_whole_answer_while_a_run_is_a
         await model.reached["add buy milk", 2].wait()
 
         resumed = asyncio.create_task(_reconnect(live, user, chat_id))
+        # And as useChat({resume: true}) does it on mount: the SDK's Chat, resumeStream().
+        config = {"api": f"{_base(live)}/api/{user.id}/ai/chat", "token": user.token}
+        on_mount = asyncio.create_task(
+            run_node("ai_sdk_client.mjs", "resume", json.dumps({**config, "chatId": chat_id}))
+        )
 
-        async def reconnect_following() -> bool:
-            return live.registry.following(user.id) >= 1
+        async def both_following() -> bool:
+            return live.registry.following(user.id) >= 2
 
-        await eventually(reconnect_following, "the reconnect follows the run")
+        await eventually(both_following, "the reconnect and the resumed chat follow the run")
         # A second send meanwhile: the transport throws our 409, as JSON.
         busy = await _send(live, user, chat_id, [_user_message("hello")])
         assert busy["thrown"]["statusCode"] == 409
         assert json.loads(busy["thrown"]["message"])["error"]["code"] == "run_active"
 
         model.go_on["add buy milk", 2].set()
-        result, chunks = await resumed, await posted
+        result, chunks, mounted = await resumed, await posted, await on_mount
         await live.registry.wait_idle()
         assert (await _reconnect(live, user, chat_id))["message"] is None, "nothing running"
 
@@ -243,6 +248,9 @@ async def test_reconnect_is_null_when_idle_and_the_whole_answer_while_a_run_is_a
     )
     assert stored == [{"content": _text(message)}]
     assert _text(message).startswith('Added "Buy milk"')
+    assert (mounted["status"], mounted["error"]) == ("ready", None)
+    [resumed_message] = mounted["messages"]
+    assert resumed_message == message, "useChat on mount shows the answer, once and whole"
 
 
 async def test_a_provider_failure_ends_in_an_error_part_with_our_code_and_no_provider_text(
