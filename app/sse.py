@@ -149,7 +149,8 @@ class _Stream(EventSourceResponse):
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         """sse-starlette's bound on one write (`send_timeout`), with asyncio's timeout rather
-        than anyio's cancel scope: 4.5 µs a write here instead of 10.8 (issue 17)."""
+        than anyio's cancel scope: 4.5 µs a write here instead of 10.8, and 0.86 M fewer
+        instructions per tool-using turn (tests/load/instructions.py; issue 17)."""
         timeout = asyncio.timeout(self.send_timeout)
         try:
             async with timeout:
