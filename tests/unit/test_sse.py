@@ -230,3 +230,26 @@ def test_the_opening_and_the_pings_are_what_the_module_docstring_says() -> None:
     assert opening(Framing.SEED, RUN_ID, 7) == b""
     assert keep_alive(Framing.STANDARD) == b": ping\n"
     assert keep_alive(Framing.SEED) == b": ping\n\n"
+
+
+def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() -> None:
+    """`app.sse._Stream` runs sse-starlette's own watchers itself (as asyncio tasks, not in an
+    anyio task group: half the memory per open stream) and bounds each write itself: this
+    fails when a new version renames one, changes what it takes, or stops sending through
+    `_send_with_timeout` (the version is also bounded in pyproject.toml)."""
+    expected = {
+        "_stream_response": ["self", "send"],
+        "_listen_for_exit_signal_with_grace": ["self"],
+        "_listen_for_disconnect": ["self", "receive"],
+        "_ping": ["self", "send"],
+        "_send_with_timeout": ["self", "send", "message"],
+    }
+    for name, parameters in expected.items():
+        method = inspect.getattr_static(EventSourceResponse, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert list(inspect.signature(method).parameters) == parameters, name
+    sends = inspect.getsource(EventSourceResponse._stream_response)
+    assert "self._send_with_timeout(" in sends
+    response = EventSourceResponse(iter(()), ping=15, send_timeout=3)
+    assert (response.active, response.ping_interval, response.send_timeout) == (True, 15, 3)
+    assert response.background is None
