@@ -15,29 +15,11 @@ import httpx
 from app.auth import issue_token
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_SECRET
-from tests.deploy.test_heroku import _descendants, _is_worker, _worker_of, procfile
+from tests.deploy.test_heroku import _until_ready, _worker_of, procfile
 from tests.e2e.test_metrics import scrape, value
 from tests.support import environment, free_port
 
 TOKEN = "metrics-" + "t" * 32
-
-
-async def _until_two_workers(process: asyncio.subprocess.Process, base_url: str) -> None:
-    """A state, polled: the service answers and both workers run (at most 60 s)."""
-    deadline = asyncio.get_running_loop().time() + 60
-    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
-        while True:
-            assert process.returncode is None, "the web process exited"
-            assert asyncio.get_running_loop().time() < deadline, "the service did not start"
-            try:
-                if (await client.get("/ready")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    while len([pid for pid in _descendants(process.pid) if _is_worker(pid)]) < 2:
-        assert asyncio.get_running_loop().time() < deadline, "fewer than two workers"
-        await asyncio.sleep(0.1)
 
 
 async def _one_round(database_url: str) -> None:
@@ -62,7 +44,7 @@ async def _one_round(database_url: str) -> None:
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        await _until_two_workers(process, base_url)
+        await _until_ready(process, base_url)
         user = "workers-" + os.urandom(4).hex()
         headers = {"Authorization": f"Bearer {issue_token(Settings(jwt_secret=TEST_SECRET), user)}"}
         served: Counter[int] = Counter()
