@@ -404,14 +404,8 @@ class RunRepository:
         idempotency: Idempotency | None = None,
     ) -> StartedRun:
         """Store a run and its user's message in the conversation."""
-        values = {
-            "run_key": uuid.UUID(run_id),
-            "user_key": user_id,
-            "conversation_key": conversation_id,
-            "content": storable(message),
-            "instance": instance,
-            **_idempotency_values(idempotency),
-        }
+        values = _start_values(run_id, user_id, message, instance, idempotency)
+        values["conversation_key"] = conversation_id
         return StartedRun(*(await self._connection.execute(_START_RUN, values)).one())
 
     async def start_in_new_conversation(
@@ -424,14 +418,8 @@ class RunRepository:
         idempotency: Idempotency | None = None,
     ) -> StartedRun:
         """Store a run and its user's message in a new conversation with this title."""
-        values = {
-            "run_key": uuid.UUID(run_id),
-            "user_key": user_id,
-            "title": storable(title),
-            "content": storable(message),
-            "instance": instance,
-            **_idempotency_values(idempotency),
-        }
+        values = _start_values(run_id, user_id, message, instance, idempotency)
+        values["title"] = storable(title)
         statement = _START_RUN_IN_NEW_CONVERSATION
         return StartedRun(*(await self._connection.execute(statement, values)).one())
 
@@ -593,10 +581,18 @@ def _jsonb(value: Any) -> str:
     return json.dumps(storable_json(value), ensure_ascii=False)
 
 
-def _idempotency_values(idempotency: Idempotency | None) -> dict[str, str | None]:
-    if idempotency is None:
-        return {"idempotency_key": None, "request_digest": None}
-    return {"idempotency_key": storable(idempotency.key), "request_digest": idempotency.digest}
+def _start_values(
+    run_id: str, user_id: str, message: str, instance: str, idempotency: Idempotency | None
+) -> dict[str, Any]:
+    """The parameters both statements that start a run take."""
+    return {
+        "run_key": uuid.UUID(run_id),
+        "user_key": user_id,
+        "content": storable(message),
+        "instance": instance,
+        "idempotency_key": None if idempotency is None else storable(idempotency.key),
+        "request_digest": None if idempotency is None else idempotency.digest,
+    }
 
 
 def _event_arrays(events: Sequence[tuple[str, LoggedEvent]]) -> dict[str, list[Any]]:

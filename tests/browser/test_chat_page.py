@@ -28,11 +28,12 @@ SCREENSHOT = Path(__file__).parents[2] / "docs" / "chat-page.png"
 GREETING = next_step(understand("hello"), []).reply or ""
 
 
-async def sign_in(site: Site, name: str = "ada") -> tuple[Page, str]:
-    """A new tab, signed in through the development name field."""
+async def sign_in(site: Site, name: str = "ada", *, url: str | None = None) -> tuple[Page, str]:
+    """A new tab, signed in through the development name field (the page loaded from `url`,
+    a proxy's, when given)."""
     user_id = f"{name}-{uuid.uuid4().hex[:8]}"
     page = await site.page()
-    await page.goto(site.url)
+    await page.goto(url or site.url)
     await page.get_by_label("Your name").fill(user_id)
     await page.get_by_label("Your name").press("Enter")
     await expect(page.locator("#user-name")).to_have_text(user_id)
@@ -161,11 +162,7 @@ async def test_a_connection_cut_in_the_middle_of_an_answer_is_followed_to_its_en
     # The network fails inside the fifth text event of the answer's POST.
     cut = Cut(b'"type":"text"', occurrence=5, offset=3)
     async with CuttingProxy(port, cut) as proxy:
-        page = await site.page()
-        user_id = f"cut-{uuid.uuid4().hex[:8]}"
-        await page.goto(proxy.base_url)
-        await page.get_by_label("Your name").fill(user_id)
-        await page.get_by_label("Your name").press("Enter")
+        page, user_id = await sign_in(site, "cut", url=proxy.base_url)
         await send(page, "hello")
         final = await finished(page, count=1)
         assert proxy.cut_made.is_set()
@@ -186,11 +183,7 @@ async def test_a_send_whose_answer_never_came_back_is_sent_again_and_answered_on
     port = int(site.url.rstrip("/").rsplit(":", 1)[1])
     cut = Cut(b"content-type: text/event-stream", offset=4)  # its headers, before any event
     async with CuttingProxy(port, cut) as proxy:
-        page = await site.page()
-        user_id = f"resend-{uuid.uuid4().hex[:8]}"
-        await page.goto(proxy.base_url)
-        await page.get_by_label("Your name").fill(user_id)
-        await page.get_by_label("Your name").press("Enter")
+        page, user_id = await sign_in(site, "resend", url=proxy.base_url)
         await send(page, "hello")
         final = await finished(page, count=1)
         assert proxy.cut_made.is_set()
