@@ -35,8 +35,8 @@ test-deploy:
 	$(BIN)/python -m pytest -m deploy tests/deploy
 
 # The fault suite at the sizes its issue names (make test runs it smaller): 50 streams through a
-# PostgreSQL restart, 500 clients hanging up, 20 runs of a killed instance, 10 followed runs
-# through SIGTERM. Prints what it measured.
+# PostgreSQL restart, 500 clients hanging up, 200 that stop reading, 20 runs of a killed
+# instance, 10 followed runs through SIGTERM. Prints what it measured.
 faults:
 	FAULT_SCALE=full $(BIN)/python -m pytest tests/faults -rP -q
 

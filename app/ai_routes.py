@@ -42,6 +42,7 @@ def _ui_stream(request: Request, batches: AsyncIterator[list[LoggedEvent]]) -> R
         ui_message_stream(batches),
         ping=PING,
         ping_seconds=settings.sse_ping_seconds,
+        send_timeout_seconds=settings.send_timeout_seconds,
         shutdown_grace_seconds=settings.stream_close_seconds,
         headers=HEADERS,
     )

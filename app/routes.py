@@ -167,6 +167,7 @@ def _event_stream(
         framing=framing_for(request.headers.get("accept")),
         after_seq=after_seq,
         ping_seconds=settings.sse_ping_seconds,
+        send_timeout_seconds=settings.send_timeout_seconds,
         shutdown_grace_seconds=settings.stream_close_seconds,
     )
 

@@ -81,6 +81,8 @@ class Settings:
     run_retention_hours: int = 24
     cors_origins: tuple[str, ...] = ()
     sse_ping_seconds: float = 15.0
+    # A stream whose client has not taken one write for this long is dropped (`app.sse`).
+    send_timeout_seconds: float = 30.0
     shutdown_grace_seconds: float = 10.0
     # GET /metrics answers only a bearer of this token; required in production.
     metrics_token: str | None = None
@@ -174,6 +176,7 @@ class Settings:
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
             max_active_runs=_integer(env, "MAX_ACTIVE_RUNS_PER_USER", 3, minimum=1, maximum=1000),
             run_retention_hours=_integer(env, "RUN_RETENTION_HOURS", 24, minimum=1),
+            send_timeout_seconds=_integer(env, "SEND_TIMEOUT_SECONDS", 30, minimum=1, maximum=300),
             shutdown_grace_seconds=_integer(
                 env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=MAX_SHUTDOWN_GRACE_SECONDS
             ),

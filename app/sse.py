@@ -39,11 +39,15 @@ How a finished stream is told apart from a cut one is the routes' business (a 20
 reconnecting EventSource), not this module's.
 
 **A client that stops reading** (a frozen tab, a proxy that stalls) is dropped once one write
-has waited `SEND_TIMEOUT_SECONDS`: sse-starlette's `send_timeout`. It raises `SendTimeoutError`
-out of the response, which the server would log as a crash; `_Stream` ends the response there
-instead, with a warning. The run goes on; the client may resume with `Last-Event-ID`. ASGI
-has no way to abort a connection: the server closes it once its buffer (the one write that
-timed out) is flushed, or the client goes away; nothing more is queued for it meanwhile.
+has waited `SEND_TIMEOUT_SECONDS` (a setting, 30 s): sse-starlette's `send_timeout`. It raises
+`SendTimeoutError` out of the response, which the server would log as a crash; `_Stream` ends
+the response there instead, with a warning. The run goes on; the client may resume with
+`Last-Event-ID`. ASGI has no way to abort a connection: the server closes it once its buffer
+is flushed, or the client goes away; nothing more is queued for it meanwhile. Until then such a
+stream holds what uvicorn's buffer took (it stops taking writes past 64 KB) and one write: a
+write is one batch of events, and a batch is at most `app.runs.live.BATCH_CHARS`, however far
+behind the client is (tests/faults/test_stopped_readers.py: 200 of them, each 1 MB behind,
+cost 170-270 KB each; 1.8-2.5 MB each when a batch was all that was queued).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
 its grace, the client's disconnect) as plain asyncio tasks instead of in the anyio task group
@@ -70,7 +74,6 @@ from app.events import LoggedEvent
 logger = logging.getLogger(__name__)
 
 EVENT_STREAM = "text/event-stream"
-SEND_TIMEOUT_SECONDS = 30.0
 
 
 class Framing(enum.Enum):
@@ -151,7 +154,7 @@ class _Stream(EventSourceResponse):
                 await super().__call__(scope, receive, send)
         except* SendTimeoutError:
             logger.warning(
-                "dropped a stream whose client stopped reading for %s s", SEND_TIMEOUT_SECONDS
+                "dropped a stream whose client stopped reading for %s s", self.send_timeout
             )
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
@@ -203,6 +206,7 @@ def event_stream(
     framing: Framing,
     after_seq: int,
     ping_seconds: float,
+    send_timeout_seconds: float,
     shutdown_grace_seconds: float,
 ) -> _Stream:
     async def body() -> AsyncIterator[bytes]:
@@ -217,6 +221,7 @@ def event_stream(
         body(),
         ping=keep_alive(framing),
         ping_seconds=ping_seconds,
+        send_timeout_seconds=send_timeout_seconds,
         shutdown_grace_seconds=shutdown_grace_seconds,
     )
 
@@ -226,6 +231,7 @@ def byte_stream(
     *,
     ping: bytes,
     ping_seconds: float,
+    send_timeout_seconds: float,
     shutdown_grace_seconds: float,
     headers: dict[str, str] | None = None,
 ) -> _Stream:
@@ -236,7 +242,7 @@ def byte_stream(
         body,
         # A client that stops reading: once one write has waited this long (the socket's
         # buffers full), the stream is closed, and the run goes on without it.
-        send_timeout=SEND_TIMEOUT_SECONDS,
+        send_timeout=send_timeout_seconds,
         ping=ping_seconds,
         ping_message_factory=lambda: keep_alive_ping,
         headers={"Cache-Control": "no-cache, no-store", **(headers or {})},

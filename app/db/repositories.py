@@ -132,12 +132,22 @@ SELECT * FROM unnest(
 )
 ON CONFLICT DO NOTHING
 """)
-_EVENTS_AFTER = (
-    select(RunEventRow.seq, RunEventRow.data)
-    .where(RunEventRow.run_id == bindparam("run_key"), RunEventRow.seq > bindparam("seq_key"))
-    .order_by(RunEventRow.seq)
-    .limit(bindparam("limit_key"))
-)
+# A page of a run's log: at most `limit_key` events, and of those as many as fit in
+# `chars_key` characters of JSON (at least one). The running sum goes row by row in `seq`
+# order, so the scan stops at the limit.
+_EVENTS_AFTER = text("""
+SELECT seq, data FROM (
+    SELECT seq, data,
+        sum(length(data)) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS upto,
+        row_number() OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS n
+    FROM run_events
+    WHERE run_id = CAST(:run_key AS uuid) AND seq > CAST(:seq_key AS integer)
+    ORDER BY seq
+    LIMIT CAST(:limit_key AS integer)
+) AS page
+WHERE upto <= CAST(:chars_key AS bigint) OR n = 1
+ORDER BY seq
+""")
 # One statement for any number of notifications: one per run in an event-log batch. The
 # channel comes as a parameter (`NOTIFY_CHANNEL`), here and below.
 _NOTIFY = text("SELECT pg_notify(:channel, m) FROM unnest(CAST(:messages AS text[])) m")
@@ -544,8 +554,17 @@ class RunEventRepository:
         values = {**_event_arrays(events), "messages": list(messages), "channel": NOTIFY_CHANNEL}
         await self._connection.execute(_APPEND_EVENTS_AND_NOTIFY, values)
 
-    async def after(self, run_id: str, seq: int, *, limit: int = 1000) -> list[LoggedEvent]:
-        keys = {"run_key": uuid.UUID(run_id), "seq_key": seq, "limit_key": limit}
+    async def after(
+        self, run_id: str, seq: int, *, limit: int = 1000, chars: int = 2**62
+    ) -> list[LoggedEvent]:
+        """The events after `seq`, in order: at most `limit`, and at most `chars` characters
+        of JSON (at least one event)."""
+        keys = {
+            "run_key": uuid.UUID(run_id),
+            "seq_key": seq,
+            "limit_key": limit,
+            "chars_key": chars,
+        }
         rows = await self._connection.execute(_EVENTS_AFTER, keys)
         return [LoggedEvent(number, data) for number, data in rows]
 

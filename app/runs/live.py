@@ -1,16 +1,23 @@
 """One run in progress in this process: its events so far, in memory, and its local followers.
 
-Publishing never waits: a follower's queue takes everything, and the follower takes all that is
-queued at once, so a busy stream costs one write per batch rather than one per token.
+Publishing never waits: a follower's queue takes everything, and the follower takes what is
+queued in one batch, so a busy stream costs one write per batch rather than one per token. A
+batch holds at most `BATCH_CHARS` of event JSON (or one event, however long): a follower that
+joins a long run, or one whose client has stopped reading, then holds one bounded write rather
+than a copy of everything it has yet to send (200 clients that stopped reading, each behind by
+1 MB, cost the process 590 MB before this bound; tests/faults/test_stopped_readers.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from enum import StrEnum
 
 from app.events import LoggedEvent
+
+BATCH_CHARS = 64 * 1024
+"""The most event JSON a follower is handed at once, in characters (UTF-8 bytes for ASCII)."""
 
 
 class CancelReason(StrEnum):
@@ -48,11 +55,12 @@ class Subscription:
             self._waiter.set_result(None)
 
     async def batches(self) -> AsyncGenerator[list[LoggedEvent]]:
-        """What is queued, all at once, until the queue is empty and closed."""
+        """What is queued, a batch at a time, until the queue is empty and closed."""
         try:
             while True:
                 if self._queue:
-                    batch, self._queue = self._queue, []
+                    size = batch_size(self._queue)
+                    batch, self._queue = self._queue[:size], self._queue[size:]
                     yield batch
                 elif self._closed:
                     return
@@ -64,6 +72,17 @@ class Subscription:
                         self._waiter = None
         finally:
             self.gone = True
+
+
+def batch_size(events: Sequence[LoggedEvent], chars: int = BATCH_CHARS) -> int:
+    """How many of these events, from the first, make one batch: as many as fit in `chars`
+    characters, and at least one. (The log's reads page the same way, in SQL.)"""
+    total = 0
+    for count, event in enumerate(events):
+        total += len(event.data)
+        if total > chars:
+            return max(count, 1)
+    return len(events)
 
 
 class Ended:

@@ -58,6 +58,8 @@ class Reply:
     cut_after_tokens: int | None = None
     error_after_tokens: int | None = None
     before: Callable[[], Awaitable[None]] | None = None
+    before_token: Callable[[int], Awaitable[None]] | None = None
+    """Awaited with each text token's index before the token is sent: a test paces the answer."""
 
 
 class ConnectionCut(Exception):
@@ -121,6 +123,8 @@ async def _tokens(reply: Reply) -> AsyncIterator[str | None]:
         if index == reply.error_after_tokens:
             yield None
             return
+        if reply.before_token is not None:
+            await reply.before_token(index)
         yield token
         await asyncio.sleep(0)
 

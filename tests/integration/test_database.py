@@ -11,6 +11,8 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -30,7 +32,8 @@ from app.domain import (
     ToolCall,
     Usage,
 )
-from app.events import Text, encode
+from app.events import LoggedEvent, Text, encode
+from app.runs.live import batch_size
 
 
 async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: str) -> None:
@@ -167,6 +170,37 @@ async def test_events_are_appended_and_announced_in_one_statement(database_url: 
     finally:
         await listener.close()
         await database.dispose()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=12),
+    after=st.integers(0, 12),
+    limit=st.integers(1, 12),
+    chars=st.integers(1, 12_000),
+)
+async def test_a_page_of_the_log_holds_as_many_events_as_fit_in_its_characters(
+    database_url: str, sizes: list[int], after: int, limit: int, chars: int
+) -> None:
+    """The log pages as a live run batches (`batch_size`): a follower reading a run from the
+    log holds no more of it at once than one following it in memory."""
+    database = Database(database_url, pool_size=1)
+    run = str(uuid.uuid4())
+    try:
+        async with database.single_statement() as uow:
+            await uow.runs.start_in_new_conversation(run, "uow-user-page", "Log", "hi", "instance")
+        # Multi-byte characters: the budget counts characters, as `batch_size` does.
+        events = [LoggedEvent(seq, "é" * size) for seq, size in enumerate(sizes, 1)]
+        async with database.single_statement() as uow:
+            await uow.run_events.append([(run, event) for event in events])
+        async with database.unit_of_work() as uow:
+            page = await uow.run_events.after(run, after, limit=limit, chars=chars)
+    finally:
+        await database.dispose()
+    rest = events[after:][:limit]
+    assert page == rest[: batch_size(rest, chars)]
 
 
 async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database_url: str) -> None:

@@ -4,6 +4,7 @@ follower that leaves costs the run nothing; the first cancel reason counts."""
 from __future__ import annotations
 
 import gc
+import itertools
 import weakref
 
 import anyio
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.events import LoggedEvent
-from app.runs.live import CancelReason, LiveRun, Subscription
+from app.runs.live import BATCH_CHARS, CancelReason, LiveRun, Subscription
 
 
 def _event(seq: int) -> LoggedEvent:
@@ -51,6 +52,30 @@ async def test_what_is_queued_is_taken_in_one_batch() -> None:
     live.end()
     with anyio.fail_after(5):
         assert await _drain(subscription) == [[1, 2, 3]]
+
+
+@given(st.lists(st.integers(1, BATCH_CHARS + BATCH_CHARS // 2), max_size=20))
+async def test_a_batch_holds_as_many_events_as_fit_in_batch_chars_and_at_least_one(
+    sizes: list[int],
+) -> None:
+    """What a follower holds of what it has yet to send is bounded, however far behind it is
+    (a client that stopped reading, one that joins a long run)."""
+    live = LiveRun("run")
+    subscription = live.subscribe(0)
+    events = [LoggedEvent(seq, "x" * size) for seq, size in enumerate(sizes, 1)]
+    for event in events:
+        live.publish(event)
+    live.end()
+    with anyio.fail_after(5):
+        batches = [batch async for batch in subscription.batches()]
+    assert [event for batch in batches for event in batch] == events
+
+    def chars(batch: list[LoggedEvent]) -> int:
+        return sum(len(event.data) for event in batch)
+
+    assert all(len(batch) == 1 or chars(batch) <= BATCH_CHARS for batch in batches)
+    for batch, following in itertools.pairwise(batches):
+        assert chars(batch) + len(following[0].data) > BATCH_CHARS, "one more would have fit"
 
 
 async def test_a_waiting_follower_wakes_for_each_event() -> None:

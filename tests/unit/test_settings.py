@@ -152,6 +152,7 @@ def test_every_setting_is_read() -> None:
             "MAX_ACTIVE_RUNS_PER_USER": "8",
             "RUN_RETENTION_HOURS": "2",
             "SHUTDOWN_GRACE_SECONDS": "3",
+            "SEND_TIMEOUT_SECONDS": "4",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
             "METRICS_TOKEN": "metrics-token",
             "API_DOCS": "on",
@@ -167,6 +168,7 @@ def test_every_setting_is_read() -> None:
     )
     assert (settings.max_active_runs, settings.db_pool_timeout_seconds) == (8, 9)
     assert (settings.run_retention_hours, settings.shutdown_grace_seconds) == (2, 3)
+    assert settings.send_timeout_seconds == 4
     defaults = Settings()
     unread = {
         field.name
