@@ -41,6 +41,7 @@ from typing import TypeVar
 
 from app.domain import Usage
 from app.events import LoggedEvent
+from app.processes import is_alive
 
 _ROOT = Path(tempfile.gettempdir()) / "todo-chat-metrics"
 
@@ -54,16 +55,6 @@ def _started(pid: int) -> str:
         return ""
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _worker_directory() -> Path | None:
     """The directory shared by this worker and its siblings; None outside a supervisor."""
     parent = multiprocessing.parent_process()
@@ -74,7 +65,7 @@ def _worker_directory() -> Path | None:
     for directory in _ROOT.iterdir():
         pid, _, started = directory.name.partition("-")
         if directory != mine and not (
-            pid.isdigit() and _running(int(pid)) and _started(int(pid)) == started
+            pid.isdigit() and is_alive(int(pid)) and _started(int(pid)) == started
         ):
             shutil.rmtree(directory, ignore_errors=True)  # a supervisor that has stopped
     mine.mkdir(exist_ok=True)
@@ -135,8 +126,8 @@ RUNS_IN_PROGRESS = Gauge(
 )
 STREAMS_OPEN = Gauge(
     "todo_chat_streams_open",
-    "Event streams being sent now: local (the turn the request started), followed (a resume, "
-    "a join, a run's or a conversation's events).",
+    "Event streams being sent now, in either protocol (ours, the AI SDK's): local (the turn the "
+    "request started), followed (a resume, a join, a run's or a conversation's events).",
     ["source"],
     multiprocess_mode="livesum",
 )
@@ -275,7 +266,7 @@ def _forget_dead_workers() -> None:
         return
     for path in _DIRECTORY.glob("gauge_live*_*.db"):
         pid = path.stem.rsplit("_", 1)[1]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not is_alive(int(pid)):
             multiprocess.mark_process_dead(int(pid), str(_DIRECTORY))  # type: ignore[no-untyped-call]
 
 

@@ -10,13 +10,13 @@ signal never leaves, and from then on no process is ever the last: the server ou
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from app.processes import is_alive
 from app.settings import ConfigError
 
 DATABASE_NAME = "todo_chat"
@@ -68,16 +68,6 @@ def _strike_off_the_dead(users_file: Path) -> None:
     if not users_file.exists():
         return
     users = json.loads(users_file.read_text())
-    living = [pid for pid in users if _alive(pid)]
+    living = [pid for pid in users if is_alive(pid)]
     if living != users:
         users_file.write_text(json.dumps(living))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
