@@ -29,6 +29,7 @@ from app.ai_sdk import HEADERS, PING, AiChatRequest, chat_id_is_valid, ui_messag
 from app.domain import RegenerateUnsupported, Run
 from app.errors import ApiError
 from app.events import LoggedEvent
+from app.metrics import open_stream
 from app.routes import _chat, _idempotency_key, _read_body, _settings, _user_id
 from app.schemas import RunOut
 from app.sse import byte_stream
@@ -36,10 +37,14 @@ from app.sse import byte_stream
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def _ui_stream(request: Request, batches: AsyncIterator[list[LoggedEvent]]) -> Response:
+def _ui_stream(
+    request: Request, batches: AsyncIterator[list[LoggedEvent]], source: str = "followed"
+) -> Response:
+    """The run's events as the SDK's stream, counted in `todo_chat_streams_open` as every
+    stream is (`local`: the turn this request started)."""
     settings = _settings(request)
     return byte_stream(
-        ui_message_stream(batches),
+        ui_message_stream(open_stream(source, batches)),
         ping=PING,
         ping_seconds=settings.sse_ping_seconds,
         send_timeout_seconds=settings.send_timeout_seconds,
@@ -70,7 +75,7 @@ async def ai_chat(request: Request) -> Response:
     )
     if isinstance(started, Run):
         return _ui_stream(request, chat.follow(started, 0))
-    return _ui_stream(request, chat.start(started).subscribe(0).batches())
+    return _ui_stream(request, chat.start(started).subscribe(0).batches(), "local")
 
 
 async def ai_chat_stream(request: Request) -> Response:

@@ -83,6 +83,8 @@ async def _read_whole_stream(user: User, response: httpx.Response) -> None:
             "/runs/{}",
             "/runs/{}/events",
             "/tasks/{}",
+            "/ai/chat/{}/stream",
+            "/ai/chat/{}/cancel",
         ]
     ),
     method=st.sampled_from(["GET", "DELETE", "PATCH", "POST"]),
@@ -166,11 +168,70 @@ async def test_any_chat_request(
             _check(response)
 
 
+# What the AI SDK's transport POSTs, and everything near it.
+ui_parts = st.lists(
+    st.fixed_dictionaries({"type": st.sampled_from(["text", "file"]) | json_values})
+    | st.fixed_dictionaries({"type": st.just("text"), "text": json_values | st.text()}),
+    max_size=3,
+)
+ui_messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant"]) | json_values, "parts": ui_parts},
+        optional={"id": json_values},
+    )
+    | json_values,
+    max_size=3,
+)
+ai_chat_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"id": st.text(max_size=30) | json_values, "messages": ui_messages},
+        optional={
+            "trigger": st.sampled_from(["submit-message", "regenerate-message"]) | json_values,
+            "messageId": json_values,
+        },
+    ),
+    st.text(min_size=1, max_size=50).map(
+        lambda text: {
+            "id": "chat-1",
+            "messages": [{"id": "m", "role": "user", "parts": [{"type": "text", "text": text}]}],
+        }
+    ),
+)
+
+
+@EXAMPLES
+@given(
+    body=ai_chat_bodies,
+    idempotency_key=st.none() | header_values,
+    accept=st.none() | header_values,
+)
+async def test_any_ai_sdk_chat_request(
+    live: LiveServer, body: Any, idempotency_key: bytes | None, accept: bytes | None
+) -> None:
+    """A stream that began ends with the protocol's `[DONE]` after a `finish` or an `error`."""
+    user = live.user()
+    headers = [(b"Authorization", user.headers["Authorization"].encode())]
+    for name, value in ((b"Idempotency-Key", idempotency_key), (b"Accept", accept)):
+        if value is not None:
+            headers.append((name, value))
+    async with user.client.stream(
+        "POST", user.url("/ai/chat"), json=body, headers=headers
+    ) as response:
+        if response.status_code != 200:
+            await response.aread()
+            _check(response)
+            return
+        data = [line[6:] async for line in response.aiter_lines() if line[:6] == "data: "]
+    assert data[-1] == "[DONE]", data[-2:]
+    assert json.loads(data[-2])["type"] in ("finish", "error"), data[-2:]
+
+
 @EXAMPLES
 @given(body=st.binary(max_size=200))
 async def test_any_bytes_as_a_body(live: LiveServer, body: bytes) -> None:
     user = live.user()
-    for path in ("/tasks", "/chat"):
+    for path in ("/tasks", "/chat", "/ai/chat"):
         response = await user.client.post(
             user.url(path),
             content=body,

@@ -75,6 +75,42 @@ async def test_a_turn_with_a_tool_moves_the_run_metrics(paced: LiveServer) -> No
     assert user.id not in text and "metrics-" not in text  # no user id in any label
 
 
+async def test_ai_sdk_streams_are_counted_as_open_streams(paced: LiveServer) -> None:
+    user = paced.user()
+    body = {
+        "id": "metrics-chat",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+    }
+    async with paced.client.stream(
+        "POST", user.url("/ai/chat"), json=body, headers=user.headers
+    ) as stream:
+        lines = stream.aiter_lines()
+        async for line in lines:
+            if line.startswith("data: "):
+                break
+        during = await scrape(paced.client)
+        async with paced.client.stream(
+            "GET", user.url("/ai/chat/metrics-chat/stream"), headers=user.headers
+        ) as resumed:
+            assert resumed.status_code == 200
+            both = await scrape(paced.client)
+            async for _ in resumed.aiter_lines():
+                pass
+        async for _ in lines:
+            pass
+    await paced.registry.wait_idle()
+
+    async def closed() -> bool:
+        now = await scrape(paced.client)
+        return value(now, "todo_chat_streams_open", source="local") == 0
+
+    await eventually(closed, "the streams' gauge back to 0")
+    assert value(during, "todo_chat_streams_open", source="local") == 1
+    assert value(both, "todo_chat_streams_open", source="followed") == 1
+    after = await scrape(paced.client)
+    assert value(after, "todo_chat_streams_open", source="followed") == 0
+
+
 async def test_a_tool_that_fails_is_counted_by_its_error(server: LiveServer) -> None:
     user = server.user()
     before = await scrape(server.client)
