@@ -93,6 +93,7 @@ function changeView(id) {
   else sessionStorage.removeItem(CONVERSATION_KEY);
   hideNotice();
   $("messages").replaceChildren();
+  $("earlier-messages").hidden = true;
   for (const button of document.querySelectorAll("#conversations .open")) {
     if (Number(button.dataset.id) === id) button.setAttribute("aria-current", "page");
     else button.removeAttribute("aria-current");
@@ -123,13 +124,33 @@ async function drawMessages(id) {
   }
   if (opened !== view) return false;
   $("conversation-title").textContent = body.conversation.title;
-  $("messages").replaceChildren(
-    ...body.messages.map((message) =>
-      message.role === "user" ? userMessage(message.content, message.id) : Answer.stored(message).node,
-    ),
-  );
+  $("messages").replaceChildren(...body.messages.map(storedMessage));
+  offerEarlierMessages(id, body.next_before);
   scrollToEnd();
   return true;
+}
+
+function storedMessage(message) {
+  return message.role === "user" ? userMessage(message.content, message.id) : Answer.stored(message).node;
+}
+
+// A conversation opens on its last messages (a page of the API's); the earlier ones on demand.
+function offerEarlierMessages(id, before) {
+  const button = $("earlier-messages");
+  button.hidden = before === null;
+  button.onclick = async () => {
+    const opened = view;
+    const body = await session
+      .request("GET", `/conversations/${id}/messages?before=${before}`)
+      .catch(failed);
+    if (!body || opened !== view) return;
+    const log = $("messages");
+    const fromBottom = log.scrollHeight - log.scrollTop; // keep the reader where they were
+    log.prepend(...body.messages.map(storedMessage));
+    log.scrollTop = log.scrollHeight - fromBottom;
+    offerEarlierMessages(id, body.next_before);
+    if (button.hidden) $("message").focus(); // the button that had the focus is gone
+  };
 }
 
 // Follow the run the conversation has in progress, if any (the service answers 204 if none).
@@ -148,29 +169,49 @@ function resume(id) {
   current.close = source.close;
 }
 
+let conversationsRead = 0;
+
+// The most recent conversations (a page of the API's); older ones on demand.
 async function refreshConversations() {
+  const read = ++conversationsRead;
   const body = await session.request("GET", "/conversations").catch(failed);
-  if (!body) return;
-  $("conversations").replaceChildren(
-    ...body.conversations.map((conversation) =>
-      element(
-        "li",
-        {},
-        element("button", {
-          type: "button",
-          class: "open",
-          "data-id": conversation.id,
-          "aria-current": conversation.id === conversationId ? "page" : undefined,
-          onclick: () => openConversation(conversation.id),
-        }, conversation.title),
-        element("button", {
-          type: "button",
-          class: "delete",
-          "aria-label": `Delete conversation ${conversation.title}`,
-          onclick: () => deleteConversation(conversation.id),
-        }, "Delete"),
-      ),
-    ),
+  if (!body || read !== conversationsRead) return; // a later read is on its way
+  $("conversations").replaceChildren(...body.conversations.map(conversationItem));
+  offerOlderConversations(body.next_before);
+}
+
+function offerOlderConversations(before) {
+  const button = $("older-conversations");
+  button.hidden = before === null;
+  button.onclick = async () => {
+    const read = conversationsRead;
+    const query = new URLSearchParams({ before });
+    const body = await session.request("GET", `/conversations?${query}`).catch(failed);
+    if (!body || read !== conversationsRead) return;
+    const added = body.conversations.map(conversationItem);
+    $("conversations").append(...added);
+    offerOlderConversations(body.next_before);
+    added[0]?.querySelector(".open").focus(); // the first of those shown now
+  };
+}
+
+function conversationItem(conversation) {
+  return element(
+    "li",
+    {},
+    element("button", {
+      type: "button",
+      class: "open",
+      "data-id": conversation.id,
+      "aria-current": conversation.id === conversationId ? "page" : undefined,
+      onclick: () => openConversation(conversation.id),
+    }, conversation.title),
+    element("button", {
+      type: "button",
+      class: "delete",
+      "aria-label": `Delete conversation ${conversation.title}`,
+      onclick: () => deleteConversation(conversation.id),
+    }, "Delete"),
   );
 }
 
@@ -358,15 +399,30 @@ function offerFollow(text) {
 
 // ---- tasks ----
 
+const TASK_PAGE = 1000; // the API's largest page
 let tasksRead = 0;
 
 async function refreshTasks(focus) {
   const read = ++tasksRead;
-  const body = await session.request("GET", "/tasks?status=all").catch(failed);
-  if (!body || read !== tasksRead) return; // a later read is on its way
-  $("tasks").replaceChildren(...body.tasks.map((task) => taskItem(task, taskActions)));
-  $("tasks-empty").hidden = body.tasks.length > 0;
+  const tasks = await allTasks().catch(failed);
+  if (!tasks || read !== tasksRead) return; // a later read is on its way
+  $("tasks").replaceChildren(...tasks.map((task) => taskItem(task, taskActions)));
+  $("tasks-empty").hidden = tasks.length > 0;
   if (focus) (document.querySelector(focus) || $("tasks-heading")).focus();
+}
+
+// Every task, page after page: the list is the user's whole list, as the assistant sees it.
+async function allTasks() {
+  const tasks = [];
+  let after = null;
+  do {
+    const query = new URLSearchParams({ status: "all", limit: TASK_PAGE });
+    if (after !== null) query.set("after", after);
+    const body = await session.request("GET", `/tasks?${query}`);
+    tasks.push(...body.tasks);
+    after = body.next_after;
+  } while (after !== null);
+  return tasks;
 }
 
 const taskActions = {

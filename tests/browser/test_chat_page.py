@@ -22,6 +22,7 @@ from app.agent.intent import next_step, understand
 from app.agent.offline import OfflineModel
 from tests.browser.conftest import Site, SiteFactory
 from tests.cutting_proxy import Cut, CuttingProxy
+from tests.support import PlainSql
 
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "chat-page.png"
 # The offline model's answer to "hello": 35 tokens of help text.
@@ -314,6 +315,60 @@ async def test_conversations_can_be_switched_started_and_deleted(start_site: Sit
     await expect(page.locator("#conversation-title")).to_have_text("New conversation")
     remaining = (await site.user(user_id).get("/conversations")).json()["conversations"]
     assert [c["title"] for c in remaining] == [await conversations.first.inner_text()]
+
+
+async def test_long_lists_are_shown_whole_older_pages_on_demand(
+    start_site: SiteFactory, db: PlainSql
+) -> None:
+    """More than a page of each list: every task (read page after page); the most recent
+    conversations and a conversation's last messages, the rest a button away."""
+    site = await start_site()
+    page, user_id = await sign_in(site)
+    await db.execute(
+        "INSERT INTO tasks (user_id, title) SELECT :u, 'errand ' || lpad(n::text, 4, '0')"
+        " FROM generate_series(0, 1000) AS n",
+        u=user_id,
+    )
+    await db.execute(
+        "INSERT INTO conversations (user_id, title, updated_at)"
+        " SELECT :u, 'chat ' || lpad(n::text, 2, '0'), now() - (52 - n) * interval '1 minute'"
+        " FROM generate_series(0, 51) AS n",
+        u=user_id,
+    )
+    await db.execute(
+        "INSERT INTO messages (conversation_id, role, content)"
+        " SELECT c.id, 'user', 'note ' || lpad(n::text, 3, '0')"
+        " FROM conversations c, generate_series(0, 200) AS n"
+        " WHERE c.user_id = :u AND c.title = 'chat 51' ORDER BY n",
+        u=user_id,
+    )
+    await page.reload()
+    tasks = page.locator("#tasks .title")
+    await expect(tasks).to_have_count(1001)
+    await expect(tasks.first).to_have_text("errand 0000")
+    await expect(tasks.last).to_have_text("errand 1000")
+
+    conversations = page.locator("#conversations .open")
+    await expect(conversations).to_have_count(50)
+    older = page.get_by_role("button", name="Show older conversations")
+    await older.click()
+    await expect(conversations).to_have_count(52)
+    await expect(conversations.last).to_have_text("chat 00")
+    await expect(older).to_be_hidden()
+    await expect(conversations.nth(50)).to_be_focused()
+
+    await conversations.first.click()
+    notes = page.locator(".message.user")
+    await expect(notes).to_have_count(200)
+    await expect(notes.first).to_have_text("You: note 001")
+    earlier = page.get_by_role("button", name="Show earlier messages")
+    await earlier.click()
+    await expect(notes).to_have_count(201)
+    await expect(notes.first).to_have_text("You: note 000")
+    await expect(notes.last).to_have_text("You: note 200")
+    await expect(earlier).to_be_hidden()
+    await conversations.nth(1).click()
+    await expect(earlier).to_be_hidden()
 
 
 async def test_everything_can_be_done_with_the_keyboard(start_site: SiteFactory) -> None:
