@@ -304,6 +304,20 @@ async def test_a_key_must_fit_the_algorithm(provider: IdentityProvider, clock: C
     assert await refused(rs256, RSA_A.token()) == "invalid_token"
 
 
+async def test_a_key_that_names_no_algorithm_serves_the_configured_one(
+    provider: IdentityProvider, clock: Clock
+) -> None:
+    """`alg` is optional in a JWK (RFC 7517 §4.4), and some providers leave it out: such a
+    key verifies tokens of the algorithm the service is configured with, if its type fits."""
+    provider.keys = [
+        {name: value for name, value in key.jwk().items() if name != "alg"} for key in (RSA_A, EC_A)
+    ]
+    assert all("alg" not in key for key in provider.keys)
+    assert await verifier(provider, clock, "RS256").verify(RSA_A.token()) == "alice"
+    assert await verifier(provider, clock, "ES256").verify(EC_A.token()) == "alice"
+    assert await refused(verifier(provider, clock, "ES256"), RSA_A.token()) == "invalid_token"
+
+
 async def test_a_token_without_kid_uses_a_set_of_one(
     provider: IdentityProvider, clock: Clock
 ) -> None:
