@@ -47,7 +47,7 @@ is flushed, or the client goes away; nothing more is queued for it meanwhile. Un
 stream holds what uvicorn's buffer took (it stops taking writes past 64 KB) and one write: a
 write is one batch of events, and a batch is at most `app.runs.live.BATCH_CHARS`, however far
 behind the client is (tests/faults/test_stopped_readers.py: 200 of them, each 1 MB behind,
-cost 170-270 KB each; 1.8-2.5 MB each when a batch was all that was queued).
+cost 84-227 KB each in five runs; 1.8-2.5 MB each when a batch was all that was queued).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
 its grace, the client's disconnect) as plain asyncio tasks instead of in the anyio task group

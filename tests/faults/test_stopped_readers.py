@@ -41,8 +41,9 @@ INTERNET_MSS = 1460
 # What one stopped reader may cost the process. Any open stream costs 110 KB (issue 17's
 # bench); one whose client stopped reading holds besides a batch in uvicorn's write buffer (which
 # stops taking writes past 64 KB, so the batch that crossed that mark is in it too) and one batch
-# waiting to be sent: a batch is at most `BATCH_CHARS`, 64 KB. About 300 KB; measured 170-270.
-# Before batches were bounded, each held the whole 1 MB it was behind, twice: 2.5 MB measured.
+# waiting to be sent: a batch is at most `BATCH_CHARS`, 64 KB. About 300 KB; measured 84-273 KB
+# in ten runs (of 40 and of 200 readers). Before batches were bounded, each held the whole 1 MB
+# it was behind, twice: 1.8-2.5 MB measured.
 PER_STOPPED_READER_BYTES = 512 * 1024
 
 
