@@ -131,6 +131,11 @@ STREAMS_OPEN = Gauge(
     ["source"],
     multiprocess_mode="livesum",
 )
+STREAMS_DROPPED = Counter(
+    "todo_chat_streams_dropped",
+    "Streams closed because their client took no write for SEND_TIMEOUT_SECONDS (a frozen "
+    "tab, a stalled proxy); their runs went on.",
+)
 TOKENS = Counter(
     "todo_chat_tokens",
     "Model tokens of ended runs, as the model reported them.",

@@ -41,13 +41,14 @@ reconnecting EventSource), not this module's.
 **A client that stops reading** (a frozen tab, a proxy that stalls) is dropped once one write
 has waited `SEND_TIMEOUT_SECONDS` (a setting, 30 s): sse-starlette's `send_timeout`. It raises
 `SendTimeoutError` out of the response, which the server would log as a crash; `_Stream` ends
-the response there instead, with a warning. The run goes on; the client may resume with
-`Last-Event-ID`. ASGI has no way to abort a connection: the server closes it once its buffer
-is flushed, or the client goes away; nothing more is queued for it meanwhile. Until then such a
-stream holds what uvicorn's buffer took (it stops taking writes past 64 KB) and one write: a
-write is one batch of events, and a batch is at most `app.runs.live.BATCH_CHARS`, however far
-behind the client is (tests/faults/test_stopped_readers.py: 200 of them, each 1 MB behind,
-cost 84-227 KB each in five runs; 1.8-2.5 MB each when a batch was all that was queued).
+the response there instead, with a warning, and counts it (`todo_chat_streams_dropped_total`).
+The run goes on; the client may resume with `Last-Event-ID`. ASGI has no way to abort a
+connection: the server closes it once its buffer is flushed, or the client goes away; nothing
+more is queued for it meanwhile. Until then such a stream holds what uvicorn's buffer took (it
+stops taking writes past 64 KB) and one write: a write is one batch of events, and a batch is at
+most `app.runs.live.BATCH_CHARS`, however far behind the client is
+(tests/faults/test_stopped_readers.py: 200 of them, each 1 MB behind, cost 84-227 KB each in
+five runs; 1.8-2.5 MB each when a batch was all that was queued).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
 its grace, the client's disconnect) as plain asyncio tasks instead of in the anyio task group
@@ -70,6 +71,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
 from app.events import LoggedEvent
+from app.metrics import STREAMS_DROPPED
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +155,7 @@ class _Stream(EventSourceResponse):
             else:
                 await super().__call__(scope, receive, send)
         except* SendTimeoutError:
+            STREAMS_DROPPED.inc()
             logger.warning(
                 "dropped a stream whose client stopped reading for %s s", self.send_timeout
             )

@@ -1,7 +1,8 @@
 """Clients that stop reading, many at once, on the service as a process of its own: each costs
 the process a bounded amount of memory however much its run goes on to say, each stream is
-dropped once a write has waited `SEND_TIMEOUT_SECONDS`, the runs go on and are stored whole, and
-a client that comes back resumes with `Last-Event-ID` and misses nothing.
+dropped (and counted in /metrics) once a write has waited `SEND_TIMEOUT_SECONDS`, the runs go
+on and are stored whole, and a client that comes back resumes with `Last-Event-ID` and misses
+nothing.
 
 Each stopped reader follows a run that has already said 1 MB (so all of it is queued for the
 reader the moment it joins), reads the response's head, and never reads again; then the runs go
@@ -24,6 +25,7 @@ from typing import Any
 
 import anyio
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.auth import issue_token
 from app.chat import MAX_FOLLOWERS_PER_USER
@@ -163,6 +165,18 @@ def _killed_at_exit(process: subprocess.Popen[bytes]) -> Iterator[None]:
             process.wait(30)
 
 
+async def _streams_dropped(client: httpx.AsyncClient) -> float:
+    """How many streams the service dropped for a client that stopped reading, as its
+    /metrics says."""
+    exposition = (await client.get("/metrics")).text
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "todo_chat_streams_dropped_total"
+    )
+
+
 async def _resume(user: User, run_id: str, after_seq: int) -> list[dict[str, Any]]:
     events = []
     headers = {**user.headers, "Last-Event-ID": f"{run_id}:{after_seq}"}
@@ -244,8 +258,7 @@ async def _runs_with_stopped_readers(
                         await asyncio.gather(*reading)
 
                     async def all_dropped() -> bool:
-                        said = await anyio.Path(log).read_text()
-                        return said.count("client stopped reading") == len(stopped)
+                        return await _streams_dropped(client) == len(stopped)
 
                     await eventually(all_dropped, within=60, what="every stopped stream dropped")
                     dropped_after = time.monotonic() - joined
