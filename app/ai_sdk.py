@@ -98,9 +98,20 @@ class AiChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str
+    # The schema /openapi.json shows says what `chat_id_is_valid` checks, and that a regenerate
+    # is refused (422 `regenerate_unsupported`). That the last message must be the user's, with
+    # text, no JSON schema can say.
+    id: str = Field(
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_CHAT_ID_CHARS,
+            "pattern": "^(?!\\.\\.?$)[ -.0-\\[\\]-~]+$",
+        }
+    )
     messages: list[_UiMessage] = Field(min_length=1)
-    trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
+    trigger: Literal["submit-message", "regenerate-message"] = Field(
+        default="submit-message", json_schema_extra={"enum": ["submit-message"]}
+    )
     messageId: str | None = None  # the SDK's name
 
     @field_validator("id")

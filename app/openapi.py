@@ -36,10 +36,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, compile_path
 from starlette.staticfiles import StaticFiles
 
-from app import events, routes
+from app import ai_routes, events, routes
+from app.ai_sdk import DONE, MAX_CHAT_ID_CHARS, AiChatRequest
 from app.domain import (
     ConversationNotFound,
     IdempotencyKeyReused,
+    RegenerateUnsupported,
     RunActive,
     RunNotFound,
     ShuttingDown,
@@ -61,6 +63,7 @@ from app.schemas import (
     TaskUpdate,
 )
 from app.settings import Settings
+from app.sse import MAX_SEQ
 
 OPENAPI_VERSION = "3.1.0"
 # The tag of routes `OPERATIONS` does not describe: documented from their docstrings only.
@@ -122,6 +125,7 @@ class Operation:
     answer: type[BaseModel] | None = None
     status: int = 200
     stream: bool = False
+    ui_stream: bool = False  # the Vercel AI SDK's UI message stream, not our events
     no_content: str | None = None  # why it may answer 204
     params: tuple[Param, ...] = ()
     raises: tuple[type[Exception], ...] = ()
@@ -162,10 +166,25 @@ _IDEMPOTENCY_KEY = Param(
     "A send sent again with the same key gets the first send's run instead of a new turn.",
     "send-7f3a",
 )
+
+
+def at_most(limit: int) -> str:
+    """A regular expression for the decimal numbers from 0 to `limit` written in at most as
+    many digits as `limit` has (leading zeros allowed): what `parse_event_id` reads as a seq."""
+    digits = str(limit)
+    alternatives = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for at, digit in enumerate(digits):
+        if digit != "0":  # this digit smaller, anything after it
+            rest = len(digits) - at - 1
+            alternatives.append(f"{digits[:at]}[0-{int(digit) - 1}][0-9]{{{rest}}}")
+    alternatives.append(digits)
+    return "(" + "|".join(alternatives) + ")"
+
+
 _LAST_EVENT_ID = Param(
     "Last-Event-ID",
     "header",
-    {"type": "string", "pattern": "^(([^:]*:)?[0-9]{1,10})?$"},
+    {"type": "string", "pattern": f"^(([^:]*:)?{at_most(MAX_SEQ)})?$"},
     "Resume after this event: `<run_id>:<seq>` as the stream's `id:` lines say, or `<seq>` "
     "(empty: from the start).",
 )
@@ -279,6 +298,30 @@ OPERATIONS: dict[Endpoint, Operation] = {
     routes.delete_task: Operation(
         "Delete a task", status=204, raises=(TaskNotFound,), errors=_ID_IN_PATH
     ),
+    ai_routes.ai_chat: Operation(
+        "One chat turn for the Vercel AI SDK's `useChat` (its `DefaultChatTransport`'s body), "
+        "as the SDK's UI message stream",
+        body=AiChatRequest,
+        ui_stream=True,
+        params=(_IDEMPOTENCY_KEY,),
+        raises=(*_TURN_ERRORS, TooManyFollowers, RegenerateUnsupported),
+        errors=_BODY_ERRORS,
+    ),
+    ai_routes.ai_chat_stream: Operation(
+        "The run going in that chat, from its first event, as the SDK's stream (`useChat` "
+        "with `resume: true`)",
+        ui_stream=True,
+        no_content="No run is going in that chat.",
+        raises=(TooManyFollowers,),
+        errors=_ID_IN_PATH,
+    ),
+    ai_routes.ai_chat_cancel: Operation(
+        "Stop the run going in that chat (the SDK's `stop()` only aborts its fetch)",
+        answer=RunOut,
+        no_content="No run was going in that chat.",
+        raises=(RunNotFound,),
+        errors=_ID_IN_PATH,
+    ),
     routes.health: Operation("200 while the process is up"),
     routes.ready: Operation(
         "200 when the database answers and its schema is current",
@@ -362,10 +405,35 @@ def _stream_content() -> dict[str, Any]:
     }
 
 
+def _ui_stream_content() -> dict[str, Any]:
+    return {
+        EVENT_STREAM: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "data": {
+                        "type": "string",
+                        "description": (
+                            "One UI message chunk as JSON (`start`, `text-delta`, "
+                            "`tool-output-available`, `finish`, `error`…: the `ai` package's "
+                            "`UIMessageChunk`), then `[DONE]` after the run's last (app/ai_sdk.py)."
+                        ),
+                    },
+                },
+            },
+            "example": (
+                'data: {"type":"text-delta","id":"text-2","delta":"Added"}\n\n' + DONE.decode()
+            ),
+        }
+    }
+
+
 def _responses(operation: Operation, user_route: bool) -> dict[str, Any]:
     answers: dict[str, Any] = {}
     if operation.stream:
         answers["200"] = {"description": "The events", "content": _stream_content()}
+    elif operation.ui_stream:
+        answers["200"] = {"description": "The chunks", "content": _ui_stream_content()}
     elif operation.status == 204:
         answers["204"] = {"description": "Done"}
     elif operation.answer is None:
@@ -404,6 +472,13 @@ def _parameters(path: str, operation: Operation) -> list[dict[str, Any]]:
             schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID_ASKED}
         elif name == "user_id":
             schema = {"type": "string", "minLength": 1, "description": "The token's user."}
+        elif name == "chat_id":
+            schema = {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_CHAT_ID_CHARS,
+                "description": "The `id` the SDK's chat was given.",
+            }
         found.append({"name": name, "in": "path", "required": True, "schema": schema})
     for param in operation.params:
         entry: dict[str, Any] = {
@@ -500,6 +575,7 @@ def document(table: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         ChatRequest,
         ChatResponse,
+        AiChatRequest,
         ConversationPage,
         MessagePage,
         TaskPage,

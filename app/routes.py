@@ -222,9 +222,9 @@ async def chat(request: Request) -> Response:
 
 
 async def run_events(request: Request) -> Response:
-    run_id = request.path_params["run_id"]
-    _, after_seq = _last_event_id(request, run_id)
-    return _reconnect(request, await _find_run(request, run_id), after_seq)
+    run = await _find_run(request, request.path_params["run_id"])  # 404 before anything else
+    _, after_seq = _last_event_id(request, run.id)
+    return _reconnect(request, run, after_seq)
 
 
 async def get_run(request: Request) -> Response:
@@ -239,10 +239,10 @@ async def cancel_run(request: Request) -> Response:
 
 async def conversation_stream(request: Request) -> Response:
     conversation_id = _int_param(request, "conversation_id")
+    named_run, after_seq = _last_event_id(request)  # a 422 whether or not a run is going
     active = await _chat(request).active_run(_user_id(request), conversation_id)
     if active is None:
         return Response(status_code=204)
-    named_run, after_seq = _last_event_id(request)
     if named_run not in (None, active.id):
         after_seq = 0  # the client saw an earlier run of this conversation end: this one whole
     return _reconnect(request, active, after_seq)

@@ -4,6 +4,7 @@ and the body the transport sends (`app.ai_sdk`)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -321,3 +322,17 @@ def test_any_body_is_a_request_whose_text_is_the_users_or_a_validation_error(bod
     assert request.messages[-1].role == "user"
     assert request.text.strip() and len(request.text) <= 4000
     assert chat_id_is_valid(request.id)
+
+
+ID_SCHEMA = AiChatRequest.model_json_schema()["properties"]["id"]
+
+
+@given(st.text(max_size=210) | st.from_regex(ID_SCHEMA["pattern"]) | st.sampled_from([".", ".."]))
+def test_the_chat_id_schema_in_openapi_json_says_what_the_service_checks(chat_id: str) -> None:
+    """/openapi.json gives the chat id as a pattern and lengths; Schemathesis takes an id that
+    fits them for one the service must accept. (`fullmatch`: JSON Schema's `$` is the end.)"""
+    fits = (
+        ID_SCHEMA["minLength"] <= len(chat_id) <= ID_SCHEMA["maxLength"]
+        and re.fullmatch(ID_SCHEMA["pattern"], chat_id) is not None
+    )
+    assert fits == chat_id_is_valid(chat_id)
