@@ -69,6 +69,13 @@ HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "x-accel-buffering": "no"}
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 MAX_CHAT_ID_CHARS = 200
+# `chat_id_is_valid` in JSON Schema, for /openapi.json (a chat id in a body or in a path).
+CHAT_ID_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_CHAT_ID_CHARS,
+    "pattern": "^(?!\\.\\.?$)[ -.0-\\[\\]-~]+$",
+}
 
 Chunk = dict[str, Any]
 
@@ -101,13 +108,7 @@ class AiChatRequest(BaseModel):
     # The schema /openapi.json shows says what `chat_id_is_valid` checks, and that a regenerate
     # is refused (422 `regenerate_unsupported`). That the last message must be the user's, with
     # text, no JSON schema can say.
-    id: str = Field(
-        json_schema_extra={
-            "minLength": 1,
-            "maxLength": MAX_CHAT_ID_CHARS,
-            "pattern": "^(?!\\.\\.?$)[ -.0-\\[\\]-~]+$",
-        }
-    )
+    id: str = Field(json_schema_extra=CHAT_ID_SCHEMA)
     messages: list[_UiMessage] = Field(min_length=1)
     trigger: Literal["submit-message", "regenerate-message"] = Field(
         default="submit-message", json_schema_extra={"enum": ["submit-message"]}

@@ -170,7 +170,8 @@ EVENT_LOG_WRITE = Histogram(
 )
 RESUMES = Counter(
     "todo_chat_resumes",
-    "Requests that resumed a run after an event they had (Last-Event-ID or last_event_id).",
+    "Streams that resumed a run from an event id (Last-Event-ID or last_event_id); a 204 to a "
+    "client that has the run's end is not one.",
 )
 REFUSALS = Counter(
     "todo_chat_refusals",

@@ -1,12 +1,17 @@
 """GET /openapi.json, built from the route table and the pydantic models; GET /docs to read it.
 
 Nothing here is hand-copied JSON: paths and methods come from the app's routes (`walk`),
-bodies from `app.schemas`, the stream's events from the dataclasses of `app.events`, and the
+bodies from `app.schemas` (and `app.ai_sdk`'s request), the stream's events from the
+dataclasses of `app.events`, and the
 error codes of each operation from `app.errors.DOMAIN_ERRORS` (for the domain errors it may
 raise) plus the few `ApiError`s its route raises itself. What a route takes (query parameters
 with their bounds, headers) is said once per endpoint in `OPERATIONS`, next to the constants
 the routes check (`MAX_CONVERSATIONS`…). Schemathesis holds the document to the service's real
 answers in `make test` (tests/e2e/test_contract.py).
+
+Two kinds of stream: ours, whose `data` is one JSON `Event`, and the Vercel AI SDK's UI message
+stream (`/ai/chat`), whose chunks are the `ai` package's types, described here in words only
+(`_ui_stream_content`): the package is their schema, and tests/clients runs it against us.
 
 **OpenAPI 3.1, not 3.2.** 3.2 adds `itemSchema` for a stream's items. The tools that read this
 document today, openapi-spec-validator, Schemathesis 4 and Swagger UI 5, all take 3.1, and
@@ -37,7 +42,7 @@ from starlette.routing import BaseRoute, Mount, Route, compile_path
 from starlette.staticfiles import StaticFiles
 
 from app import ai_routes, events, routes
-from app.ai_sdk import DONE, MAX_CHAT_ID_CHARS, AiChatRequest
+from app.ai_sdk import CHAT_ID_SCHEMA, DONE, AiChatRequest
 from app.domain import (
     ConversationNotFound,
     IdempotencyKeyReused,
@@ -473,12 +478,7 @@ def _parameters(path: str, operation: Operation) -> list[dict[str, Any]]:
         elif name == "user_id":
             schema = {"type": "string", "minLength": 1, "description": "The token's user."}
         elif name == "chat_id":
-            schema = {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_CHAT_ID_CHARS,
-                "description": "The `id` the SDK's chat was given.",
-            }
+            schema = {**CHAT_ID_SCHEMA, "description": "The `id` the SDK's chat was given."}
         found.append({"name": name, "in": "path", "required": True, "schema": schema})
     for param in operation.params:
         entry: dict[str, Any] = {

@@ -134,10 +134,9 @@ async def _send(request: Request) -> tuple[str, AsyncIterator[list[LoggedEvent]]
 def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | None, int]:
     """The run and sequence number a client asks to resume after: `Last-Event-ID`, or the
     `last_event_id` parameter; when `run_id` is given, the id must name that run, or none."""
-    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    raw = _raw_last_event_id(request)
     if not raw:
         return run_id, 0
-    RESUMES.inc()
     try:
         named_run, seq = parse_event_id(raw)
         if run_id is not None and named_run not in ("", run_id):
@@ -147,6 +146,10 @@ def _last_event_id(request: Request, run_id: str | None = None) -> tuple[str | N
             422, "invalid_request", "last_event_id: not an event id of this run"
         ) from None
     return named_run or run_id, seq
+
+
+def _raw_last_event_id(request: Request) -> str | None:
+    return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
 
 
 async def _find_run(request: Request, run_id: str) -> Run:
@@ -173,6 +176,8 @@ def _event_stream(
 
 
 def _follow(request: Request, run: Run, after_seq: int) -> Response:
+    if _raw_last_event_id(request):
+        RESUMES.inc()
     return _event_stream(request, run.id, _chat(request).follow(run, after_seq), after_seq)
 
 
@@ -239,8 +244,8 @@ async def cancel_run(request: Request) -> Response:
 
 async def conversation_stream(request: Request) -> Response:
     conversation_id = _int_param(request, "conversation_id")
-    named_run, after_seq = _last_event_id(request)  # a 422 whether or not a run is going
-    active = await _chat(request).active_run(_user_id(request), conversation_id)
+    active = await _chat(request).active_run(_user_id(request), conversation_id)  # or 404
+    named_run, after_seq = _last_event_id(request)  # or 422, whether or not a run is going
     if active is None:
         return Response(status_code=204)
     if named_run not in (None, active.id):

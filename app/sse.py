@@ -46,9 +46,8 @@ The run goes on; the client may resume with `Last-Event-ID`. ASGI has no way to 
 connection: the server closes it once its buffer is flushed, or the client goes away; nothing
 more is queued for it meanwhile. Until then such a stream holds what uvicorn's buffer took (it
 stops taking writes past 64 KB) and one write: a write is one batch of events, and a batch is at
-most `app.runs.live.BATCH_CHARS`, however far behind the client is
-(tests/faults/test_stopped_readers.py: 200 of them, each 1 MB behind, cost 84-227 KB each in
-five runs; 1.8-2.5 MB each when a batch was all that was queued).
+most `app.runs.live.BATCH_BYTES`, however far behind the client is (measured in
+tests/faults/test_stopped_readers.py).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
 its grace, the client's disconnect) as plain asyncio tasks instead of in the anyio task group
@@ -216,7 +215,7 @@ def event_stream(
         first = opening(framing, run_id, after_seq)
         async with aclosing(batches):  # type: ignore[type-var]
             async for batch in batches:
-                # Whatever is queued goes out in one write: one send per batch, not per token.
+                # One write per batch (at most `BATCH_BYTES` of events), not one per token.
                 yield first + b"".join(frame(framing, run_id, event) for event in batch)
                 first = b""
 

@@ -133,19 +133,20 @@ SELECT * FROM unnest(
 ON CONFLICT DO NOTHING
 """)
 # A page of a run's log: at most `limit_key` events, and of those as many as fit in
-# `chars_key` characters of JSON (at least one). The running sum goes row by row in `seq`
-# order, so the scan stops at the limit.
+# `budget_key` bytes of JSON (at least one; no budget, no such bound). The running sum goes row
+# by row in `seq` order and the scan stops at the limit; `octet_length` reads a stored value's
+# size without unpacking it.
 _EVENTS_AFTER = text("""
 SELECT seq, data FROM (
     SELECT seq, data,
-        sum(length(data)) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS upto,
+        sum(octet_length(data)) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS upto,
         row_number() OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS n
     FROM run_events
     WHERE run_id = CAST(:run_key AS uuid) AND seq > CAST(:seq_key AS integer)
     ORDER BY seq
     LIMIT CAST(:limit_key AS integer)
 ) AS page
-WHERE upto <= CAST(:chars_key AS bigint) OR n = 1
+WHERE n = 1 OR CAST(:budget_key AS bigint) IS NULL OR upto <= CAST(:budget_key AS bigint)
 ORDER BY seq
 """)
 # One statement for any number of notifications: one per run in an event-log batch. The
@@ -555,15 +556,15 @@ class RunEventRepository:
         await self._connection.execute(_APPEND_EVENTS_AND_NOTIFY, values)
 
     async def after(
-        self, run_id: str, seq: int, *, limit: int = 1000, chars: int = 2**62
+        self, run_id: str, seq: int, *, limit: int = 1000, budget: int | None = None
     ) -> list[LoggedEvent]:
-        """The events after `seq`, in order: at most `limit`, and at most `chars` characters
-        of JSON (at least one event)."""
+        """The events after `seq`, in order: at most `limit`, and with a `budget`, at most
+        that many bytes of JSON (at least one event)."""
         keys = {
             "run_key": uuid.UUID(run_id),
             "seq_key": seq,
             "limit_key": limit,
-            "chars_key": chars,
+            "budget_key": budget,
         }
         rows = await self._connection.execute(_EVENTS_AFTER, keys)
         return [LoggedEvent(number, data) for number, data in rows]

@@ -28,7 +28,7 @@ from app.events import LoggedEvent, Transcript, decode, encode, interrupted
 from app.metrics import RunTiming, count_tokens
 from app.runs.ending import RunEnd, store_end
 from app.runs.event_log import EventLog, RunEvents
-from app.runs.live import BATCH_CHARS, CancelReason, LiveRun
+from app.runs.live import BATCH_BYTES, CancelReason, LiveRun
 from app.settings import FINISH_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ class RunRegistry:
                     # The status first: if it says ended, the events read next include the end.
                     current = await uow.runs.get(run.user_id, run.id)
                     events = await uow.run_events.after(
-                        run.id, last, limit=READ_BATCH, chars=BATCH_CHARS
+                        run.id, last, limit=READ_BATCH, budget=BATCH_BYTES
                     )
                 if events:
                     terminal = next((i for i, e in enumerate(events) if e.terminal), None)

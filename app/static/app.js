@@ -92,6 +92,7 @@ function changeView(id) {
   if (id) sessionStorage.setItem(CONVERSATION_KEY, id);
   else sessionStorage.removeItem(CONVERSATION_KEY);
   hideNotice();
+  messagesDrawn += 1;
   $("messages").replaceChildren();
   $("earlier-messages").hidden = true;
   for (const button of document.querySelectorAll("#conversations .open")) {
@@ -124,6 +125,7 @@ async function drawMessages(id) {
   }
   if (opened !== view) return false;
   $("conversation-title").textContent = body.conversation.title;
+  messagesDrawn += 1;
   $("messages").replaceChildren(...body.messages.map(storedMessage));
   offerEarlierMessages(id, body.next_before);
   scrollToEnd();
@@ -135,15 +137,22 @@ function storedMessage(message) {
 }
 
 // A conversation opens on its last messages (a page of the API's); the earlier ones on demand.
+// Each "show more" button reads one page at a time (disabled meanwhile), and drops what it read
+// if its list was drawn anew in the meantime: the page would not follow on from that list.
+let messagesDrawn = 0;
+
 function offerEarlierMessages(id, before) {
   const button = $("earlier-messages");
+  const drawn = messagesDrawn;
   button.hidden = before === null;
+  button.disabled = false;
   button.onclick = async () => {
-    const opened = view;
-    const body = await session
-      .request("GET", `/conversations/${id}/messages?before=${before}`)
-      .catch(failed);
-    if (!body || opened !== view) return;
+    button.disabled = true;
+    const query = new URLSearchParams({ before });
+    const body = await session.request("GET", `/conversations/${id}/messages?${query}`).catch(failed);
+    if (drawn !== messagesDrawn) return; // drawn anew, with a button of its own
+    button.disabled = false;
+    if (!body) return;
     const log = $("messages");
     const fromBottom = log.scrollHeight - log.scrollTop; // keep the reader where they were
     log.prepend(...body.messages.map(storedMessage));
@@ -170,24 +179,30 @@ function resume(id) {
 }
 
 let conversationsRead = 0;
+let conversationsDrawn = 0;
 
 // The most recent conversations (a page of the API's); older ones on demand.
 async function refreshConversations() {
   const read = ++conversationsRead;
   const body = await session.request("GET", "/conversations").catch(failed);
   if (!body || read !== conversationsRead) return; // a later read is on its way
+  conversationsDrawn += 1;
   $("conversations").replaceChildren(...body.conversations.map(conversationItem));
   offerOlderConversations(body.next_before);
 }
 
 function offerOlderConversations(before) {
   const button = $("older-conversations");
+  const drawn = conversationsDrawn;
   button.hidden = before === null;
+  button.disabled = false;
   button.onclick = async () => {
-    const read = conversationsRead;
+    button.disabled = true;
     const query = new URLSearchParams({ before });
     const body = await session.request("GET", `/conversations?${query}`).catch(failed);
-    if (!body || read !== conversationsRead) return;
+    if (drawn !== conversationsDrawn) return; // drawn anew, with a button of its own
+    button.disabled = false;
+    if (!body) return;
     const added = body.conversations.map(conversationItem);
     $("conversations").append(...added);
     offerOlderConversations(body.next_before);

@@ -276,3 +276,28 @@ async def test_tokens_signed_with_a_private_key_are_verified_with_the_public_key
             "/api/carol/tasks", headers={"Authorization": f"Bearer {forged}"}
         )
         _error(response, 401, "invalid_token")
+
+
+async def test_an_event_id_that_is_not_one_is_422_whether_or_not_a_run_is_going(
+    server: LiveServer,
+) -> None:
+    """Checked before the answer that nothing is going (204), after the answer that the
+    conversation or run does not exist (404)."""
+    user = server.user()
+    events = await user.chat("hello")
+    conversation, run = events[0]["conversation_id"], events[0]["run_id"]
+
+    async def resume(path: str, event_id: str) -> httpx.Response:
+        headers = {**user.headers, "Last-Event-ID": event_id}
+        return await user.client.get(user.url(path), headers=headers)
+
+    past_the_largest_seq = "9999999999"
+    ended = await resume(f"/conversations/{conversation}/stream", past_the_largest_seq)
+    _error(ended, 422, "invalid_request")
+    _error(await resume(f"/runs/{run}/events", past_the_largest_seq), 422, "invalid_request")
+    unknown = "0b6f3c1e-5a4d-4d7e-9a53-2f1c8e7d6b5a"
+    _error(await resume(f"/runs/{unknown}/events", past_the_largest_seq), 404, "run_not_found")
+    nowhere = await resume("/conversations/999999999/stream", past_the_largest_seq)
+    _error(nowhere, 404, "conversation_not_found")
+    at_the_end = await resume(f"/conversations/{conversation}/stream", f"{run}:{events[-1]['seq']}")
+    assert at_the_end.status_code == 204

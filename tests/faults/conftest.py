@@ -4,8 +4,7 @@ server the rest of the suite shares.
 
 Sizes: `FAULT_SCALE=full` (`make faults`) runs each scenario at the size its issue names (50
 streams through a restart, 500 clients hanging up, 200 that stop reading, 20 runs of a killed
-process); by default
-`make test` runs them smaller, as a smoke test."""
+process); by default `make test` runs them smaller, as a smoke test."""
 
 from __future__ import annotations
 

@@ -43,9 +43,9 @@ INTERNET_MSS = 1460
 # What one stopped reader may cost the process. Any open stream costs 110 KB (issue 17's
 # bench); one whose client stopped reading holds besides a batch in uvicorn's write buffer (which
 # stops taking writes past 64 KB, so the batch that crossed that mark is in it too) and one batch
-# waiting to be sent: a batch is at most `BATCH_CHARS`, 64 KB. About 300 KB; measured 84-273 KB
-# in ten runs (of 40 and of 200 readers). Before batches were bounded, each held the whole 1 MB
-# it was behind, twice: 1.8-2.5 MB measured.
+# waiting to be sent: a batch is at most `BATCH_BYTES`, 64 KB. About 300 KB. Measured: 84 to 227
+# KB each in eight runs of `make faults` (200 readers), 129 to 273 KB in five of `make test`'s
+# 40; 1.8 to 2.5 MB each before batches were bounded (the 1 MB it was behind, twice).
 PER_STOPPED_READER_BYTES = 512 * 1024
 
 
@@ -82,24 +82,34 @@ class StoppedReader:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, INTERNET_MSS)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        await loop.sock_sendall(
-            sock,
-            (
-                f"GET {user.url(f'/runs/{run_id}/events')} HTTP/1.1\r\nHost: test\r\n"
-                f"Authorization: Bearer {user.token}\r\nAccept: text/event-stream\r\n"
-                f"Last-Event-ID: {run_id}:0\r\n\r\n"
-            ).encode(),
-        )
-        received = b""
-        while b"\r\n\r\n" not in received:
-            more = await loop.sock_recv(sock, 1024)
-            if not more:
-                raise AssertionError(f"closed before the head: {received!r}")
-            received += more
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            await loop.sock_sendall(
+                sock,
+                (
+                    f"GET {user.url(f'/runs/{run_id}/events')} HTTP/1.1\r\nHost: test\r\n"
+                    f"Authorization: Bearer {user.token}\r\nAccept: text/event-stream\r\n"
+                    f"Last-Event-ID: {run_id}:0\r\n\r\n"
+                ).encode(),
+            )
+            received = b""
+            while b"\r\n\r\n" not in received:
+                more = await loop.sock_recv(sock, 1024)
+                if not more:
+                    raise AssertionError(f"closed before the head: {received!r}")
+                received += more
+        except BaseException:
+            sock.close()
+            raise
         head, _, body_start = received.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200 "), head
-        return cls(sock, body_start)
+        reader = cls(sock, body_start)
+        if not head.startswith(b"HTTP/1.1 200 "):
+            reader.close()
+            raise AssertionError(head)
+        return reader
+
+    def close(self) -> None:
+        self.sock.close()
 
     async def read_to_the_end(self) -> list[dict[str, Any]]:
         """Everything the server sent before it closed the connection, as events."""
@@ -107,8 +117,30 @@ class StoppedReader:
         chunks = [self._body_start]
         while more := await loop.sock_recv(self.sock, 1 << 20):
             chunks.append(more)
-        self.sock.close()
+        self.close()
         return _events(_unchunked(b"".join(chunks)))
+
+
+async def _stopped_readers(
+    port: int, users: list[User], run_ids: list[str], per_run: int, *, closing: contextlib.ExitStack
+) -> list[StoppedReader]:
+    """`per_run` stopped readers of each run, each closed when `closing` closes (all of them
+    if one could not start)."""
+    started = await asyncio.gather(
+        *(
+            StoppedReader.follow(port, user, run_id)
+            for user, run_id in zip(users, run_ids, strict=True)
+            for _ in range(per_run)
+        ),
+        return_exceptions=True,
+    )
+    readers = [reader for reader in started if isinstance(reader, StoppedReader)]
+    for reader in readers:
+        closing.callback(reader.close)
+    failed = [error for error in started if isinstance(error, BaseException)]
+    if failed:
+        raise failed[0]
+    return readers
 
 
 def _unchunked(body: bytes) -> bytes:
@@ -228,7 +260,7 @@ async def _runs_with_stopped_readers(
             SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT_SECONDS),
         )
         port = int(base_url.rsplit(":", 1)[1])
-        with _killed_at_exit(process):
+        with _killed_at_exit(process), contextlib.ExitStack() as closing:
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
                 users = [
                     User(name, issue_token(settings, name), client)
@@ -245,12 +277,8 @@ async def _runs_with_stopped_readers(
                     with anyio.fail_after(60):
                         await gate.all_arrived.wait()
                     run_ids = [stream.events[0]["run_id"] for stream in streams]
-                    stopped = await asyncio.gather(
-                        *(
-                            StoppedReader.follow(port, user, run_id)
-                            for user, run_id in zip(users, run_ids, strict=True)
-                            for _ in range(stopped_per_run)
-                        )
+                    stopped = await _stopped_readers(
+                        port, users, run_ids, stopped_per_run, closing=closing
                     )
                     joined = time.monotonic()
                     gate.opened.set()
@@ -262,6 +290,10 @@ async def _runs_with_stopped_readers(
 
                     await eventually(all_dropped, within=60, what="every stopped stream dropped")
                     dropped_after = time.monotonic() - joined
+                    # After the setting's time, not the default 30 s: the service says which.
+                    said = await anyio.Path(log).read_text()
+                    waited = f"stopped reading for {SEND_TIMEOUT_SECONDS} s"
+                    assert said.count(waited) == len(stopped), "dropped after another time"
                 got = await asyncio.gather(*(reader.read_to_the_end() for reader in stopped))
                 resumed = await asyncio.gather(
                     *(

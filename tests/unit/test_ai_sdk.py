@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.ai_sdk import DONE, AiChatRequest, UiMessageStream, chat_id_is_valid, ui_message_stream
+from app.ai_sdk import (
+    CHAT_ID_SCHEMA,
+    DONE,
+    AiChatRequest,
+    UiMessageStream,
+    chat_id_is_valid,
+    ui_message_stream,
+)
 from app.events import (
     Done,
     Event,
@@ -324,7 +331,7 @@ def test_any_body_is_a_request_whose_text_is_the_users_or_a_validation_error(bod
     assert chat_id_is_valid(request.id)
 
 
-ID_SCHEMA = AiChatRequest.model_json_schema()["properties"]["id"]
+ID_SCHEMA = CHAT_ID_SCHEMA
 
 
 @given(st.text(max_size=210) | st.from_regex(ID_SCHEMA["pattern"]) | st.sampled_from([".", ".."]))

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.events import LoggedEvent
-from app.runs.live import BATCH_CHARS, CancelReason, LiveRun, Subscription
+from app.runs.live import BATCH_BYTES, CancelReason, LiveRun, Subscription, utf8_length
 
 
 def _event(seq: int) -> LoggedEvent:
@@ -54,15 +54,20 @@ async def test_what_is_queued_is_taken_in_one_batch() -> None:
         assert await _drain(subscription) == [[1, 2, 3]]
 
 
-@given(st.lists(st.integers(1, BATCH_CHARS + BATCH_CHARS // 2), max_size=20))
-async def test_a_batch_holds_as_many_events_as_fit_in_batch_chars_and_at_least_one(
-    sizes: list[int],
+@given(
+    st.lists(
+        st.tuples(st.integers(1, BATCH_BYTES // 2), st.sampled_from(["x", "é", "€", "🙂"])),
+        max_size=20,
+    )
+)
+async def test_a_batch_holds_as_many_events_as_fit_in_batch_bytes_and_at_least_one(
+    sizes: list[tuple[int, str]],
 ) -> None:
     """What a follower holds of what it has yet to send is bounded, however far behind it is
-    (a client that stopped reading, one that joins a long run)."""
+    (a client that stopped reading, one that joins a long run); characters of 1 to 4 bytes."""
     live = LiveRun("run")
     subscription = live.subscribe(0)
-    events = [LoggedEvent(seq, "x" * size) for seq, size in enumerate(sizes, 1)]
+    events = [LoggedEvent(seq, char * size) for seq, (size, char) in enumerate(sizes, 1)]
     for event in events:
         live.publish(event)
     live.end()
@@ -70,12 +75,17 @@ async def test_a_batch_holds_as_many_events_as_fit_in_batch_chars_and_at_least_o
         batches = [batch async for batch in subscription.batches()]
     assert [event for batch in batches for event in batch] == events
 
-    def chars(batch: list[LoggedEvent]) -> int:
-        return sum(len(event.data) for event in batch)
+    def size(batch: list[LoggedEvent]) -> int:
+        return sum(len(event.data.encode()) for event in batch)
 
-    assert all(len(batch) == 1 or chars(batch) <= BATCH_CHARS for batch in batches)
+    assert all(len(batch) == 1 or size(batch) <= BATCH_BYTES for batch in batches)
     for batch, following in itertools.pairwise(batches):
-        assert chars(batch) + len(following[0].data) > BATCH_CHARS, "one more would have fit"
+        assert size(batch) + size(following[:1]) > BATCH_BYTES, "one more would have fit"
+
+
+@given(st.text())
+def test_utf8_length_is_the_length_of_the_encoding(text: str) -> None:
+    assert utf8_length(text) == len(text.encode("utf-8", "surrogatepass"))
 
 
 async def test_a_waiting_follower_wakes_for_each_event() -> None:
