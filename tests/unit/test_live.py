@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.events import LoggedEvent
-from app.runs.live import BATCH_BYTES, CancelReason, LiveRun, Subscription, utf8_length
+from app.runs.live import (
+    BATCH_BYTES,
+    CancelReason,
+    LiveRun,
+    Subscription,
+    batch_size,
+    utf8_length,
+)
 
 
 def _event(seq: int) -> LoggedEvent:
@@ -81,6 +88,15 @@ async def test_a_batch_holds_as_many_events_as_fit_in_batch_bytes_and_at_least_o
     assert all(len(batch) == 1 or size(batch) <= BATCH_BYTES for batch in batches)
     for batch, following in itertools.pairwise(batches):
         assert size(batch) + size(following[:1]) > BATCH_BYTES, "one more would have fit"
+
+
+def test_a_batch_may_fill_its_budget_exactly_and_not_a_byte_more() -> None:
+    def sizes(*lengths: int) -> list[LoggedEvent]:
+        return [LoggedEvent(seq, "x" * length) for seq, length in enumerate(lengths, 1)]
+
+    assert batch_size(sizes(BATCH_BYTES - 1, 1, 1)) == 2
+    assert batch_size(sizes(BATCH_BYTES - 1, 2)) == 1
+    assert batch_size(sizes(BATCH_BYTES + 1, 1)) == 1, "one event, however long"
 
 
 @given(st.text())
