@@ -11,7 +11,7 @@ answers in `make test` (tests/e2e/test_contract.py).
 
 Two kinds of stream: ours, whose `data` is one JSON `Event`, and the Vercel AI SDK's UI message
 stream (`/ai/chat`), whose chunks are the `ai` package's types, described here in words only
-(`_ui_stream_content`): the package is their schema, and tests/clients runs it against us.
+(`_UI_CHUNKS`): the package is their schema, and tests/clients runs it against us.
 
 **OpenAPI 3.1, not 3.2.** 3.2 adds `itemSchema` for a stream's items. The tools that read this
 document today, openapi-spec-validator, Schemathesis 4 and Swagger UI 5, all take 3.1, and
@@ -387,58 +387,43 @@ def _error_response(codes: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _stream_content() -> dict[str, Any]:
-    return {
-        EVENT_STREAM: {
-            # Each event (OpenAPI 3.1: see the module's docstring).
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "data": {
-                        "type": "string",
-                        "contentMediaType": "application/json",
-                        "contentSchema": {"$ref": _REF + "Event"},
-                    },
-                    "id": {"type": "string", "description": "`<run_id>:<seq>`"},
-                },
-            },
-            "example": (
-                'data: {"type":"text","content":"Added","seq":5}\n'
-                "id: 7c9e6679-7425-40de-944b-e07fc1f90ae7:5\n\n"
-            ),
-        }
-    }
+def _stream_content(data: dict[str, Any], example: str, **fields: Any) -> dict[str, Any]:
+    """A stream of Server-Sent Events, each with this `data` (and these other fields): the
+    schema of each event, as OpenAPI 3.1 reads it (see the module's docstring)."""
+    properties = {"data": data, **fields}
+    schema = {"type": "object", "properties": properties}
+    return {EVENT_STREAM: {"schema": schema, "example": example}}
 
 
-def _ui_stream_content() -> dict[str, Any]:
-    return {
-        EVENT_STREAM: {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "data": {
-                        "type": "string",
-                        "description": (
-                            "One UI message chunk as JSON (`start`, `text-delta`, "
-                            "`tool-output-available`, `finish`, `error`…: the `ai` package's "
-                            "`UIMessageChunk`), then `[DONE]` after the run's last (app/ai_sdk.py)."
-                        ),
-                    },
-                },
-            },
-            "example": (
-                'data: {"type":"text-delta","id":"text-2","delta":"Added"}\n\n' + DONE.decode()
-            ),
-        }
-    }
+_EVENTS = _stream_content(
+    {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"$ref": _REF + "Event"},
+    },
+    'data: {"type":"text","content":"Added","seq":5}\n'
+    "id: 7c9e6679-7425-40de-944b-e07fc1f90ae7:5\n\n",
+    id={"type": "string", "description": "`<run_id>:<seq>`"},
+)
+_UI_CHUNKS = _stream_content(
+    {
+        "type": "string",
+        "description": (
+            "One UI message chunk as JSON (`start`, `text-delta`, `tool-output-available`, "
+            "`finish`, `error`…: the `ai` package's `UIMessageChunk`), then `[DONE]` after the "
+            "run's last (app/ai_sdk.py)."
+        ),
+    },
+    'data: {"type":"text-delta","id":"text-2","delta":"Added"}\n\n' + DONE.decode(),
+)
 
 
 def _responses(operation: Operation, user_route: bool) -> dict[str, Any]:
     answers: dict[str, Any] = {}
     if operation.stream:
-        answers["200"] = {"description": "The events", "content": _stream_content()}
+        answers["200"] = {"description": "The events", "content": _EVENTS}
     elif operation.ui_stream:
-        answers["200"] = {"description": "The chunks", "content": _ui_stream_content()}
+        answers["200"] = {"description": "The chunks", "content": _UI_CHUNKS}
     elif operation.status == 204:
         answers["204"] = {"description": "Done"}
     elif operation.answer is None:

@@ -137,28 +137,33 @@ function storedMessage(message) {
 }
 
 // A conversation opens on its last messages (a page of the API's); the earlier ones on demand.
-// Each "show more" button reads one page at a time (disabled meanwhile), and drops what it read
-// if its list was drawn anew in the meantime: the page would not follow on from that list.
 let messagesDrawn = 0;
 
 function offerEarlierMessages(id, before) {
-  const button = $("earlier-messages");
-  const drawn = messagesDrawn;
-  button.hidden = before === null;
-  button.disabled = false;
-  button.onclick = async () => {
-    button.disabled = true;
-    const query = new URLSearchParams({ before });
-    const body = await session.request("GET", `/conversations/${id}/messages?${query}`).catch(failed);
-    if (drawn !== messagesDrawn) return; // drawn anew, with a button of its own
-    button.disabled = false;
-    if (!body) return;
+  const path = (cursor) => `/conversations/${id}/messages?${new URLSearchParams({ before: cursor })}`;
+  offerMore($("earlier-messages"), before, path, () => messagesDrawn, (body) => {
     const log = $("messages");
     const fromBottom = log.scrollHeight - log.scrollTop; // keep the reader where they were
     log.prepend(...body.messages.map(storedMessage));
     log.scrollTop = log.scrollHeight - fromBottom;
     offerEarlierMessages(id, body.next_before);
-    if (button.hidden) $("message").focus(); // the button that had the focus is gone
+    if ($("earlier-messages").hidden) $("message").focus(); // the focused button is gone
+  });
+}
+
+// A "show more" button: it reads the page at `cursor` (none: it hides), one page at a time
+// (disabled meanwhile), and hands it to `add`, unless its list was drawn anew in the meantime
+// (`drawnNow()` changed): that page would not follow on from the new list.
+function offerMore(button, cursor, path, drawnNow, add) {
+  const drawn = drawnNow();
+  button.hidden = cursor === null;
+  button.disabled = false;
+  button.onclick = async () => {
+    button.disabled = true;
+    const body = await session.request("GET", path(cursor)).catch(failed);
+    if (drawn !== drawnNow()) return; // drawn anew, with a button of its own
+    button.disabled = false;
+    if (body) add(body);
   };
 }
 
@@ -192,22 +197,13 @@ async function refreshConversations() {
 }
 
 function offerOlderConversations(before) {
-  const button = $("older-conversations");
-  const drawn = conversationsDrawn;
-  button.hidden = before === null;
-  button.disabled = false;
-  button.onclick = async () => {
-    button.disabled = true;
-    const query = new URLSearchParams({ before });
-    const body = await session.request("GET", `/conversations?${query}`).catch(failed);
-    if (drawn !== conversationsDrawn) return; // drawn anew, with a button of its own
-    button.disabled = false;
-    if (!body) return;
+  const path = (cursor) => `/conversations?${new URLSearchParams({ before: cursor })}`;
+  offerMore($("older-conversations"), before, path, () => conversationsDrawn, (body) => {
     const added = body.conversations.map(conversationItem);
     $("conversations").append(...added);
     offerOlderConversations(body.next_before);
     added[0]?.querySelector(".open").focus(); // the first of those shown now
-  };
+  });
 }
 
 function conversationItem(conversation) {
