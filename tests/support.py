@@ -203,6 +203,15 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+def process_memory(pid: int | str, field: str = "VmRSS") -> int:
+    """A memory figure of /proc/<pid>/status (`VmRSS`, its peak `VmHWM`…), in bytes; `pid`
+    may be "self"."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"/proc/{pid}/status has no {field}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -61,7 +61,10 @@ class Subscription:
             while True:
                 if self._queue:
                     size = batch_size(self._queue)
-                    batch, self._queue = self._queue[:size], self._queue[size:]
+                    if size == len(self._queue):  # the usual case: no list copied
+                        batch, self._queue = self._queue, []
+                    else:
+                        batch, self._queue = self._queue[:size], self._queue[size:]
                     yield batch
                 elif self._closed:
                     return

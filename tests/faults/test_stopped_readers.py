@@ -33,7 +33,15 @@ from app.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.faults.conftest import scale
 from tests.faults.streams import Stream, read_stream
-from tests.support import PlainSql, User, eventually, running, start_service, text_of
+from tests.support import (
+    PlainSql,
+    User,
+    eventually,
+    process_memory,
+    running,
+    start_service,
+    text_of,
+)
 
 SEND_TIMEOUT_SECONDS = 4
 TOKEN_CHARS = 4000  # one text event of about 4 KB per token
@@ -166,25 +174,18 @@ def _events(stream: bytes) -> list[dict[str, Any]]:
     ]
 
 
-def _memory(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field}")
-
-
 @contextlib.contextmanager
 def _peak_rss_growth(pid: int) -> Iterator[list[int]]:
     """How far the process's resident set rose above what it was, at its highest while the
     block ran: the kernel's own high-water mark (VmHWM), reset at the start (clear_refs 5), so
     no peak falls between two samples."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
-    before = _memory(pid, "VmRSS")
+    before = process_memory(pid)
     growth = [0]
     try:
         yield growth
     finally:
-        growth[0] = _memory(pid, "VmHWM") - before
+        growth[0] = process_memory(pid, "VmHWM") - before
 
 
 @contextlib.contextmanager

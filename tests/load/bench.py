@@ -35,7 +35,7 @@ from app.settings import PROJECT_ROOT, Settings, normalize_database_url
 from tests.load.bench_server import StampingModel
 from tests.load.sdk_floor import measure as measure_sdk_floor
 from tests.load.sdk_floor import measure_paced
-from tests.support import free_port
+from tests.support import free_port, process_memory
 
 SECRET = "bench-secret-" + "b" * 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -214,10 +214,8 @@ class Process:
     def rss(self) -> int:
         total = 0
         for pid in self._pids():
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+            with contextlib.suppress(OSError):  # a worker that has just exited
+                total += process_memory(pid)
         return total
 
     def _pids(self) -> list[int]:

@@ -14,7 +14,6 @@ import asyncio
 import gc
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -23,6 +22,7 @@ from agents import Model
 from app.agent import TodoAgent
 from app.domain import Task, TaskChanges, TaskFilter
 from tests.load.bench_server import StampingModel
+from tests.support import process_memory
 
 MAX_TURNS = 10
 
@@ -80,14 +80,14 @@ def measure_paced(model: Model, *, concurrency: int, turns: int) -> dict[str, An
     warm = min(concurrency, 50)
     uvloop.run(_turns(warm, model, warm))
     gc.collect()
-    baseline = _rss()
+    baseline = process_memory("self")
     peak = baseline
 
     async def sampled() -> None:
         nonlocal peak
         work = asyncio.ensure_future(_turns(turns, model, concurrency))
         while not work.done():
-            peak = max(peak, _rss())
+            peak = max(peak, process_memory("self"))
             await asyncio.sleep(0.05)
         await work
 
@@ -101,10 +101,3 @@ def measure_paced(model: Model, *, concurrency: int, turns: int) -> dict[str, An
         "cpu_share": round(cpu / wall, 2),
         "rss_per_run_kb": round((peak - baseline) / concurrency / 1024, 1),
     }
-
-
-def _rss() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
