@@ -559,6 +559,21 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"\nAgents SDK floor (the same tool-using turn, no HTTP, no database): {floor}")
 
 
+def measuring_database(name: str) -> str:
+    """The migrated database a measurement runs on: DATABASE_URL or TEST_DATABASE_URL when
+    set, else an embedded PostgreSQL of its own, deleted when the measurement ends."""
+    configured = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        database_url = normalize_database_url(configured)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix=f"todo-chat-{name}-"))
+        directory.chmod(0o755)
+        embedded = start_embedded_postgres(directory / "pg", cleanup="delete")
+        database_url = normalize_database_url(embedded)
+    asyncio.run(upgrade(database_url))
+    return database_url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -592,15 +607,7 @@ def main() -> None:
             )
             for s in chosen
         ]
-    configured = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        database_url = normalize_database_url(configured)
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="todo-chat-bench-"))
-        directory.chmod(0o755)
-        embedded = start_embedded_postgres(directory / "pg", cleanup="delete")
-        database_url = normalize_database_url(embedded)
-    asyncio.run(upgrade(database_url))
+    database_url = measuring_database("bench")
 
     runs = [
         run_all(chosen, database_url, args.port, quick=args.quick, profile=args.profile)

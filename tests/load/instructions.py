@@ -22,10 +22,8 @@ import tempfile
 from pathlib import Path
 
 from app.auth import issue_token
-from app.db.embedded import start_embedded_postgres
-from app.db.migrations import upgrade
-from app.settings import PROJECT_ROOT, Settings, normalize_database_url
-from tests.load.bench import SECRET, one_turn
+from app.settings import PROJECT_ROOT, Settings
+from tests.load.bench import SECRET, measuring_database, one_turn
 from tests.support import free_port
 
 VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no"]
@@ -134,16 +132,7 @@ def main() -> None:
     if args.floor_child:
         _floor_child(args.turns)
         return
-    configured = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        database_url = normalize_database_url(configured)
-    else:
-        home = Path(tempfile.mkdtemp(prefix="todo-chat-instructions-"))
-        home.chmod(0o755)
-        database_url = normalize_database_url(
-            start_embedded_postgres(home / "pg", cleanup="delete")
-        )
-    asyncio.run(upgrade(database_url))
+    database_url = measuring_database("instructions")
     directory = Path(tempfile.mkdtemp(prefix="instructions-"))
     floor = _floor(args.turns, directory)
     service = asyncio.run(_service(database_url, args.turns, directory))

@@ -28,10 +28,8 @@ from pathlib import Path
 import uvloop
 
 from app.auth import issue_token
-from app.db.embedded import start_embedded_postgres
-from app.db.migrations import upgrade
-from app.settings import Settings, normalize_database_url
-from tests.load.bench import SECRET, Process, Streams, one_turn, wait_listening
+from app.settings import Settings
+from tests.load.bench import SECRET, Process, Streams, measuring_database, one_turn, wait_listening
 from tests.load.bench_server import StampingModel
 from tests.load.sdk_floor import _turns
 from tests.support import free_port
@@ -199,16 +197,7 @@ def main() -> None:
     if args.sdk:
         uvloop.run(measure_sdk(args.streams))
         return
-    configured = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        database_url = normalize_database_url(configured)
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="todo-chat-memory-"))
-        directory.chmod(0o755)
-        database_url = normalize_database_url(
-            start_embedded_postgres(directory / "pg", cleanup="delete")
-        )
-    asyncio.run(upgrade(database_url))
+    database_url = measuring_database("memory")
     asyncio.run(measure(database_url, args.streams, args.top, args.frames))
 
 
