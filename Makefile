@@ -7,7 +7,7 @@ HOST ?= http://127.0.0.1:8000
 USERS ?= 50
 RUN_TIME ?= 30s
 
-.PHONY: install run test test-deploy lint typecheck migrate token bench loadtest faults
+.PHONY: install run test test-fast test-deploy lint typecheck migrate token bench loadtest faults
 
 # uv installs from uv.lock, the lock the Heroku buildpack installs from; this is the uv version
 # that buildpack pins (its requirements/uv.txt), so both read and check the lock alike.
@@ -31,6 +31,10 @@ run:
 test:
 	$(BIN)/python -m pytest
 
+# The unit tests alone (tests/unit: no database, no Node, no browser): seconds, not minutes.
+test-fast:
+	$(BIN)/python -m pytest -q tests/unit
+
 test-deploy:
 	$(BIN)/python -m pytest -m deploy tests/deploy
 
@@ -45,7 +49,7 @@ lint:
 	$(BIN)/ruff format --check .
 
 typecheck:
-	$(BIN)/mypy app tests
+	$(BIN)/mypy app tests tools
 
 migrate:
 	$(BIN)/python -m app migrate
@@ -56,7 +60,7 @@ token:
 BENCH_RUNS ?= 3
 
 bench:
-	$(BIN)/python -m tests.load.bench --runs $(BENCH_RUNS)
+	$(BIN)/python -m tools.bench --runs $(BENCH_RUNS)
 
 # A flame graph of the service under one bench scenario (py-spy, sampling from outside the
 # process without pausing it): `make profile` (a32), `make profile SCENARIO=c2000`.
@@ -65,12 +69,12 @@ PROFILE ?= profile-$(SCENARIO).svg
 
 .PHONY: profile
 profile:
-	$(BIN)/python -m tests.load.bench --scenario $(SCENARIO) --runs 1 --profile $(PROFILE) \
+	$(BIN)/python -m tools.bench --scenario $(SCENARIO) --runs 1 --profile $(PROFILE) \
 		--output bench-profile-$(SCENARIO).json
 	@echo "flame graph: $(PROFILE)"
 
 loadtest:
-	$(BIN)/locust -f tests/load/locustfile.py --headless --host $(HOST) --users $(USERS) \
+	$(BIN)/locust -f tools/locustfile.py --headless --host $(HOST) --users $(USERS) \
 		--spawn-rate 10 --run-time $(RUN_TIME) --stop-timeout 15 --only-summary
 
 # The README's picture of the page, taken mid-answer by a browser test (docs/chat-page.png).
@@ -78,18 +82,18 @@ loadtest:
 screenshot:
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser/test_chat_page.py -k streams
 
-# Mutation testing (tests/mutation.py, [tool.mutmut] in pyproject.toml): its survivors are
+# Mutation testing (tools/mutation.py, [tool.mutmut] in pyproject.toml): its survivors are
 # explained in docs/mutation-report.md. Not part of make test.
 .PHONY: mutate
 mutate:
-	$(BIN)/python -m tests.mutation --children $(MUTATE_CHILDREN)
+	$(BIN)/python -m tools.mutation --children $(MUTATE_CHILDREN)
 
 MUTATE_CHILDREN ?= 2
 
 # The offline model against its corpus: failures, pass rate, and µs per understood message.
 .PHONY: bench-intent
 bench-intent:
-	$(BIN)/python -m tests.unit.test_offline_corpus
+	$(BIN)/python -m tests.unit.agent.test_offline_corpus
 
 # The contract fuzzed longer than make test does: Schemathesis, 100 examples per operation.
 .PHONY: fuzz

@@ -162,7 +162,7 @@ class _Stream(EventSourceResponse):
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         """sse-starlette's bound on one write (`send_timeout`), with asyncio's timeout rather
         than anyio's cancel scope: 4.5 µs a write here instead of 10.8, and 0.86 M fewer
-        instructions per tool-using turn (tests/load/instructions.py; issue 17)."""
+        instructions per tool-using turn (tools/instructions.py; issue 17)."""
         timeout = asyncio.timeout(self.send_timeout)
         try:
             async with timeout:
@@ -176,7 +176,7 @@ class _Stream(EventSourceResponse):
         """sse-starlette's own watchers (the stream, its pings, the server's exit and its
         grace, the client's disconnect), each as it runs them, the first to end stopping the
         others; but as plain asyncio tasks, not in an anyio task group. With 200 streams open
-        (tests/load/stream_memory.py, issue 17) the response held 24.1 KB of each stream's
+        (tools/stream_memory.py, issue 17) the response held 24.1 KB of each stream's
         119.5 traced; this way 11.4."""
         watchers = [
             self._stream_response(send),

@@ -16,7 +16,7 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.repositories import NOTIFY_CHANNEL
+from app.db.repositories.run_events import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 

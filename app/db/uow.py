@@ -7,14 +7,12 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.db.gate import ConnectionGate, Priority
-from app.db.repositories import (
-    ConversationRepository,
-    InstanceRepository,
-    MessageRepository,
-    RunEventRepository,
-    RunRepository,
-    TaskRepository,
-)
+from app.db.repositories.conversations import ConversationRepository
+from app.db.repositories.instances import InstanceRepository
+from app.db.repositories.messages import MessageRepository
+from app.db.repositories.run_events import RunEventRepository
+from app.db.repositories.runs import RunRepository
+from app.db.repositories.tasks import TaskRepository
 
 
 class UnitOfWork:

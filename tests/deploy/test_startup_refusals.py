@@ -67,3 +67,19 @@ def test_the_service_refuses_to_start(settings: dict[str, str], line: str) -> No
     )
     assert result.returncode == 2
     assert result.stderr.decode().strip().splitlines() == [line]
+
+
+def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
+    env = environment(APP_ENV="production", DATABASE_URL="postgres://h/db", JWT_SECRET="short")
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip().splitlines() == [
+        "configuration error: JWT_SECRET must be a random string of at least 32 characters "
+        "in production"
+    ]

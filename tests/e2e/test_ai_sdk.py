@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.db.repositories import USER_LOCK_CLASS
+from app.db.repositories.runs import USER_LOCK_CLASS
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import with_settings

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.agent.offline import OfflineModel
-from app.db.repositories import USER_LOCK_CLASS
+from app.db.repositories.runs import USER_LOCK_CLASS
 from app.main import create_app
 from app.settings import Settings
 from tests.support import LiveServer, PlainSql, User, eventually, serve

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.gate import ConnectionWaitTimeout, Priority
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
-from app.db.repositories import NOTIFY_CHANNEL
+from app.db.repositories.run_events import NOTIFY_CHANNEL
 from app.db.uow import Database
 from app.domain import (
     MessageStatus,

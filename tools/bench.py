@@ -1,4 +1,4 @@
-"""The benchmark: `make bench` (or `python -m tests.load.bench [--quick] [--scenario NAME]`).
+"""The benchmark: `make bench` (or `python -m tools.bench [--quick] [--scenario NAME]`).
 
 Starts todo-chat and a bare sse-starlette reference beside it (see `bench_server`), drives both
 with the same cheap load generator (asyncio sockets, its own CPU reported), and prints a table
@@ -32,10 +32,10 @@ from app.auth import issue_token
 from app.db.embedded import start_embedded_postgres
 from app.db.migrations import upgrade
 from app.settings import PROJECT_ROOT, Settings, normalize_database_url
-from tests.load.bench_server import StampingModel
-from tests.load.sdk_floor import measure as measure_sdk_floor
-from tests.load.sdk_floor import measure_paced
 from tests.support import free_port, process_memory
+from tools.bench_server import StampingModel
+from tools.sdk_floor import measure as measure_sdk_floor
+from tools.sdk_floor import measure_paced
 
 SECRET = "bench-secret-" + "b" * 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -194,7 +194,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], *, workers: int = 1) -> None:
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "tests.load.bench_server", *args, str(workers)],
+            [sys.executable, "-m", "tools.bench_server", *args, str(workers)],
             cwd=PROJECT_ROOT,
             env=env,
             start_new_session=True,  # its workers stop with it

@@ -6,7 +6,7 @@ httptools, one worker):
 - `reference`: a bare sse-starlette app that emits the same events, framed the same way, with
   the same pacing and stamps, and no auth, database or agent.
 
-    python -m tests.load.bench_server service|reference PORT DELAY_MS TOKENS [WORKERS]
+    python -m tools.bench_server service|reference PORT DELAY_MS TOKENS [WORKERS]
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def service_app() -> Starlette:
 
 
 def _trace_memory(path: str) -> None:
-    """`tests.load.stream_memory`: trace allocations from the start; at each SIGUSR1 write a
+    """`tools.stream_memory`: trace allocations from the start; at each SIGUSR1 write a
     snapshot, and how many objects of each type the collector sees, to `path`.N."""
     tracemalloc.start(int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "20")))
     taken = 0
@@ -155,7 +155,7 @@ def main() -> None:
     if kind == "service":
         os.environ.update(BENCH_DELAY_MS=str(delay_ms), BENCH_TOKENS=str(tokens))
         # Several workers each build it; one builds it here.
-        app = "tests.load.bench_server:service_app" if workers > 1 else service_app()
+        app = "tools.bench_server:service_app" if workers > 1 else service_app()
     else:
         app = reference_app(delay_ms, tokens)
     uvicorn.run(

@@ -1,7 +1,7 @@
 """The offline model against a corpus of everyday requests (issue 18), judged on the tool calls
 it makes and the task list it leaves, not on the wording of its replies.
 
-`python -m tests.unit.test_offline_corpus` (or `make bench-intent`) prints the failures, the
+`python -m tests.unit.agent.test_offline_corpus` (or `make bench-intent`) prints the failures, the
 pass rate and the time `understand()` takes per message.
 """
 

@@ -3,7 +3,7 @@ change: the service (as `make bench` runs it: uvicorn, uvloop, httptools, a real
 whose own instructions are not counted) against the Agents SDK alone on the same turn (the
 floor of `make bench`'s scenario d), one turn at a time.
 
-    python -m tests.load.instructions [--turns 40]
+    python -m tools.instructions [--turns 40]
 
 Each process runs under callgrind with instrumentation off until it has warmed up; then the
 turns are counted and the count divided by them. Slow (valgrind runs Python ~50 times slower):
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from app.auth import issue_token
 from app.settings import PROJECT_ROOT, Settings
-from tests.load.bench import SECRET, measuring_database, one_turn
 from tests.support import free_port
+from tools.bench import SECRET, measuring_database, one_turn
 
 VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no"]
 
@@ -60,7 +60,7 @@ async def _service(database_url: str, turns: int, directory: Path) -> int:
         [
             *VALGRIND,
             f"--callgrind-out-file={out}",
-            *(sys.executable, "-m", "tests.load.bench_server", "service", str(port), "0", "0"),
+            *(sys.executable, "-m", "tools.bench_server", "service", str(port), "0", "0"),
         ],
         cwd=PROJECT_ROOT,
         env=env,
@@ -97,7 +97,7 @@ def _floor(turns: int, directory: Path) -> int:
             *(
                 sys.executable,
                 "-m",
-                "tests.load.instructions",
+                "tools.instructions",
                 "--floor-child",
                 "--turns",
                 str(turns),
@@ -113,8 +113,8 @@ def _floor_child(turns: int) -> None:
     """In the process callgrind runs: the floor's turns, counted after a warm-up."""
     import uvloop
 
-    from tests.load.bench_server import StampingModel
-    from tests.load.sdk_floor import _turns
+    from tools.bench_server import StampingModel
+    from tools.sdk_floor import _turns
 
     model = StampingModel(delay_ms=0, tokens=0)
     uvloop.run(_turns(10, model))

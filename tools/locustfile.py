@@ -1,5 +1,5 @@
 """A locust load test of a running todo-chat: `make loadtest` (headless, bounded), or
-`locust -f tests/load/locustfile.py --host http://127.0.0.1:8000` for the web UI.
+`locust -f tools/locustfile.py --host http://127.0.0.1:8000` for the web UI.
 
 Each simulated user mints its own token with the service's development secret (JWT_SECRET, or
 the one `make run` keeps in .data/), holds a conversation (adds, lists and completes tasks),

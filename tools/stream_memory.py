@@ -1,7 +1,7 @@
 """What each open stream holds in the service: tracemalloc and the collector's object counts,
 at idle and with N paced streams open, compared (not timed, so it holds on a busy machine).
 
-    python -m tests.load.stream_memory [--streams 200] [--top 25] [--frames 20]
+    python -m tools.stream_memory [--streams 200] [--top 25] [--frames 20]
 
 The service runs as in `make bench` (uvicorn, uvloop, httptools, the stamping offline model,
 a real PostgreSQL), with tracemalloc on from its start; the streams are the bench's (c) turns
@@ -29,10 +29,10 @@ import uvloop
 
 from app.auth import issue_token
 from app.settings import Settings
-from tests.load.bench import SECRET, Process, Streams, measuring_database, one_turn, wait_listening
-from tests.load.bench_server import StampingModel
-from tests.load.sdk_floor import _turns
 from tests.support import free_port
+from tools.bench import SECRET, Process, Streams, measuring_database, one_turn, wait_listening
+from tools.bench_server import StampingModel
+from tools.sdk_floor import _turns
 
 
 async def _snapshot(
@@ -146,7 +146,7 @@ _COMPONENTS = (
     ("sse_starlette", "sse-starlette (its task group per response)"),
     ("agents/", "the Agents SDK"),
     ("app/agent/offline", "the offline model"),
-    ("tests/load/bench_server", "the offline model"),
+    ("tools/bench_server", "the offline model"),
     ("app/runs/", "app/runs (live run, registry, event log)"),
     ("app/chat.py", "app/chat.py (events' JSON, transcript)"),
     ("app/sse.py", "app/sse.py"),

@@ -17,7 +17,7 @@ def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "tests.load.bench",
+            "tools.bench",
             "--quick",
             "--scenario",
             "a32",

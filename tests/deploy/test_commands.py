@@ -1,4 +1,4 @@
-"""The commands a deployment and a developer run: the Procfile, `python -m app`."""
+"""The commands a deployment and a developer run: the Procfile's processes, `python -m app`."""
 
 from __future__ import annotations
 
@@ -12,17 +12,8 @@ import pytest
 from app.auth import TokenVerifier
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_SECRET
+from tests.deploy.test_heroku import procfile
 from tests.support import environment, free_port, wait_until_ready
-
-PROCFILE = PROJECT_ROOT / "Procfile"
-
-
-def _procfile(process: str) -> str:
-    for line in PROCFILE.read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise AssertionError(f"no {process} process in the Procfile")
 
 
 def _stop_gracefully(process: subprocess.Popen[bytes], *, group: bool = False) -> None:
@@ -46,11 +37,11 @@ def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
         METRICS_TOKEN="metrics-" + "x" * 32,
     )
     release = subprocess.run(
-        _procfile("release"), shell=True, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=60
+        procfile("release"), shell=True, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=60
     )
     assert release.returncode == 0, release.stderr.decode()
     web = subprocess.Popen(
-        _procfile("web"),
+        procfile("web"),
         shell=True,
         cwd=PROJECT_ROOT,
         env=env,
@@ -85,22 +76,6 @@ def test_python_m_app_serve_migrates_and_serves(fresh_database: str) -> None:
         assert ready.status_code == 200, ready.text
     finally:
         _stop_gracefully(server)
-
-
-def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
-    env = environment(APP_ENV="production", DATABASE_URL="postgres://h/db", JWT_SECRET="short")
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert result.stderr.decode().strip().splitlines() == [
-        "configuration error: JWT_SECRET must be a random string of at least 32 characters "
-        "in production"
-    ]
 
 
 @pytest.mark.parametrize("command", [["-m", "app", "token"], ["-m", "app", "token", "--ttl", "60"]])

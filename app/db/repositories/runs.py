@@ -1,0 +1,285 @@
+"""Runs: chat turns, from the user's message (their start) to the stored answer (their end)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.models import RunRow
+from app.db.repositories.run_events import NOTIFY_CHANNEL, event_arrays
+from app.domain import (
+    Idempotency,
+    NewMessage,
+    Run,
+    RunStatus,
+    StartedRun,
+    storable,
+    storable_json,
+)
+from app.events import LoggedEvent
+
+# The advisory lock class of a user's lock (the first key of the two-key form).
+USER_LOCK_CLASS = 7301
+
+_RUN_COLUMNS = (
+    RunRow.id,
+    RunRow.user_id,
+    RunRow.conversation_id,
+    RunRow.status,
+    RunRow.user_message_id,
+    RunRow.assistant_message_id,
+    RunRow.last_seq,
+    RunRow.created_at,
+    RunRow.finished_at,
+)
+
+_LOCK_USER = select(
+    func.pg_advisory_xact_lock(USER_LOCK_CLASS, func.hashtext(bindparam("lock_key")))
+)
+
+_ACTIVE_RUN_IN_CONVERSATION = select(*_RUN_COLUMNS).where(
+    RunRow.conversation_id == bindparam("conversation_key"),
+    RunRow.status == RunStatus.ACTIVE.value,
+)
+
+_COUNT_ACTIVE_RUNS = select(func.count()).where(
+    RunRow.user_id == bindparam("user_key"), RunRow.status == RunStatus.ACTIVE.value
+)
+
+# A run's start, with its user's message, in one statement (after the user's lock): the
+# conversation (new, or touched), the message, the run for it; then the ids, the answer's
+# reserved.
+_START_RUN_IN_NEW_CONVERSATION = text("""
+WITH conversation AS (
+    INSERT INTO conversations (user_id, title) VALUES (:user_key, :title) RETURNING id
+), message AS (
+    INSERT INTO messages (conversation_id, role, content, status, tool_calls)
+    SELECT id, 'user', CAST(:content AS text), 'complete', '[]' FROM conversation
+    RETURNING id, conversation_id
+), run AS (
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id,
+        idempotency_key, request_digest)
+    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
+        CAST(:instance AS text), CAST(:idempotency_key AS text), CAST(:request_digest AS text)
+    FROM message
+)
+SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
+""")
+
+_START_RUN = text("""
+WITH touched AS (
+    UPDATE conversations SET updated_at = now() WHERE id = :conversation_key
+), message AS (
+    INSERT INTO messages (conversation_id, role, content, status, tool_calls)
+    VALUES (:conversation_key, 'user', :content, 'complete', '[]')
+    RETURNING id, conversation_id
+), run AS (
+    INSERT INTO runs (id, user_id, conversation_id, user_message_id, instance_id,
+        idempotency_key, request_digest)
+    SELECT CAST(:run_key AS uuid), CAST(:user_key AS text), conversation_id, id,
+        CAST(:instance AS text), CAST(:idempotency_key AS text), CAST(:request_digest AS text)
+    FROM message
+)
+SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FROM message
+""")
+
+_RESERVE_MESSAGE_ID = text("SELECT nextval(pg_get_serial_sequence('messages', 'id'))")
+
+# A run's end in one statement: its status, its answer (with the id reserved at its start),
+# the conversation's activity, its last events and their notification; nothing at all if the
+# run had already ended (another instance closed it).
+_END_RUN = text("""
+WITH finished AS (
+    UPDATE runs SET status = :run_status, assistant_message_id = :answer_key,
+        last_seq = :last_seq, finished_at = now()
+    WHERE id = :run_key AND status = 'active'
+    RETURNING conversation_id
+), answer AS (
+    INSERT INTO messages (id, conversation_id, role, content, status, tool_calls, usage)
+    SELECT CAST(:answer_key AS bigint), conversation_id, 'assistant', CAST(:content AS text),
+        CAST(:message_status AS text), CAST(:tool_calls AS jsonb), CAST(:usage AS jsonb)
+    FROM finished
+), touched AS (
+    UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM finished)
+), appended AS (
+    INSERT INTO run_events (run_id, seq, data)
+    SELECT events.* FROM unnest(
+        CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])
+    ) AS events
+    WHERE EXISTS (SELECT FROM finished)
+    ON CONFLICT DO NOTHING
+)
+SELECT pg_notify(:channel, CAST(:notification AS text)) FROM finished
+""")
+
+
+class RunRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def lock_user(self, user_id: str) -> None:
+        """Serialize this transaction with the user's other run starts, on every instance."""
+        await self._connection.execute(_LOCK_USER, {"lock_key": user_id})
+
+    async def start(
+        self,
+        run_id: str,
+        user_id: str,
+        conversation_id: int,
+        message: str,
+        instance: str,
+        idempotency: Idempotency | None = None,
+    ) -> StartedRun:
+        """Store a run and its user's message in the conversation."""
+        values = _start_values(run_id, user_id, message, instance, idempotency)
+        values["conversation_key"] = conversation_id
+        return StartedRun(*(await self._connection.execute(_START_RUN, values)).one())
+
+    async def start_in_new_conversation(
+        self,
+        run_id: str,
+        user_id: str,
+        title: str,
+        message: str,
+        instance: str,
+        idempotency: Idempotency | None = None,
+    ) -> StartedRun:
+        """Store a run and its user's message in a new conversation with this title."""
+        values = _start_values(run_id, user_id, message, instance, idempotency)
+        values["title"] = storable(title)
+        statement = _START_RUN_IN_NEW_CONVERSATION
+        return StartedRun(*(await self._connection.execute(statement, values)).one())
+
+    async def end(
+        self,
+        run_id: str,
+        status: RunStatus,
+        answer: NewMessage,
+        answer_id: int,
+        last_events: Sequence[tuple[str, LoggedEvent]],
+        notification: str,
+    ) -> bool:
+        """End an active run with its answer and last events (see `_END_RUN`); False, and
+        nothing stored, if it had already ended."""
+        values = {
+            "run_key": uuid.UUID(run_id),
+            "run_status": status.value,
+            "answer_key": answer_id,
+            "last_seq": last_events[-1][1].seq if last_events else 0,
+            "content": storable(answer.content),
+            "message_status": answer.status.value,
+            "tool_calls": _jsonb([call.as_dict() for call in answer.tool_calls]),
+            "usage": None if answer.usage is None else json.dumps(answer.usage.as_dict()),
+            "notification": notification,
+            "channel": NOTIFY_CHANNEL,
+            **event_arrays(last_events),
+        }
+        return (await self._connection.execute(_END_RUN, values)).first() is not None
+
+    async def get(self, user_id: str, run_id: str) -> Run | None:
+        try:
+            key = uuid.UUID(run_id)
+        except ValueError:
+            return None
+        statement = select(*_RUN_COLUMNS).where(RunRow.id == key, RunRow.user_id == user_id)
+        row = (await self._connection.execute(statement)).one_or_none()
+        return None if row is None else _run_from_row(row)
+
+    async def by_idempotency_key(self, user_id: str, key: str) -> tuple[Run, str] | None:
+        """The user's run started with this key, and the digest of the request that did."""
+        statement = select(*_RUN_COLUMNS, RunRow.request_digest).where(
+            RunRow.user_id == user_id, RunRow.idempotency_key == key
+        )
+        row = (await self._connection.execute(statement)).one_or_none()
+        return None if row is None else (_run_from_row(row[:-1]), row[-1] or "")
+
+    async def active_in_conversation(self, conversation_id: int) -> Run | None:
+        keys = {"conversation_key": conversation_id}
+        row = (await self._connection.execute(_ACTIVE_RUN_IN_CONVERSATION, keys)).one_or_none()
+        return None if row is None else _run_from_row(row)
+
+    async def count_active(self, user_id: str) -> int:
+        keys = {"user_key": user_id}
+        return int((await self._connection.execute(_COUNT_ACTIVE_RUNS, keys)).scalar_one())
+
+    async def request_cancel(self, run_id: str) -> None:
+        statement = (
+            update(RunRow)
+            .where(RunRow.id == uuid.UUID(run_id), RunRow.status == RunStatus.ACTIVE.value)
+            .values(cancel_requested=True)
+        )
+        await self._connection.execute(statement)
+
+    async def cancel_requested(self, run_ids: Sequence[str]) -> list[str]:
+        """Which of these active runs have been asked to stop."""
+        statement = select(RunRow.id).where(
+            RunRow.id.in_([uuid.UUID(run_id) for run_id in run_ids]),
+            RunRow.status == RunStatus.ACTIVE.value,
+            RunRow.cancel_requested,
+        )
+        return [str(run_id) for run_id in (await self._connection.execute(statement)).scalars()]
+
+    async def active_of_instance(self, instance: str) -> list[Run]:
+        statement = select(*_RUN_COLUMNS).where(
+            RunRow.instance_id == instance, RunRow.status == RunStatus.ACTIVE.value
+        )
+        return [_run_from_row(row) for row in await self._connection.execute(statement)]
+
+    async def reserve_message_id(self) -> int:
+        """An id for a message stored later (an orphaned run's answer)."""
+        return int((await self._connection.execute(_RESERVE_MESSAGE_ID)).scalar_one())
+
+
+def _jsonb(value: Any) -> str:
+    """JSON that PostgreSQL's jsonb takes (it refuses the `\\u0000` json.dumps writes)."""
+    return json.dumps(storable_json(value), ensure_ascii=False)
+
+
+def _start_values(
+    run_id: str, user_id: str, message: str, instance: str, idempotency: Idempotency | None
+) -> dict[str, Any]:
+    """The parameters both statements that start a run take."""
+    return {
+        "run_key": uuid.UUID(run_id),
+        "user_key": user_id,
+        "content": storable(message),
+        "instance": instance,
+        "idempotency_key": None if idempotency is None else storable(idempotency.key),
+        "request_digest": None if idempotency is None else idempotency.digest,
+    }
+
+
+def _run_from_row(row: Sequence[Any]) -> Run:
+    (
+        id_,
+        user_id,
+        conversation_id,
+        status,
+        user_message_id,
+        assistant_id,
+        last_seq,
+        created,
+        ended,
+    ) = row
+    return Run(
+        id=str(id_),
+        user_id=user_id,
+        conversation_id=conversation_id,
+        status=RunStatus(status),
+        user_message_id=user_message_id,
+        assistant_message_id=assistant_id,
+        last_seq=last_seq,
+        created_at=created,
+        finished_at=ended,
+    )

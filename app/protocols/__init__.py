@@ -1,0 +1,1 @@
+"""Wire protocols: pure translations between a client's protocol and our runs (`base`)."""

@@ -1,0 +1,1 @@
+"""The event log behind one interface (`base`), and its backends."""

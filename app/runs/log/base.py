@@ -1,0 +1,91 @@
+"""The event log: every run's numbered events, kept where any instance can read them.
+
+The run that owns a run hands its events to the log in batches (`app.runs.log.writer`); a
+follower on any instance reads them after the last `seq` it has, in pages that fit one write to
+its client, and waits for more; a reader that comes back later (a resume, a replay of an
+idempotent send) reads the same pages until retention ends. One interface, several backends,
+picked by the composition root (`app.main`) and handed to the registry:
+
+- `memory`: in this process. For the fast tests, and for a service of one process.
+- `postgres`: the `run_events` table, woken by LISTEN/NOTIFY.
+
+One test suite (tests/integration/test_event_logs.py) runs every behaviour below against every
+backend.
+
+**The end of a run.** A run's end (`RunEnd`: its status, its answer, its final event) is stored
+in the system of record, PostgreSQL's `runs` row, by whoever ends the run first; the log then
+holds the final event too. `end_run` does both, by default in three steps, each safe to repeat:
+
+1. the run's events not yet logged are appended;
+2. the end is stored (`store`), which answers with the final event as stored: this one, or the
+   one another closer stored before;
+3. that final event is appended (idempotent by seq).
+
+A process that dies between 2 and 3 leaves a run ended whose final event is not in the log; a
+reader then takes it from the record, and every event before it is in the log (step 1). A
+backend that keeps its events in the record's own database (PostgreSQL) may do all three in one
+statement instead of calling `store`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+
+from app.events import LoggedEvent
+from app.runs.ending import RunEnd
+
+RunEvents = Sequence[tuple[str, LoggedEvent]]
+"""Events with the id of their run, in the order they are to be written."""
+
+READ_LIMIT = 500
+"""The most events one read returns, whatever their size."""
+
+
+class EventLog(ABC):
+    """Where runs' events are kept; see the module's docstring."""
+
+    async def serve(self) -> None:  # noqa: B027 - a backend with nothing to run keeps this
+        """What the backend runs for the instance's lifetime (listening for the appends of
+        other instances), in the lifespan's task group. Returns at once by default."""
+
+    @abstractmethod
+    async def append(self, events: RunEvents) -> None:
+        """Keep these events (of one run or of several) and wake each run's followers, here
+        and on other instances. Idempotent by (run, seq): an event already kept stays as it
+        is. Raises what the backend raises when it cannot be reached (`is_outage` tells)."""
+
+    @abstractmethod
+    async def read(
+        self,
+        run_id: str,
+        after_seq: int,
+        *,
+        limit: int = READ_LIMIT,
+        budget: int | None = None,
+        wait: float = 0.0,
+    ) -> list[LoggedEvent]:
+        """The run's events after `after_seq`, in order: at most `limit`, and with a `budget`,
+        as many as fit in that many bytes of UTF-8 JSON (`app.runs.live.batch_size`), at least
+        one. If there are none yet, wait up to `wait` seconds for some (an append here or on
+        another instance), then answer what there is: maybe nothing."""
+
+    @abstractmethod
+    async def final(self, run_id: str) -> LoggedEvent | None:
+        """The run's final event (`done` or `error`), if the log holds it."""
+
+    @abstractmethod
+    async def prune(self, *, older_than_seconds: float, limit: int) -> int:
+        """Forget the events of up to `limit` runs that ended longer ago than that; how many
+        runs were forgotten. A backend whose entries expire by themselves answers 0."""
+
+    async def end_run(
+        self, end: RunEnd, unwritten: RunEvents, store: Callable[[], Awaitable[LoggedEvent]]
+    ) -> LoggedEvent:
+        """End the run: its `unwritten` events appended, its `end` stored by `store` (in the
+        system of record; the first closer wins), then the final event as stored appended;
+        answers that final event. See the module's docstring."""
+        await self.append(unwritten)
+        stored = await store()
+        await self.append([(end.run_id, stored)])
+        return stored
