@@ -17,15 +17,17 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount
 
 from app import logs, metrics
-from app.access_log import AccessLog
 from app.agent import Model, TodoAgent, open_model
-from app.ai_routes import ai_routes
-from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
 from app.chat import ChatService
 from app.db.gate import ConnectionWaitTimeout
 from app.db.migrations import head_revision
 from app.db.uow import Database
-from app.errors import (
+from app.runs.recovery import Recovery
+from app.runs.registry import RunRegistry
+from app.settings import ConfigError, Settings
+from app.web.access_log import AccessLog
+from app.web.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
+from app.web.errors import (
     DOMAIN_ERRORS,
     ApiError,
     handle_api_error,
@@ -35,13 +37,11 @@ from app.errors import (
     handle_http_exception,
     handle_unexpected,
 )
-from app.openapi import RouteTemplates, docs_routes
-from app.page import page_routes
-from app.routes import service_routes, user_routes
-from app.runs.recovery import Recovery
-from app.runs.registry import RunRegistry
-from app.settings import ConfigError, Settings
-from app.sse import server_exiting
+from app.web.openapi.document import RouteTemplates, docs_routes
+from app.web.routes.ai_sdk import ai_routes
+from app.web.routes.page import page_routes
+from app.web.routes.runs import service_routes, user_routes
+from app.web.streaming import server_exiting
 
 
 def create_app(settings: Settings | None = None, *, model: Model | None = None) -> Starlette:

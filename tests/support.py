@@ -25,10 +25,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.auth import issue_token
 from app.runs.recovery import Recovery
 from app.runs.registry import RunRegistry
 from app.settings import Settings
+from app.web.auth import issue_token
 
 
 class PlainSql:

@@ -25,9 +25,9 @@ from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.pytest._test_builder import build_operation_test
 from schemathesis.specs.openapi.checks import allow_header_conformance
 
-from app.auth import issue_token
-from app.openapi import UNDESCRIBED
 from app.settings import PROJECT_ROOT, Settings
+from app.web.auth import issue_token
+from app.web.openapi.document import UNDESCRIBED
 from tests.conftest import TEST_SECRET
 from tests.support import environment, free_port, wait_until_ready
 

@@ -22,38 +22,27 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.runs.recovery",),
     ("app.chat", "app.tasks"),
     (
-        "app.sse",
-        "app.errors",
-        "app.schemas",
-        "app.auth",
-        "app.jwks",
-        "app.access_log",
-        "app.ai_sdk",
+        "app.web.streaming",
+        "app.web.errors",
+        "app.web.schemas",
+        "app.web.auth",
+        "app.web.jwks",
+        "app.web.access_log",
         "app.protocols",
     ),
-    ("app.routes", "app.page", "app.ai_routes"),
-    ("app.openapi",),
+    ("app.web.routes", "app.web"),
+    ("app.web.openapi",),
     ("app.main", "app.__main__"),
 ]
 
 # Each outside library, and the only modules that may import it.
 CONFINED = {
-    "jose": ("app.auth",),
-    "sse_starlette": ("app.sse",),
+    "jose": ("app.web.auth",),
+    "sse_starlette": ("app.web.streaming",),
     "prometheus_client": ("app.metrics",),
     "agents": ("app.agent",),
     "openai": ("app.agent",),
-    "starlette": (
-        "app.sse",
-        "app.errors",
-        "app.auth",
-        "app.access_log",
-        "app.routes",
-        "app.ai_routes",
-        "app.page",
-        "app.openapi",
-        "app.main",
-    ),
+    "starlette": ("app.web", "app.main"),
 }
 
 FRAMEWORK_FREE = ("app.domain", "app.events")

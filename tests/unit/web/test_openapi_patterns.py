@@ -9,8 +9,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.openapi import at_most
-from app.sse import MAX_SEQ, parse_event_id
+from app.web.openapi.document import at_most
+from app.web.streaming import MAX_SEQ, parse_event_id
 
 SEQ = at_most(MAX_SEQ)
 

@@ -25,14 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.ai_sdk import HEADERS, PING, AiChatRequest, chat_id_is_valid, ui_message_stream
 from app.domain import RegenerateUnsupported, Run
-from app.errors import ApiError
 from app.events import LoggedEvent
 from app.metrics import open_stream
-from app.routes import _chat, _idempotency_key, _read_body, _settings, _user_id
-from app.schemas import RunOut
-from app.sse import byte_stream
+from app.protocols.ai_sdk import HEADERS, PING, AiChatRequest, chat_id_is_valid, ui_message_stream
+from app.web.errors import ApiError
+from app.web.routes.runs import _chat, _idempotency_key, _read_body, _settings, _user_id
+from app.web.schemas import RunOut
+from app.web.streaming import byte_stream
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -22,10 +22,12 @@ from app.chat import ChatService
 from app.db.migrations import current_revision
 from app.db.uow import Database
 from app.domain import Conversation, Run, RunStatus, TaskChanges, TaskFilter
-from app.errors import ApiError, error_response, invalid_request
 from app.events import Done, Error, LoggedEvent, Transcript, decode
 from app.metrics import RESUMES, exposition, open_stream
-from app.schemas import (
+from app.settings import Settings
+from app.tasks import UserTasks
+from app.web.errors import ApiError, error_response, invalid_request
+from app.web.schemas import (
     ChatRequest,
     ConversationOut,
     MessageOut,
@@ -34,9 +36,7 @@ from app.schemas import (
     TaskOut,
     TaskUpdate,
 )
-from app.settings import Settings
-from app.sse import event_stream, framing_for, parse_event_id
-from app.tasks import UserTasks
+from app.web.streaming import event_stream, framing_for, parse_event_id
 
 Body = TypeVar("Body", bound=BaseModel)
 

@@ -13,14 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.ai_sdk import (
-    CHAT_ID_SCHEMA,
-    DONE,
-    AiChatRequest,
-    UiMessageStream,
-    chat_id_is_valid,
-    ui_message_stream,
-)
 from app.events import (
     Done,
     Event,
@@ -32,6 +24,14 @@ from app.events import (
     ToolResultEvent,
     encode,
     error_event,
+)
+from app.protocols.ai_sdk import (
+    CHAT_ID_SCHEMA,
+    DONE,
+    AiChatRequest,
+    UiMessageStream,
+    chat_id_is_valid,
+    ui_message_stream,
 )
 
 RUN = "7c9e0000-0000-0000-0000-000000000001"

@@ -41,8 +41,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, compile_path
 from starlette.staticfiles import StaticFiles
 
-from app import ai_routes, events, routes
-from app.ai_sdk import CHAT_ID_SCHEMA, DONE, AiChatRequest
+from app import events
 from app.domain import (
     ConversationNotFound,
     IdempotencyKeyReused,
@@ -54,8 +53,12 @@ from app.domain import (
     TooManyFollowers,
     TooManyRuns,
 )
-from app.errors import DOMAIN_ERRORS
-from app.schemas import (
+from app.protocols.ai_sdk import CHAT_ID_SCHEMA, DONE, AiChatRequest
+from app.settings import Settings
+from app.web.errors import DOMAIN_ERRORS
+from app.web.routes import ai_sdk as ai_routes
+from app.web.routes import runs as routes
+from app.web.schemas import (
     ChatRequest,
     ChatResponse,
     ConversationPage,
@@ -67,8 +70,7 @@ from app.schemas import (
     TaskPage,
     TaskUpdate,
 )
-from app.settings import Settings
-from app.sse import MAX_SEQ
+from app.web.streaming import MAX_SEQ
 
 OPENAPI_VERSION = "3.1.0"
 # The tag of routes `OPERATIONS` does not describe: documented from their docstrings only.

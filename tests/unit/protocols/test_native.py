@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
 
 from app.events import LoggedEvent
-from app.sse import (
+from app.web.streaming import (
     MAX_SEQ,
     Framing,
     frame,

@@ -1,0 +1,1 @@
+"""The endpoints, one module per resource, each declaring its OpenAPI operations."""
