@@ -37,10 +37,11 @@ from app.web.errors import (
     handle_http_exception,
     handle_unexpected,
 )
-from app.web.openapi.document import RouteTemplates, docs_routes
-from app.web.routes.ai_sdk import ai_routes
+from app.web.openapi.docs import docs_routes
+from app.web.route_table import RouteTemplates
+from app.web.routes import service_routes, user_routes
 from app.web.routes.page import page_routes
-from app.web.routes.runs import service_routes, user_routes
+from app.web.state import AppState, share
 from app.web.streaming import server_exiting
 
 
@@ -82,18 +83,14 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             agent = TodoAgent(
                 agent_model, max_turns=settings.agent_max_turns, tracing=settings.agent_tracing
             )
-            app.state.settings = settings
-            app.state.database = database
-            app.state.registry = registry
-            app.state.recovery = recovery
-            app.state.head_revision = head_revision()
-            app.state.chat = ChatService(
+            chat = ChatService(
                 database,
                 agent,
                 registry,
                 history_messages=settings.history_messages,
                 max_active_runs=settings.max_active_runs,
             )
+            share(app, AppState(settings, database, registry, recovery, chat, head_revision()))
             resources.enter_context(_garbage_collection_for_serving())
             yield
             await registry.shutdown()
@@ -104,7 +101,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
     verifier = TokenVerifier.from_settings(settings)
     user_api = Mount(
         "/api/{user_id}",
-        routes=[*user_routes, *ai_routes],
+        routes=user_routes,
         middleware=[
             Middleware(
                 AuthenticationMiddleware,
