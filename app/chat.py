@@ -104,20 +104,15 @@ class ChatService:
         idempotency_key: str | None = None,
     ) -> Sent:
         """The user's message, sent: a new run answering it, in the conversation given, the one
-        a client's `thread` names, or a new one. Every protocol's send comes here.
+        a client's `thread` names, or a new one. Every protocol's send comes here. A
+        conversation has one run at a time: `cancel_active` stops the one going on.
 
         With an `idempotency_key` this user sent before with the same request, nothing is
         stored: the run that send started is followed from its first event (a client's retry
-        joins or replays it). A refused send stores nothing, not even a thread's conversation:
-        domain errors (`RunActive`, `TooManyRuns`, `IdempotencyKeyReused`, `ShuttingDown`…)
-        and whatever the database raises leave everything as it was."""
+        joins or replays it). A refused send (`RunActive`, `TooManyRuns`, `ShuttingDown`…, or
+        the database's error) stores nothing, not even a thread's conversation."""
         begun = await self._begin(
-            user_id,
-            message,
-            conversation_id,
-            thread,
-            cancel_active=cancel_active,
-            idempotency_key=idempotency_key,
+            user_id, message, conversation_id, thread, cancel_active, idempotency_key
         )
         if isinstance(begun, Run):
             return Sent(begun.id, self.follow(begun, 0), started=False)
@@ -129,22 +124,18 @@ class ChatService:
         message: str,
         conversation_id: int | None,
         thread: Thread | None,
-        *,
         cancel_active: bool,
         idempotency_key: str | None,
     ) -> ChatTurn | Run:
-        """Store the user's message and its run (before any model work), in one transaction
-        under the user's lock, with the thread's conversation when it is the thread's first;
-        read what the model needs. A conversation has one run at a time: `cancel_active` stops
-        the one going on. An earlier send's run, for its idempotency key."""
+        """Store the user's message and its run (before any model work), with a thread's
+        conversation the first time, in one transaction under the user's lock; read what the
+        model needs. Or an earlier send's run, for its idempotency key."""
         if thread is not None and conversation_id is not None:
             raise ValueError("a send names a conversation or a thread, not both")
         if thread is not None or idempotency_key is not None:
             async with self._database.unit_of_work() as uow:
-                if thread is not None:
-                    conversation_id = await uow.threads.conversation(user_id, thread)
-                earlier = await _earlier_run(
-                    uow, user_id, idempotency_key, message, conversation_id
+                conversation_id, earlier = await _named(
+                    uow, user_id, message, conversation_id, thread, idempotency_key
                 )
             if earlier is not None:
                 return earlier
@@ -158,30 +149,19 @@ class ChatService:
         try:
             async with self._database.unit_of_work() as uow:
                 await uow.runs.lock_user(user_id)
-                if thread is not None:
-                    # Its first send may have made the thread's conversation meanwhile.
-                    conversation_id = await uow.threads.conversation(user_id, thread)
-                # Sent twice at once: the user's lock let the other one first.
-                earlier = await _earlier_run(
-                    uow, user_id, idempotency_key, message, conversation_id
+                # Again: another send may have made the thread's conversation, or used the key,
+                # meanwhile (sent twice at once, the user's lock let the other one first).
+                conversation_id, earlier = await _named(
+                    uow, user_id, message, conversation_id, thread, idempotency_key
                 )
                 if earlier is not None:
                     return earlier
                 if conversation_id is None:
                     if await uow.runs.count_active(user_id) >= self._max_active_runs:
                         raise TooManyRuns(self._max_active_runs)
-                    title = conversation_title(message)
-                    if thread is None:
-                        idempotency = _idempotency(idempotency_key, message, None)
-                        started = await uow.runs.start_in_new_conversation(
-                            run_id, user_id, title, message, instance, idempotency
-                        )
-                    else:
+                    if thread is not None:
+                        title = conversation_title(message)
                         conversation_id = await uow.threads.add(user_id, thread, title)
-                        idempotency = _idempotency(idempotency_key, message, conversation_id)
-                        started = await uow.runs.start(
-                            run_id, user_id, conversation_id, message, instance, idempotency
-                        )
                 else:
                     state = await uow.conversations.state(user_id, conversation_id)
                     if state is None:
@@ -193,7 +173,16 @@ class ChatService:
                     history = await uow.messages.recent(
                         conversation_id, limit=self._history_messages
                     )
-                    idempotency = _idempotency(idempotency_key, message, conversation_id)
+                idempotency = (
+                    None
+                    if idempotency_key is None
+                    else Idempotency.of(idempotency_key, message, conversation_id)
+                )
+                if conversation_id is None:
+                    started = await uow.runs.start_in_new_conversation(
+                        run_id, user_id, conversation_title(message), message, instance, idempotency
+                    )
+                else:
                     started = await uow.runs.start(
                         run_id, user_id, conversation_id, message, instance, idempotency
                     )
@@ -362,24 +351,26 @@ class ChatService:
         await self._registry.finish(live, end)
 
 
-def _idempotency(key: str | None, message: str, conversation_id: int | None) -> Idempotency | None:
-    return None if key is None else Idempotency.of(key, message, conversation_id)
-
-
-async def _earlier_run(
-    uow: UnitOfWork, user_id: str, key: str | None, message: str, conversation_id: int | None
-) -> Run | None:
-    """The run an earlier send with this key started; `IdempotencyKeyReused` if that send was
-    another request (another message, or another conversation)."""
-    if key is None:
-        return None
-    found = await uow.runs.by_idempotency_key(user_id, key)
-    if found is None:
-        return None
+async def _named(
+    uow: UnitOfWork,
+    user_id: str,
+    message: str,
+    conversation_id: int | None,
+    thread: Thread | None,
+    key: str | None,
+) -> tuple[int | None, Run | None]:
+    """The conversation a send names (its thread's, once it has one), and the run an earlier
+    send with its key started; `IdempotencyKeyReused` if that send was another request
+    (another message, or another conversation)."""
+    if thread is not None:
+        conversation_id = await uow.threads.conversation(user_id, thread)
+    found = None if key is None else await uow.runs.by_idempotency_key(user_id, key)
+    if key is None or found is None:
+        return conversation_id, None
     run, digest = found
     if digest != Idempotency.of(key, message, conversation_id).digest:
         raise IdempotencyKeyReused
-    return run
+    return conversation_id, run
 
 
 def _ending(

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
-from app.db.repositories.runs import USER_LOCK_CLASS
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import with_settings
@@ -88,26 +88,21 @@ async def _one_run_held(settings: Settings) -> AsyncIterator[tuple[LiveServer, U
             await live.registry.wait_idle()
 
 
-async def test_a_send_to_a_new_chat_at_the_run_limit_stores_no_conversation(
-    settings: Settings, db: PlainSql
+@pytest.mark.parametrize(
+    ("chat_id", "refused"),
+    [("new-chat", (429, "too_many_runs")), ("held", (409, "run_active"))],
+    ids=["the run limit, to a new chat", "a run going in the chat"],
+)
+async def test_a_send_refused_while_a_run_is_going_stores_nothing(
+    settings: Settings, db: PlainSql, chat_id: str, refused: tuple[int, str]
 ) -> None:
     async with _one_run_held(settings) as (_, user):
         before = await _stored(db, user)
-        status, body = await _send(user, "new-chat", "add pay rent")
-        assert (status, body and body["error"]["code"]) == (429, "too_many_runs")
+        status, body = await _send(user, chat_id, "add pay rent")
+        assert (status, body and body["error"]["code"]) == refused
         assert await _stored(db, user) == before
         listed = (await user.get("/conversations")).json()["conversations"]
     assert [c["title"] for c in listed] == [HELD], "no conversation titled with the refused send"
-
-
-async def test_a_send_to_a_chat_whose_run_is_going_stores_nothing(
-    settings: Settings, db: PlainSql
-) -> None:
-    async with _one_run_held(settings) as (_, user):
-        before = await _stored(db, user)
-        status, body = await _send(user, "held", "show my tasks")
-        assert (status, body and body["error"]["code"]) == (409, "run_active")
-        assert await _stored(db, user) == before
 
 
 async def test_a_key_sent_before_with_another_chat_stores_nothing(
@@ -165,34 +160,3 @@ async def test_a_send_the_database_fails_stores_no_conversation(
     status, body = await sending
     assert (status, body and body["error"]["code"]) == (500, "internal_error")
     assert await _stored(db, user) == (["elsewhere"], [], 1)
-
-
-async def test_two_first_sends_of_a_new_chat_at_once_leave_one_conversation(
-    settings: Settings, db: PlainSql
-) -> None:
-    """Both wait on the user's lock after finding no thread; the first makes the chat's
-    conversation and its run (held by the model), the second finds them under the lock and is
-    refused (409) without a second conversation."""
-    racing_messages = (HELD, "add pay rent")
-    model = _Pausing({message: (0,) for message in racing_messages})
-    async with serve(create_app(settings, model=model), settings) as live:
-        user = live.user()
-        async with db.engine.connect() as holder:
-            await holder.execute(
-                text("SELECT pg_advisory_xact_lock(:cls, hashtext(:user))"),
-                {"cls": USER_LOCK_CLASS, "user": user.id},
-            )
-            racing = [
-                asyncio.create_task(_send(user, "raced", message)) for message in racing_messages
-            ]
-            await _blocked_by(db, holder, 2)
-            await holder.commit()
-        done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-        [(status, body)] = [task.result() for task in done]
-        for message in racing_messages:
-            model.go_on[message, 0].set()
-        await asyncio.gather(*racing)
-        await live.registry.wait_idle()
-    assert (status, body and body["error"]["code"]) == (409, "run_active")
-    conversations, threads, messages = await _stored(db, user)
-    assert (len(conversations), threads, messages) == (1, ["raced"], 2)

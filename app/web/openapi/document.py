@@ -189,6 +189,7 @@ def _responses(operation: Operation, user_route: bool) -> dict[str, Any]:
         *(_AUTH_ERRORS if user_route else ()),
         *(_domain_error(cls) for cls in operation.raises),
         *operation.errors,
+        *(error for param in operation.params for error in param.errors),
     ]
     for status, code in pairs:
         if code not in codes.setdefault(status, []):

@@ -47,6 +47,8 @@ class Param:
     schema: Schema
     description: str
     example: Any = None
+    errors: tuple[tuple[int, str], ...] = ((422, "invalid_request"),)
+    """What the route answers a value it cannot read with."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,7 @@ class ApiRoute(Route):
 
 # What several operations share.
 
-LIMIT_CHECK = (422, "invalid_request")
 BODY_ERRORS = ((413, "body_too_large"), (422, "invalid_request"))
-ID_IN_PATH = ((404, "not_found"),)
 ID_SCHEMA: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID_ASKED}
 TURN_ERRORS = (ConversationNotFound, RunActive, TooManyRuns, IdempotencyKeyReused, ShuttingDown)
 """What `ChatService.send` refuses a send with."""
@@ -146,7 +146,10 @@ ACCESS_TOKEN = Param(
     "query",
     {"type": "string"},
     "The token, for EventSource, which cannot send headers (this endpoint only).",
+    errors=((401, "invalid_token"),),
 )
+RESUME_PARAMS = (LAST_EVENT_ID, LAST_EVENT_ID_QUERY, ACCESS_TOKEN)
+"""What a GET an EventSource reconnects to takes: where to resume, and its token."""
 
 
 def stream_content(data: Schema, example: str, **fields: Any) -> Schema:

@@ -34,7 +34,6 @@ from app.protocols.ai_sdk import (
 from app.web.errors import ApiError
 from app.web.openapi.operation import (
     BODY_ERRORS,
-    ID_IN_PATH,
     IDEMPOTENCY_KEY,
     TURN_ERRORS,
     ApiRoute,
@@ -48,6 +47,25 @@ from app.web.state import state_of
 from app.web.streaming import stream_response
 
 MAX_BODY_BYTES = 1024 * 1024
+
+UI_CHUNKS = Stream(
+    "The chunks",
+    stream_content(
+        {
+            "type": "string",
+            "description": (
+                "One UI message chunk as JSON (`start`, `text-delta`, `tool-output-available`, "
+                "`finish`, `error`…: the `ai` package's `UIMessageChunk`), then `[DONE]` after "
+                "the run's last (app/protocols/ai_sdk.py)."
+            ),
+        },
+        'data: {"type":"text-delta","id":"text-2","delta":"Added"}\n\n' + DONE.decode(),
+    ),
+)
+"""The Vercel AI SDK's UI message stream, described in words: the `ai` package is its schema,
+and tests/clients runs that package against us."""
+
+_CHAT_ID = {"chat_id": {**CHAT_ID_SCHEMA, "description": "The `id` the SDK's chat was given."}}
 
 
 def _thread(request: Request) -> Thread:
@@ -78,6 +96,17 @@ async def ai_chat(request: Request) -> Response:
     return stream_response(UiMessageStream(), sent.batches, state.settings, source=source)
 
 
+_AI_CHAT = Operation(
+    "One chat turn for the Vercel AI SDK's `useChat` (its `DefaultChatTransport`'s body), as "
+    "the SDK's UI message stream",
+    body=AiChatRequest,
+    stream=UI_CHUNKS,
+    params=(IDEMPOTENCY_KEY,),
+    raises=(*TURN_ERRORS, TooManyFollowers, RegenerateUnsupported),
+    errors=BODY_ERRORS,
+)
+
+
 async def ai_chat_stream(request: Request) -> Response:
     thread = _thread(request)
     state = state_of(request)
@@ -85,6 +114,16 @@ async def ai_chat_stream(request: Request) -> Response:
     if active is None:
         return Response(status_code=204)
     return stream_response(UiMessageStream(), state.chat.follow(active, 0), state.settings)
+
+
+_AI_CHAT_STREAM = Operation(
+    "The run going in that chat, from its first event, as the SDK's stream (`useChat` with "
+    "`resume: true`)",
+    stream=UI_CHUNKS,
+    no_content="No run is going in that chat.",
+    path_params=_CHAT_ID,
+    raises=(TooManyFollowers,),
+)
 
 
 async def ai_chat_cancel(request: Request) -> Response:
@@ -97,65 +136,21 @@ async def ai_chat_cancel(request: Request) -> Response:
     return JSONResponse(RunOut.of(await chat.cancel(user, active.id)))
 
 
-UI_CHUNKS = Stream(
-    "The chunks",
-    stream_content(
-        {
-            "type": "string",
-            "description": (
-                "One UI message chunk as JSON (`start`, `text-delta`, `tool-output-available`, "
-                "`finish`, `error`…: the `ai` package's `UIMessageChunk`), then `[DONE]` after "
-                "the run's last (app/protocols/ai_sdk.py)."
-            ),
-        },
-        'data: {"type":"text-delta","id":"text-2","delta":"Added"}\n\n' + DONE.decode(),
-    ),
+_AI_CHAT_CANCEL = Operation(
+    "Stop the run going in that chat (the SDK's `stop()` only aborts its fetch)",
+    answer=RunOut,
+    no_content="No run was going in that chat.",
+    path_params=_CHAT_ID,
+    raises=(RunNotFound,),
 )
-"""The Vercel AI SDK's UI message stream, described in words: the `ai` package is its schema,
-and tests/clients runs that package against us."""
 
-_CHAT_ID = {"chat_id": {**CHAT_ID_SCHEMA, "description": "The `id` the SDK's chat was given."}}
 
 routes = [
+    ApiRoute("/ai/chat", ai_chat, methods=["POST"], operation=_AI_CHAT),
     ApiRoute(
-        "/ai/chat",
-        ai_chat,
-        methods=["POST"],
-        operation=Operation(
-            "One chat turn for the Vercel AI SDK's `useChat` (its `DefaultChatTransport`'s "
-            "body), as the SDK's UI message stream",
-            body=AiChatRequest,
-            stream=UI_CHUNKS,
-            params=(IDEMPOTENCY_KEY,),
-            raises=(*TURN_ERRORS, TooManyFollowers, RegenerateUnsupported),
-            errors=BODY_ERRORS,
-        ),
+        "/ai/chat/{chat_id}/stream", ai_chat_stream, methods=["GET"], operation=_AI_CHAT_STREAM
     ),
     ApiRoute(
-        "/ai/chat/{chat_id}/stream",
-        ai_chat_stream,
-        methods=["GET"],
-        operation=Operation(
-            "The run going in that chat, from its first event, as the SDK's stream (`useChat` "
-            "with `resume: true`)",
-            stream=UI_CHUNKS,
-            no_content="No run is going in that chat.",
-            path_params=_CHAT_ID,
-            raises=(TooManyFollowers,),
-            errors=ID_IN_PATH,
-        ),
-    ),
-    ApiRoute(
-        "/ai/chat/{chat_id}/cancel",
-        ai_chat_cancel,
-        methods=["POST"],
-        operation=Operation(
-            "Stop the run going in that chat (the SDK's `stop()` only aborts its fetch)",
-            answer=RunOut,
-            no_content="No run was going in that chat.",
-            path_params=_CHAT_ID,
-            raises=(RunNotFound,),
-            errors=ID_IN_PATH,
-        ),
+        "/ai/chat/{chat_id}/cancel", ai_chat_cancel, methods=["POST"], operation=_AI_CHAT_CANCEL
     ),
 ]

@@ -8,16 +8,10 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.domain import Conversation, ConversationNotFound, RunActive, TooManyFollowers
+from app.domain import Conversation, ConversationNotFound, RunActive
 from app.web.errors import ApiError
 from app.web.openapi.operation import (
-    ACCESS_TOKEN,
-    EVENTS,
-    ID_IN_PATH,
     ID_SCHEMA,
-    LAST_EVENT_ID,
-    LAST_EVENT_ID_QUERY,
-    LIMIT_CHECK,
     ApiRoute,
     Operation,
     Param,
@@ -33,13 +27,14 @@ from app.web.requests import (
     page_size,
     user_id,
 )
-from app.web.routes.runs import reconnect
+from app.web.routes.runs import reconnect, reconnecting
 from app.web.schemas import ConversationOut, ConversationPage, MessageOut, MessagePage
 from app.web.state import state_of
 
 MAX_CONVERSATIONS = 200
 MAX_MESSAGES = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CONVERSATION_ID = {"conversation_id": ID_SCHEMA}
 
 
 def _cursor(conversation: Conversation) -> str:
@@ -86,6 +81,21 @@ async def list_conversations(request: Request) -> Response:
     )
 
 
+_LIST_CONVERSATIONS = Operation(
+    "A page of the user's conversations, the most recently active first",
+    answer=ConversationPage,
+    params=(
+        limit_param(50, MAX_CONVERSATIONS),
+        Param(
+            "before",
+            "query",
+            {"type": "string", "minLength": 1},
+            "`next_before` of the previous page (opaque).",
+        ),
+    ),
+)
+
+
 async def list_messages(request: Request) -> Response:
     """The conversation and its last messages, oldest first; `next_before` is the id to ask
     the earlier ones with (`?before=`), null when there are none."""
@@ -104,10 +114,30 @@ async def list_messages(request: Request) -> Response:
     )
 
 
+_LIST_MESSAGES = Operation(
+    "A conversation and its last messages, oldest first",
+    answer=MessagePage,
+    params=(
+        limit_param(200, MAX_MESSAGES),
+        id_cursor("before", "`next_before` of the previous page: the messages before it."),
+    ),
+    path_params=_CONVERSATION_ID,
+    raises=(ConversationNotFound,),
+)
+
+
 async def delete_conversation(request: Request) -> Response:
     conversation_id = id_in_path(request, "conversation_id")
     await state_of(request).chat.delete_conversation(user_id(request), conversation_id)
     return Response(status_code=204)
+
+
+_DELETE_CONVERSATION = Operation(
+    "Delete a conversation and its messages",
+    status=204,
+    path_params=_CONVERSATION_ID,
+    raises=(ConversationNotFound, RunActive),
+)
 
 
 async def conversation_stream(request: Request) -> Response:
@@ -121,68 +151,32 @@ async def conversation_stream(request: Request) -> Response:
     return reconnect(request, active, after_seq)
 
 
-_CONVERSATION_ID = {"conversation_id": ID_SCHEMA}
+_CONVERSATION_STREAM = reconnecting(
+    "The conversation's run in progress, as a stream",
+    "No run is in progress, or the client has its last event.",
+    raises=(ConversationNotFound,),
+    path_params=_CONVERSATION_ID,
+)
+
 
 routes = [
-    ApiRoute(
-        "/conversations",
-        list_conversations,
-        methods=["GET"],
-        operation=Operation(
-            "A page of the user's conversations, the most recently active first",
-            answer=ConversationPage,
-            params=(
-                limit_param(50, MAX_CONVERSATIONS),
-                Param(
-                    "before",
-                    "query",
-                    {"type": "string", "minLength": 1},
-                    "`next_before` of the previous page (opaque).",
-                ),
-            ),
-            errors=(LIMIT_CHECK,),
-        ),
-    ),
+    ApiRoute("/conversations", list_conversations, methods=["GET"], operation=_LIST_CONVERSATIONS),
     ApiRoute(
         "/conversations/{conversation_id}/messages",
         list_messages,
         methods=["GET"],
-        operation=Operation(
-            "A conversation and its last messages, oldest first",
-            answer=MessagePage,
-            params=(
-                limit_param(200, MAX_MESSAGES),
-                id_cursor("before", "`next_before` of the previous page: the messages before it."),
-            ),
-            path_params=_CONVERSATION_ID,
-            raises=(ConversationNotFound,),
-            errors=(*ID_IN_PATH, LIMIT_CHECK),
-        ),
+        operation=_LIST_MESSAGES,
     ),
     ApiRoute(
         "/conversations/{conversation_id}",
         delete_conversation,
         methods=["DELETE"],
-        operation=Operation(
-            "Delete a conversation and its messages",
-            status=204,
-            path_params=_CONVERSATION_ID,
-            raises=(ConversationNotFound, RunActive),
-            errors=ID_IN_PATH,
-        ),
+        operation=_DELETE_CONVERSATION,
     ),
     ApiRoute(
         "/conversations/{conversation_id}/stream",
         conversation_stream,
         methods=["GET"],
-        operation=Operation(
-            "The conversation's run in progress, as a stream",
-            stream=EVENTS,
-            no_content="No run is in progress, or the client has its last event.",
-            params=(LAST_EVENT_ID, LAST_EVENT_ID_QUERY, ACCESS_TOKEN),
-            path_params=_CONVERSATION_ID,
-            raises=(ConversationNotFound, TooManyFollowers),
-            errors=(*ID_IN_PATH, (422, "invalid_request")),
-        ),
+        operation=_CONVERSATION_STREAM,
     ),
 ]

@@ -23,6 +23,9 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+_HEALTH = Operation("200 while the process is up")
+
+
 async def ready(request: Request) -> Response:
     state = state_of(request)
     try:
@@ -42,6 +45,12 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ready", "revision": revision})
 
 
+_READY = Operation(
+    "200 when the database answers and its schema is current",
+    errors=((503, "database_unavailable"), (503, "schema_outdated")),
+)
+
+
 async def metrics(request: Request) -> Response:
     """The metrics in the Prometheus text format; with METRICS_TOKEN set, for its bearer only."""
     token = state_of(request).settings.metrics_token
@@ -57,28 +66,16 @@ async def metrics(request: Request) -> Response:
     return Response(body, headers={"Content-Type": content_type})
 
 
+_METRICS = Operation(
+    "The service's metrics, in the Prometheus text format (summed over the workers)",
+    errors=((401, "not_authenticated"),),
+    # The token when METRICS_TOKEN is set, none when it is not.
+    security=({"metricsToken": []}, {}),
+)
+
+
 routes = [
-    ApiRoute(
-        "/health", health, methods=["GET"], operation=Operation("200 while the process is up")
-    ),
-    ApiRoute(
-        "/ready",
-        ready,
-        methods=["GET"],
-        operation=Operation(
-            "200 when the database answers and its schema is current",
-            errors=((503, "database_unavailable"), (503, "schema_outdated")),
-        ),
-    ),
-    ApiRoute(
-        "/metrics",
-        metrics,
-        methods=["GET"],
-        operation=Operation(
-            "The service's metrics, in the Prometheus text format (summed over the workers)",
-            errors=((401, "not_authenticated"),),
-            # The token when METRICS_TOKEN is set, none when it is not.
-            security=({"metricsToken": []}, {}),
-        ),
-    ),
+    ApiRoute("/health", health, methods=["GET"], operation=_HEALTH),
+    ApiRoute("/ready", ready, methods=["GET"], operation=_READY),
+    ApiRoute("/metrics", metrics, methods=["GET"], operation=_METRICS),
 ]

@@ -8,6 +8,8 @@ domain errors (`ConversationNotFound`, `RunActive`, …) propagate: the table in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -18,15 +20,15 @@ from app.metrics import RESUMES
 from app.protocols.native import framing_for
 from app.web.errors import ApiError, error_response
 from app.web.openapi.operation import (
-    ACCESS_TOKEN,
     BODY_ERRORS,
     EVENTS,
     IDEMPOTENCY_KEY,
     LAST_EVENT_ID,
-    LAST_EVENT_ID_QUERY,
+    RESUME_PARAMS,
     TURN_ERRORS,
     ApiRoute,
     Operation,
+    Schema,
 )
 from app.web.requests import (
     idempotency_key,
@@ -79,6 +81,25 @@ def reconnect(request: Request, run: Run, after_seq: int) -> Response:
     return follow(request, run, after_seq)
 
 
+def reconnecting(
+    summary: str,
+    no_content: str,
+    *,
+    raises: tuple[type[Exception], ...],
+    path_params: Mapping[str, Schema] | None = None,
+) -> Operation:
+    """The operation of a GET that answers with `reconnect`: the run's events after the client's
+    Last-Event-ID (422 if it is not one), or 204; 429 past the user's followed streams."""
+    return Operation(
+        summary,
+        stream=EVENTS,
+        no_content=no_content,
+        params=RESUME_PARAMS,
+        path_params=path_params or {},
+        raises=(*raises, TooManyFollowers),
+    )
+
+
 async def _find_run(request: Request, run_id: str) -> Run:
     return await state_of(request).chat.get_run(user_id(request), run_id)
 
@@ -93,6 +114,16 @@ async def chat_stream(request: Request) -> Response:
     sent = await _send(request)
     source = "local" if sent.started else "followed"
     return event_stream(request, sent.run_id, sent.batches, 0, source=source)
+
+
+_CHAT_STREAM = Operation(
+    "One chat turn as a stream of events (or, with Last-Event-ID, a run resumed)",
+    body=ChatRequest,
+    stream=EVENTS,
+    params=(IDEMPOTENCY_KEY, LAST_EVENT_ID),
+    raises=(*TURN_ERRORS, RunNotFound, TooManyFollowers),
+    errors=BODY_ERRORS,
+)
 
 
 async def chat(request: Request) -> Response:
@@ -120,14 +151,39 @@ async def chat(request: Request) -> Response:
     raise ApiError(410, "replay_expired", "That send's answer is no longer kept to be replayed.")
 
 
+_CHAT = Operation(
+    "One chat turn as one JSON object",
+    body=ChatRequest,
+    answer=ChatResponse,
+    params=(IDEMPOTENCY_KEY,),
+    raises=(*TURN_ERRORS, TooManyFollowers),
+    errors=(
+        *BODY_ERRORS,
+        (410, "replay_expired"),
+        *((502, code) for code in ERROR_MESSAGES),
+        *((503, code) for code in ERROR_MESSAGES),
+    ),
+)
+
+
 async def run_events(request: Request) -> Response:
     run = await _find_run(request, request.path_params["run_id"])  # 404 before anything else
     _, after_seq = last_event_id(request, run.id)
     return reconnect(request, run, after_seq)
 
 
+_RUN_EVENTS = reconnecting(
+    "A run's events after Last-Event-ID, then followed live until its last",
+    "The client has the last event of the ended run.",
+    raises=(RunNotFound,),
+)
+
+
 async def get_run(request: Request) -> Response:
     return JSONResponse(RunOut.of(await _find_run(request, request.path_params["run_id"])))
+
+
+_GET_RUN = Operation("A run: its status and last event", answer=RunOut, raises=(RunNotFound,))
 
 
 async def cancel_run(request: Request) -> Response:
@@ -136,64 +192,17 @@ async def cancel_run(request: Request) -> Response:
     return JSONResponse(RunOut.of(run))
 
 
-_CHAT_STREAM = Operation(
-    "One chat turn as a stream of events (or, with Last-Event-ID, a run resumed)",
-    body=ChatRequest,
-    stream=EVENTS,
-    params=(IDEMPOTENCY_KEY, LAST_EVENT_ID),
-    raises=(*TURN_ERRORS, RunNotFound, TooManyFollowers),
-    errors=BODY_ERRORS,
+_CANCEL_RUN = Operation(
+    "Stop a run (idempotent) and wait for its end", answer=RunOut, raises=(RunNotFound,)
 )
+
 
 routes = [
     ApiRoute("/chat/stream", chat_stream, methods=["POST"], operation=_CHAT_STREAM),
     # The seed's server sketch has both; its clients call either.
     ApiRoute("/chat/stream-tools", chat_stream, methods=["POST"], operation=_CHAT_STREAM),
-    ApiRoute(
-        "/chat",
-        chat,
-        methods=["POST"],
-        operation=Operation(
-            "One chat turn as one JSON object",
-            body=ChatRequest,
-            answer=ChatResponse,
-            params=(IDEMPOTENCY_KEY,),
-            raises=(*TURN_ERRORS, TooManyFollowers),
-            errors=(
-                *BODY_ERRORS,
-                (410, "replay_expired"),
-                *((502, code) for code in ERROR_MESSAGES),
-                *((503, code) for code in ERROR_MESSAGES),
-            ),
-        ),
-    ),
-    ApiRoute(
-        "/runs/{run_id}",
-        get_run,
-        methods=["GET"],
-        operation=Operation(
-            "A run: its status and last event", answer=RunOut, raises=(RunNotFound,)
-        ),
-    ),
-    ApiRoute(
-        "/runs/{run_id}/events",
-        run_events,
-        methods=["GET"],
-        operation=Operation(
-            "A run's events after Last-Event-ID, then followed live until its last",
-            stream=EVENTS,
-            no_content="The client has the last event of the ended run.",
-            params=(LAST_EVENT_ID, LAST_EVENT_ID_QUERY, ACCESS_TOKEN),
-            raises=(RunNotFound, TooManyFollowers),
-            errors=((422, "invalid_request"),),
-        ),
-    ),
-    ApiRoute(
-        "/runs/{run_id}/cancel",
-        cancel_run,
-        methods=["POST"],
-        operation=Operation(
-            "Stop a run (idempotent) and wait for its end", answer=RunOut, raises=(RunNotFound,)
-        ),
-    ),
+    ApiRoute("/chat", chat, methods=["POST"], operation=_CHAT),
+    ApiRoute("/runs/{run_id}", get_run, methods=["GET"], operation=_GET_RUN),
+    ApiRoute("/runs/{run_id}/events", run_events, methods=["GET"], operation=_RUN_EVENTS),
+    ApiRoute("/runs/{run_id}/cancel", cancel_run, methods=["POST"], operation=_CANCEL_RUN),
 ]

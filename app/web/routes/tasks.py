@@ -10,9 +10,7 @@ from app.tasks import UserTasks
 from app.web.errors import ApiError
 from app.web.openapi.operation import (
     BODY_ERRORS,
-    ID_IN_PATH,
     ID_SCHEMA,
-    LIMIT_CHECK,
     ApiRoute,
     Operation,
     Param,
@@ -24,6 +22,7 @@ from app.web.schemas import TaskCreate, TaskOut, TaskPage, TaskUpdate
 from app.web.state import state_of
 
 MAX_TASKS = 1000
+_TASK_ID = {"task_id": ID_SCHEMA}
 
 
 def _tasks(request: Request) -> UserTasks:
@@ -52,10 +51,31 @@ async def list_tasks(request: Request) -> Response:
     )
 
 
+_LIST_TASKS = Operation(
+    "A page of the user's tasks, in the order they were added",
+    answer=TaskPage,
+    params=(
+        Param(
+            "status",
+            "query",
+            {"type": "string", "enum": ["pending", "completed", "all"], "default": "all"},
+            "Which tasks.",
+        ),
+        limit_param(200, MAX_TASKS),
+        id_cursor("after", "`next_after` of the previous page."),
+    ),
+)
+
+
 async def create_task(request: Request) -> Response:
     body = await read_body(request, TaskCreate)
     task = await _tasks(request).add(body.title, body.description)
     return JSONResponse(TaskOut.of(task), status_code=201)
+
+
+_CREATE_TASK = Operation(
+    "Add a task", body=TaskCreate, answer=TaskOut, status=201, errors=BODY_ERRORS
+)
 
 
 async def update_task(request: Request) -> Response:
@@ -66,66 +86,28 @@ async def update_task(request: Request) -> Response:
     return JSONResponse(TaskOut.of(task))
 
 
+_UPDATE_TASK = Operation(
+    "Change a task",
+    body=TaskUpdate,
+    answer=TaskOut,
+    path_params=_TASK_ID,
+    raises=(TaskNotFound,),
+    errors=BODY_ERRORS,
+)
+
+
 async def delete_task(request: Request) -> Response:
     task_id = id_in_path(request, "task_id")
     await _tasks(request).delete(task_id)
     return Response(status_code=204)
 
 
-_TASK_ID = {"task_id": ID_SCHEMA}
+_DELETE_TASK = Operation("Delete a task", status=204, path_params=_TASK_ID, raises=(TaskNotFound,))
+
 
 routes = [
-    ApiRoute(
-        "/tasks",
-        list_tasks,
-        methods=["GET"],
-        operation=Operation(
-            "A page of the user's tasks, in the order they were added",
-            answer=TaskPage,
-            params=(
-                Param(
-                    "status",
-                    "query",
-                    {"type": "string", "enum": ["pending", "completed", "all"], "default": "all"},
-                    "Which tasks.",
-                ),
-                limit_param(200, MAX_TASKS),
-                id_cursor("after", "`next_after` of the previous page."),
-            ),
-            errors=(LIMIT_CHECK,),
-        ),
-    ),
-    ApiRoute(
-        "/tasks",
-        create_task,
-        methods=["POST"],
-        operation=Operation(
-            "Add a task", body=TaskCreate, answer=TaskOut, status=201, errors=BODY_ERRORS
-        ),
-    ),
-    ApiRoute(
-        "/tasks/{task_id}",
-        update_task,
-        methods=["PATCH"],
-        operation=Operation(
-            "Change a task",
-            body=TaskUpdate,
-            answer=TaskOut,
-            path_params=_TASK_ID,
-            raises=(TaskNotFound,),
-            errors=(*ID_IN_PATH, *BODY_ERRORS),
-        ),
-    ),
-    ApiRoute(
-        "/tasks/{task_id}",
-        delete_task,
-        methods=["DELETE"],
-        operation=Operation(
-            "Delete a task",
-            status=204,
-            path_params=_TASK_ID,
-            raises=(TaskNotFound,),
-            errors=ID_IN_PATH,
-        ),
-    ),
+    ApiRoute("/tasks", list_tasks, methods=["GET"], operation=_LIST_TASKS),
+    ApiRoute("/tasks", create_task, methods=["POST"], operation=_CREATE_TASK),
+    ApiRoute("/tasks/{task_id}", update_task, methods=["PATCH"], operation=_UPDATE_TASK),
+    ApiRoute("/tasks/{task_id}", delete_task, methods=["DELETE"], operation=_DELETE_TASK),
 ]
