@@ -61,7 +61,7 @@ def service(database_url: str) -> Iterator[str]:
 
 
 def test_the_service_keeps_its_documented_contract(service: str) -> None:
-    """Each described operation (the pages, files and routes not yet in app.openapi.OPERATIONS
+    """Each described operation (the pages and files, which declare no operation,
     are left out): the document's examples, its bounds (Schemathesis's coverage phase: each
     minimum, maximum and enum value), then generated requests."""
     schema = schemathesis.openapi.from_url(f"{service}/openapi.json")
