@@ -57,9 +57,9 @@ class NativeFraming(WireFormat):
         self.after_seq = after_seq
 
     def frames(self, batch: Sequence[LoggedEvent]) -> bytes:
-        framed = b"".join(self.frame(event) for event in batch)
-        self.ended = self.ended or any(event.terminal for event in batch)
-        return framed
+        # A run's final event is its last: it can only end the batch it is in.
+        self.ended = self.ended or (bool(batch) and batch[-1].terminal)
+        return b"".join(self.frame(event) for event in batch)
 
     @abstractmethod
     def frame(self, event: LoggedEvent) -> bytes:
