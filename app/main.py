@@ -90,7 +90,15 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
                 history_messages=settings.history_messages,
                 max_active_runs=settings.max_active_runs,
             )
-            share(app, AppState(settings, database, registry, recovery, chat, head_revision()))
+            shared = AppState(
+                settings=settings,
+                database=database,
+                registry=registry,
+                recovery=recovery,
+                chat=chat,
+                head_revision=head_revision(),
+            )
+            share(app, shared)
             resources.enter_context(_garbage_collection_for_serving())
             yield
             await registry.shutdown()

@@ -5,8 +5,9 @@ function; nothing central changes.
 What an operation says beyond the route itself: its summary, what it takes (body, query
 parameters and headers with their bounds, path parameters that are not plain strings), what it
 answers (a body, a stream, a 204), and which errors (the domain errors it may raise, whose
-status and code `app.web.errors.DOMAIN_ERRORS` gives, and the `ApiError`s its route raises
-itself). The parameters several routes share are here, next to the constants they document.
+status and code `app.web.errors.DOMAIN_ERRORS` gives, the `ApiError`s its route raises
+itself, and what each of its parameters is refused with). The parameters several routes share
+are here, next to the constants they document.
 """
 
 from __future__ import annotations
