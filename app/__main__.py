@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             with _StopSignals().installed(), _database(settings) as settings:
                 _migrate(settings)
         else:
-            from app.auth import issue_token
+            from app.web.auth import issue_token
 
             print(issue_token(settings, args.user, ttl_seconds=args.ttl))
     except ConfigError as error:

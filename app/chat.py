@@ -1,8 +1,9 @@
 """The chat service: one turn of a conversation, from the user's message to the stored answer.
 
 Each turn is a run (see `app.runs`), with the model working between short database visits and
-holding no connection: `begin()` is one transaction (the user's lock, the checks, the history,
-then the user's message and the run in one statement, which reserves the answer's id); each
+holding no connection: `send()`, the one way every protocol starts a turn, begins it in one
+transaction (the user's lock, the checks, the history, a client thread's conversation the first
+time, then the user's message and the run in one statement, which reserves the answer's id); each
 tool call is one statement; the end of the run stores the assistant's message with the run's
 last events in one statement. The run goes on when its client goes away.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
@@ -37,11 +39,13 @@ from app.domain import (
     RunNotFound,
     RunStatus,
     ShuttingDown,
+    Thread,
     TooManyFollowers,
     TooManyRuns,
     conversation_title,
 )
 from app.events import (
+    MAX_SEQ,
     Done,
     Event,
     LoggedEvent,
@@ -63,6 +67,16 @@ MAX_FOLLOWERS_PER_USER = 20
 ACTIVE_RUN_INDEX = "uq_runs_conversation_id_active"
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A send's run: its id, and its events from the first."""
+
+    run_id: str
+    batches: AsyncIterator[list[LoggedEvent]]
+    started: bool
+    """This send started the run (else an earlier send with its idempotency key did)."""
+
+
 class ChatService:
     def __init__(
         self,
@@ -79,29 +93,50 @@ class ChatService:
         self._history_messages = history_messages
         self._max_active_runs = max_active_runs
 
-    async def begin(
+    async def send(
+        self,
+        user_id: str,
+        message: str,
+        *,
+        conversation_id: int | None = None,
+        thread: Thread | None = None,
+        cancel_active: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Sent:
+        """The user's message, sent: a new run answering it, in the conversation given, the one
+        a client's `thread` names, or a new one. Every protocol's send comes here. A
+        conversation has one run at a time: `cancel_active` stops the one going on.
+
+        With an `idempotency_key` this user sent before with the same request, nothing is
+        stored: the run that send started is followed from its first event (a client's retry
+        joins or replays it). A refused send (`RunActive`, `TooManyRuns`, `ShuttingDown`…, or
+        the database's error) stores nothing, not even a thread's conversation."""
+        begun = await self._begin(
+            user_id, message, conversation_id, thread, cancel_active, idempotency_key
+        )
+        if isinstance(begun, Run):
+            return Sent(begun.id, self.follow(begun, 0), started=False)
+        return Sent(begun.run_id, self.start(begun).subscribe(0).batches(), started=True)
+
+    async def _begin(
         self,
         user_id: str,
         message: str,
         conversation_id: int | None,
-        *,
-        cancel_active: bool = False,
-        idempotency_key: str | None = None,
+        thread: Thread | None,
+        cancel_active: bool,
+        idempotency_key: str | None,
     ) -> ChatTurn | Run:
-        """Store the user's message and its run (before any model work); read what the model
-        needs. A conversation has one run at a time: `cancel_active` stops the one going on.
-
-        With an `idempotency_key` this user sent before with the same request, nothing is
-        stored: the run that send started comes back, to be followed (a client's retry joins or
-        replays it). With another request, `IdempotencyKeyReused`."""
-        idempotency = (
-            None
-            if idempotency_key is None
-            else Idempotency.of(idempotency_key, message, conversation_id)
-        )
-        if idempotency is not None:
+        """Store the user's message and its run (before any model work), with a thread's
+        conversation the first time, in one transaction under the user's lock; read what the
+        model needs. Or an earlier send's run, for its idempotency key."""
+        if thread is not None and conversation_id is not None:
+            raise ValueError("a send names a conversation or a thread, not both")
+        if thread is not None or idempotency_key is not None:
             async with self._database.unit_of_work() as uow:
-                earlier = await _earlier_run(uow, user_id, idempotency)
+                conversation_id, earlier = await _named(
+                    uow, user_id, message, conversation_id, thread, idempotency_key
+                )
             if earlier is not None:
                 return earlier
         if not self._registry.accepting:
@@ -114,17 +149,19 @@ class ChatService:
         try:
             async with self._database.unit_of_work() as uow:
                 await uow.runs.lock_user(user_id)
-                if idempotency is not None:
-                    # Sent twice at once: the user's lock let the other one first.
-                    earlier = await _earlier_run(uow, user_id, idempotency)
-                    if earlier is not None:
-                        return earlier
+                # Again: another send may have made the thread's conversation, or used the key,
+                # meanwhile (sent twice at once, the user's lock let the other one first).
+                conversation_id, earlier = await _named(
+                    uow, user_id, message, conversation_id, thread, idempotency_key
+                )
+                if earlier is not None:
+                    return earlier
                 if conversation_id is None:
                     if await uow.runs.count_active(user_id) >= self._max_active_runs:
                         raise TooManyRuns(self._max_active_runs)
-                    started = await uow.runs.start_in_new_conversation(
-                        run_id, user_id, conversation_title(message), message, instance, idempotency
-                    )
+                    if thread is not None:
+                        title = conversation_title(message)
+                        conversation_id = await uow.threads.add(user_id, thread, title)
                 else:
                     state = await uow.conversations.state(user_id, conversation_id)
                     if state is None:
@@ -136,6 +173,16 @@ class ChatService:
                     history = await uow.messages.recent(
                         conversation_id, limit=self._history_messages
                     )
+                idempotency = (
+                    None
+                    if idempotency_key is None
+                    else Idempotency.of(idempotency_key, message, conversation_id)
+                )
+                if conversation_id is None:
+                    started = await uow.runs.start_in_new_conversation(
+                        run_id, user_id, conversation_title(message), message, instance, idempotency
+                    )
+                else:
                     started = await uow.runs.start(
                         run_id, user_id, conversation_id, message, instance, idempotency
                     )
@@ -180,26 +227,10 @@ class ChatService:
                 raise ConversationNotFound(conversation_id)
             return await uow.runs.active_in_conversation(conversation_id)
 
-    async def ai_chat_conversation(self, user_id: str, chat_id: str, first_message: str) -> int:
-        """The conversation a Vercel AI SDK client's chat id names; a new one, titled from its
-        first message, the first time (under the user's lock: two first sends make one)."""
+    async def thread_active_run(self, user_id: str, thread: Thread) -> Run | None:
+        """The run in progress in the conversation the user's thread names, if any."""
         async with self._database.unit_of_work() as uow:
-            found = await uow.conversations.of_ai_chat(user_id, chat_id)
-        if found is not None:
-            return found
-        async with self._database.unit_of_work() as uow:
-            await uow.runs.lock_user(user_id)
-            found = await uow.conversations.of_ai_chat(user_id, chat_id)
-            if found is None:
-                title = conversation_title(first_message)
-                found = await uow.conversations.add_for_ai_chat(user_id, chat_id, title)
-                await uow.commit()
-        return found
-
-    async def ai_chat_active_run(self, user_id: str, chat_id: str) -> Run | None:
-        """The run in progress in the conversation an AI SDK chat id names, if any."""
-        async with self._database.unit_of_work() as uow:
-            conversation_id = await uow.conversations.of_ai_chat(user_id, chat_id)
+            conversation_id = await uow.threads.conversation(user_id, thread)
             if conversation_id is None:
                 return None
             return await uow.runs.active_in_conversation(conversation_id)
@@ -210,7 +241,7 @@ class ChatService:
         if run.status is RunStatus.ACTIVE:
             await self._registry.cancel(run)
             with anyio.move_on_after(CANCEL_WAIT_SECONDS):
-                async for _ in self._registry.follow(run, after_seq=2**31 - 1):
+                async for _ in self._registry.follow(run, after_seq=MAX_SEQ):
                     pass
             run = await self.get_run(user_id, run_id)
         return run
@@ -320,14 +351,26 @@ class ChatService:
         await self._registry.finish(live, end)
 
 
-async def _earlier_run(uow: UnitOfWork, user_id: str, idempotency: Idempotency) -> Run | None:
-    found = await uow.runs.by_idempotency_key(user_id, idempotency.key)
-    if found is None:
-        return None
+async def _named(
+    uow: UnitOfWork,
+    user_id: str,
+    message: str,
+    conversation_id: int | None,
+    thread: Thread | None,
+    key: str | None,
+) -> tuple[int | None, Run | None]:
+    """The conversation a send names (its thread's, once it has one), and the run an earlier
+    send with its key started; `IdempotencyKeyReused` if that send was another request
+    (another message, or another conversation)."""
+    if thread is not None:
+        conversation_id = await uow.threads.conversation(user_id, thread)
+    found = None if key is None else await uow.runs.by_idempotency_key(user_id, key)
+    if key is None or found is None:
+        return conversation_id, None
     run, digest = found
-    if digest != idempotency.digest:
+    if digest != Idempotency.of(key, message, conversation_id).digest:
         raise IdempotencyKeyReused
-    return run
+    return conversation_id, run
 
 
 def _ending(

@@ -172,6 +172,15 @@ class TaskChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class Thread:
+    """A conversation as a client protocol names it: the id the client gave its chat (the AI
+    SDK's chat id, AG-UI's `threadId`), one conversation per user, protocol and id."""
+
+    protocol: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class StartedRun:
     """A run just stored with its user's message. The answer's id is reserved now, so that the
     run's end (and its final event, which names it) is one statement."""

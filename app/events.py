@@ -103,6 +103,10 @@ def to_payload(event: Event) -> dict[str, Any]:
     return payload
 
 
+# The largest `seq` there can be: every event log keeps it in a PostgreSQL integer's range.
+MAX_SEQ = 2**31 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class LoggedEvent:
     """An event of a run as it is logged and sent: its sequence number and its JSON."""

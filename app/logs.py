@@ -1,7 +1,7 @@
 """Log lines: each carries the id of the request it belongs to, as text or as JSON.
 
 The request id lives in a context variable that the access log middleware sets for the whole
-request (`app.access_log`). A run is started from its request's task, and asyncio copies a
+request (`app.web.access_log`). A run is started from its request's task, and asyncio copies a
 task's context into the tasks it creates, so the run's background task, and every line it logs
 until it ends, carries the id of the request that started it. Work that belongs to no request
 (the event log's writer, heartbeats, recovery) logs `-`.

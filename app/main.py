@@ -17,15 +17,17 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount
 
 from app import logs, metrics
-from app.access_log import AccessLog
 from app.agent import Model, TodoAgent, open_model
-from app.ai_routes import ai_routes
-from app.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
 from app.chat import ChatService
 from app.db.gate import ConnectionWaitTimeout
 from app.db.migrations import head_revision
 from app.db.uow import Database
-from app.errors import (
+from app.runs.recovery import Recovery
+from app.runs.registry import RunRegistry
+from app.settings import ConfigError, Settings
+from app.web.access_log import AccessLog
+from app.web.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
+from app.web.errors import (
     DOMAIN_ERRORS,
     ApiError,
     handle_api_error,
@@ -35,13 +37,12 @@ from app.errors import (
     handle_http_exception,
     handle_unexpected,
 )
-from app.openapi import RouteTemplates, docs_routes
-from app.page import page_routes
-from app.routes import service_routes, user_routes
-from app.runs.recovery import Recovery
-from app.runs.registry import RunRegistry
-from app.settings import ConfigError, Settings
-from app.sse import server_exiting
+from app.web.openapi.docs import docs_routes
+from app.web.route_table import RouteTemplates
+from app.web.routes import service_routes, user_routes
+from app.web.routes.page import page_routes
+from app.web.state import AppState, share
+from app.web.streaming import server_exiting
 
 
 def create_app(settings: Settings | None = None, *, model: Model | None = None) -> Starlette:
@@ -82,18 +83,22 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             agent = TodoAgent(
                 agent_model, max_turns=settings.agent_max_turns, tracing=settings.agent_tracing
             )
-            app.state.settings = settings
-            app.state.database = database
-            app.state.registry = registry
-            app.state.recovery = recovery
-            app.state.head_revision = head_revision()
-            app.state.chat = ChatService(
+            chat = ChatService(
                 database,
                 agent,
                 registry,
                 history_messages=settings.history_messages,
                 max_active_runs=settings.max_active_runs,
             )
+            shared = AppState(
+                settings=settings,
+                database=database,
+                registry=registry,
+                recovery=recovery,
+                chat=chat,
+                head_revision=head_revision(),
+            )
+            share(app, shared)
             resources.enter_context(_garbage_collection_for_serving())
             yield
             await registry.shutdown()
@@ -104,7 +109,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
     verifier = TokenVerifier.from_settings(settings)
     user_api = Mount(
         "/api/{user_id}",
-        routes=[*user_routes, *ai_routes],
+        routes=user_routes,
         middleware=[
             Middleware(
                 AuthenticationMiddleware,

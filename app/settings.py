@@ -81,7 +81,7 @@ class Settings:
     run_retention_hours: int = 24
     cors_origins: tuple[str, ...] = ()
     sse_ping_seconds: float = 15.0
-    # A stream whose client has not taken one write for this long is dropped (`app.sse`).
+    # A stream whose client has not taken one write for this long is dropped (`app.web.streaming`).
     send_timeout_seconds: float = 30.0
     shutdown_grace_seconds: float = 10.0
     # GET /metrics answers only a bearer of this token; required in production.

@@ -25,10 +25,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.auth import issue_token
 from app.runs.recovery import Recovery
 from app.runs.registry import RunRegistry
 from app.settings import Settings
+from app.web.auth import issue_token
+from app.web.state import state_of
 
 
 class PlainSql:
@@ -56,13 +57,11 @@ class LiveServer:
 
     @property
     def registry(self) -> RunRegistry:
-        registry: RunRegistry = self.app.state.registry
-        return registry
+        return state_of(self.app).registry
 
     @property
     def recovery(self) -> Recovery:
-        recovery: Recovery = self.app.state.recovery
-        return recovery
+        return state_of(self.app).recovery
 
     def user(self, name: str = "user") -> User:
         user_id = f"{name}-{uuid.uuid4().hex[:10]}"

@@ -28,10 +28,10 @@ from typing import Any
 
 import asyncpg
 
-from app.auth import issue_token
 from app.db.embedded import start_embedded_postgres
 from app.db.migrations import upgrade
 from app.settings import PROJECT_ROOT, Settings, normalize_database_url
+from app.web.auth import issue_token
 from tests.support import free_port, process_memory
 from tools.bench_server import StampingModel
 from tools.sdk_floor import measure as measure_sdk_floor

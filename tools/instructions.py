@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from app.auth import issue_token
 from app.settings import PROJECT_ROOT, Settings
+from app.web.auth import issue_token
 from tests.support import free_port
 from tools.bench import SECRET, measuring_database, one_turn
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from locust import FastHttpUser, between, task
 
-from app.auth import issue_token
 from app.settings import Settings
+from app.web.auth import issue_token
 
 DISCONNECT_SHARE = 0.1
 _settings = Settings.from_env()

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import uvloop
 
-from app.auth import issue_token
 from app.settings import Settings
+from app.web.auth import issue_token
 from tests.support import free_port
 from tools.bench import SECRET, Process, Streams, measuring_database, one_turn, wait_listening
 from tools.bench_server import StampingModel
@@ -149,7 +149,7 @@ _COMPONENTS = (
     ("tools/bench_server", "the offline model"),
     ("app/runs/", "app/runs (live run, registry, event log)"),
     ("app/chat.py", "app/chat.py (events' JSON, transcript)"),
-    ("app/sse.py", "app/sse.py"),
+    ("app/web/streaming.py", "app/web/streaming.py"),
     ("app/", "app, elsewhere"),
     ("starlette/", "Starlette (middleware, routing)"),
     ("uvicorn/", "uvicorn (httptools protocol, the request's task)"),

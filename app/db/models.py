@@ -131,13 +131,15 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class AiChatRow(Base):
-    """A chat id a Vercel AI SDK client made, and the conversation it names (`app.ai_sdk`)."""
+class ThreadRow(Base):
+    """A client's own id for a chat, in one protocol, and the conversation it names
+    (`app.domain.Thread`)."""
 
-    __tablename__ = "ai_chats"
+    __tablename__ = "threads"
 
     user_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    chat_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    protocol: Mapped[str] = mapped_column(Text, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(Text, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )

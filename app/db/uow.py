@@ -13,6 +13,7 @@ from app.db.repositories.messages import MessageRepository
 from app.db.repositories.run_events import RunEventRepository
 from app.db.repositories.runs import RunRepository
 from app.db.repositories.tasks import TaskRepository
+from app.db.repositories.threads import ThreadRepository
 
 
 class UnitOfWork:
@@ -31,6 +32,7 @@ class UnitOfWork:
     runs: RunRepository
     run_events: RunEventRepository
     instances: InstanceRepository
+    threads: ThreadRepository
 
     def __init__(
         self,
@@ -66,6 +68,7 @@ class UnitOfWork:
         self.runs = RunRepository(self._connection)
         self.run_events = RunEventRepository(self._connection)
         self.instances = InstanceRepository(self._connection)
+        self.threads = ThreadRepository(self._connection)
         return self
 
     async def __aexit__(

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.auth import AuthUnavailable, InvalidToken, TokenVerifier
-from app.jwks import COOL_DOWN_SECONDS, MAX_AGE_SECONDS, KeySet
+from app.web.auth import AuthUnavailable, InvalidToken, TokenVerifier
+from app.web.jwks import COOL_DOWN_SECONDS, MAX_AGE_SECONDS, KeySet
 from tests.auth.provider import IdentityProvider, SigningKey
 
 RSA_A = SigningKey.rsa("rsa-a")

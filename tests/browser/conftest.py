@@ -20,9 +20,9 @@ import pytest
 from agents import Model
 from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright, expect
 
-from app.auth import issue_token
 from app.main import create_app
 from app.settings import Settings
+from app.web.auth import issue_token
 from tests.conftest import with_settings
 from tests.support import LiveServer, User, serve
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from app.main import create_app
-from app.page import STATIC
 from app.settings import Settings
+from app.web.routes.page import STATIC
 from tests.conftest import with_settings
 from tests.support import serve
 

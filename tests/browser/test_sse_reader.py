@@ -1,6 +1,6 @@
-"""The page's stream reader (app/static/sse.js), run in Chromium on the service's real bytes:
-both framings (app/sse.py), cut into chunks of every small size and with CRLF line endings,
-give every event once, with its id."""
+"""The page's stream reader (app/web/static/sse.js), run in Chromium on the service's real
+bytes: both framings (app/protocols/native.py), cut into chunks of every small size and with
+CRLF line endings, give every event once, with its id."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from app.auth import TokenVerifier
 from app.settings import PROJECT_ROOT, Settings
+from app.web.auth import TokenVerifier
 from tests.conftest import TEST_SECRET
 from tests.deploy.test_heroku import procfile
 from tests.support import environment, free_port, wait_until_ready

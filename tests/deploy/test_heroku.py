@@ -33,13 +33,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from app.auth import issue_token
 from app.settings import (
     LIFESPAN_EXIT_SECONDS,
     MAX_SHUTDOWN_GRACE_SECONDS,
     PROJECT_ROOT,
     Settings,
 )
+from app.web.auth import issue_token
 from tests.deploy.checkout import copy_of_the_project
 from tests.postgres_proxy import DroppingProxy
 from tests.support import eventually

@@ -182,9 +182,7 @@ async def test_two_first_sends_of_one_chat_at_once_make_one_conversation(
     conversations = await db.rows(
         "SELECT id FROM conversations WHERE user_id = :user", user=user.id
     )
-    chats = await db.rows(
-        "SELECT conversation_id FROM ai_chats WHERE user_id = :user", user=user.id
-    )
+    chats = await db.rows("SELECT conversation_id FROM threads WHERE user_id = :user", user=user.id)
     assert [row["conversation_id"] for row in chats] == [row["id"] for row in conversations]
     assert len(conversations) == 1
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from jose import jwt
 
-from app.auth import issue_token
 from app.main import create_app
 from app.settings import Settings
+from app.web.auth import issue_token
 from tests.conftest import TEST_SECRET, with_settings
 from tests.support import LiveServer, PlainSql, serve
 

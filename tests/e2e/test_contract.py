@@ -25,9 +25,9 @@ from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.pytest._test_builder import build_operation_test
 from schemathesis.specs.openapi.checks import allow_header_conformance
 
-from app.auth import issue_token
-from app.openapi import UNDESCRIBED
 from app.settings import PROJECT_ROOT, Settings
+from app.web.auth import issue_token
+from app.web.openapi.document import UNDESCRIBED
 from tests.conftest import TEST_SECRET
 from tests.support import environment, free_port, wait_until_ready
 
@@ -61,7 +61,7 @@ def service(database_url: str) -> Iterator[str]:
 
 
 def test_the_service_keeps_its_documented_contract(service: str) -> None:
-    """Each described operation (the pages, files and routes not yet in app.openapi.OPERATIONS
+    """Each described operation (the pages and files, which declare no operation,
     are left out): the document's examples, its bounds (Schemathesis's coverage phase: each
     minimum, maximum and enum value), then generated requests."""
     schema = schemathesis.openapi.from_url(f"{service}/openapi.json")

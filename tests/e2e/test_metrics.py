@@ -16,6 +16,7 @@ from app.db.gate import Priority
 from app.db.uow import Database
 from app.main import create_app
 from app.settings import Settings
+from app.web.state import state_of
 from tests.conftest import with_settings
 from tests.support import LiveServer, eventually, serve
 
@@ -198,7 +199,7 @@ async def test_the_connection_gate_counts_its_queue(settings: Settings) -> None:
     async with serve(create_app(one), one) as live:
         user = live.user()
         before = await scrape(live.client)
-        database: Database = live.app.state.database
+        database: Database = state_of(live.app).database
         async with database.unit_of_work(Priority.END) as held:
             await held.connection.exec_driver_sql("SELECT 1")
             waiting = asyncio.create_task(user.get("/tasks"))

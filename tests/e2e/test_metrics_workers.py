@@ -12,8 +12,8 @@ from collections import Counter
 
 import httpx
 
-from app.auth import issue_token
 from app.settings import PROJECT_ROOT, Settings
+from app.web.auth import issue_token
 from tests.conftest import TEST_SECRET
 from tests.deploy.test_heroku import _until_ready, _worker_of, procfile
 from tests.e2e.test_metrics import scrape, value

@@ -57,8 +57,8 @@ async def test_every_route_is_documented_and_the_document_validates(server: Live
 
 
 def _routes(table: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
-    """Every path and method Starlette serves, read here rather than with `app.openapi.walk`,
-    which the document is built with."""
+    """Every path and method Starlette serves, read here rather than with
+    `app.web.route_table.walk`, which the document is built with."""
     for route in table:
         if isinstance(route, Route):
             path = re.sub(r"{(\w+)(:\w+)?}", r"{\1}", prefix + route.path)

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from app.auth import issue_token
 from app.main import create_app
 from app.settings import Settings
+from app.web.auth import issue_token
 from tests.conftest import TEST_SECRET
 from tests.support import (
     PlainSql,

@@ -16,10 +16,12 @@ from agents.items import TResponseStreamEvent
 from agents.testing import ScriptedModel, assistant_message, function_call
 from openai.types.responses import ResponseReasoningItem, ResponseTextDeltaEvent
 from openai.types.responses.response_reasoning_item import Summary
+from sqlalchemy.pool import QueuePool
 
 from app.agent.offline import OfflineModel
 from app.main import create_app
 from app.settings import Settings
+from app.web.state import state_of
 from tests.conftest import with_settings
 from tests.support import LiveServer, PlainSql, User, serve, text_of, types_of
 
@@ -258,7 +260,8 @@ async def test_no_database_connection_is_held_while_the_model_streams(
             await model.paused.wait()
         # The model is held mid-answer. The event log may be writing the events so far (its
         # connection is a moment's); every connection must come back while the model waits.
-        pool = live.app.state.database.engine.pool
+        pool = state_of(live.app).database.engine.pool
+        assert isinstance(pool, QueuePool)
         returned = asyncio.Event()
         sqlalchemy.event.listen(pool, "checkin", lambda *_: returned.set())
         with anyio.fail_after(10):
@@ -324,7 +327,8 @@ async def test_fifty_concurrent_streams_on_a_pool_of_two(settings: Settings, db:
         # What the pool handed out while the 50 turns ran, as the pool's own events tell it:
         # the most connections out at once, and how many different ones there were. (The
         # pool's size() and overflow() only repeat how it was built.)
-        pool = live.app.state.database.engine.pool
+        pool = state_of(live.app).database.engine.pool
+        assert isinstance(pool, QueuePool)
         peak: list[int] = [0]
         seen: set[int] = set()
 
@@ -412,7 +416,7 @@ async def test_under_load_new_turns_get_busy_and_runs_going_still_finish(
         chat = asyncio.create_task(going.chat("add buy milk"))
         with anyio.fail_after(10):
             await model.holding.wait()
-        database = live.app.state.database
+        database = state_of(live.app).database
         async with contextlib.AsyncExitStack() as held:
             for _ in range(4):  # every connection new work may take
                 await held.enter_async_context(database.unit_of_work())

@@ -17,6 +17,7 @@ from httpx_sse import aconnect_sse
 from app import chat
 from app.main import create_app
 from app.settings import Settings
+from app.web.state import state_of
 from tests.conftest import with_settings
 from tests.faults.streams import Stream, read_stream
 from tests.support import LiveServer, User, serve
@@ -29,7 +30,7 @@ def _count_log_reads(server: LiveServer) -> list[int]:
         if "FROM run_events" in statement and "SELECT" in statement:
             reads[0] += 1
 
-    engine = server.app.state.database.engine.sync_engine
+    engine = state_of(server.app).database.engine.sync_engine
     sqlalchemy.event.listen(engine, "before_cursor_execute", count)
     return reads
 

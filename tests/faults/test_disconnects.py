@@ -7,9 +7,11 @@ import asyncio
 import json
 
 import anyio
+from sqlalchemy.pool import QueuePool
 
 from app.main import create_app
 from app.settings import Settings
+from app.web.state import state_of
 from tests.conftest import with_settings
 from tests.faults.conftest import scale
 from tests.support import PlainSql, User, serve
@@ -42,7 +44,8 @@ async def test_clients_that_hang_up_mid_answer_still_have_their_answers_stored(
         with anyio.fail_after(300):
             run_ids = await asyncio.gather(*(_hang_up_after_first_text(u) for u in users))
             await live.registry.wait_idle()
-        pool = live.app.state.database.engine.pool
+        pool = state_of(live.app).database.engine.pool
+        assert isinstance(pool, QueuePool)
         checked_out = pool.checkedout()
     stored = await private_db.rows(
         "SELECT r.status, length(m.content) > 0 AS said FROM runs r"

@@ -13,10 +13,10 @@ from pathlib import Path
 import anyio
 import httpx
 
-from app.auth import issue_token
 from app.main import create_app
 from app.runs.recovery import SILENT_SECONDS
 from app.settings import Settings
+from app.web.auth import issue_token
 from tests.conftest import with_settings
 from tests.faults.conftest import scale
 from tests.faults.streams import Stream, read_stream

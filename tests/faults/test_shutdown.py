@@ -14,8 +14,8 @@ from typing import Any
 import anyio
 import httpx
 
-from app.auth import issue_token
 from app.settings import Settings
+from app.web.auth import issue_token
 from tests.faults.conftest import scale
 from tests.faults.streams import Stream, read_stream
 from tests.support import User, start_service

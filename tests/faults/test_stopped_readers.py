@@ -27,9 +27,9 @@ import anyio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.auth import issue_token
 from app.chat import MAX_FOLLOWERS_PER_USER
 from app.settings import Settings
+from app.web.auth import issue_token
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.faults.conftest import scale
 from tests.faults.streams import Stream, read_stream

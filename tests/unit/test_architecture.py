@@ -12,6 +12,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 LAYERS: list[tuple[str, ...]] = [
     ("app.domain", "app.settings", "app.logs", "app.processes"),
     ("app.events",),
+    ("app.protocols",),
     ("app.metrics",),
     ("app.db", "app.agent"),
     ("app.runs.live", "app.runs"),
@@ -22,56 +23,70 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.runs.recovery",),
     ("app.chat", "app.tasks"),
     (
-        "app.sse",
-        "app.errors",
-        "app.schemas",
-        "app.auth",
-        "app.jwks",
-        "app.access_log",
-        "app.ai_sdk",
-        "app.protocols",
+        "app.web.errors",
+        "app.web.schemas",
+        "app.web.jwks",
+        "app.web.auth",
+        "app.web.access_log",
+        "app.web.streaming",
+        "app.web.state",
+        "app.web.requests",
     ),
-    ("app.routes", "app.page", "app.ai_routes"),
-    ("app.openapi",),
+    ("app.web.openapi.operation",),
+    ("app.web.routes",),
+    ("app.web.route_table", "app.web.openapi"),
     ("app.main", "app.__main__"),
 ]
 
 # Each outside library, and the only modules that may import it.
 CONFINED = {
-    "jose": ("app.auth",),
-    "sse_starlette": ("app.sse",),
+    "jose": ("app.web.auth",),
+    "sse_starlette": ("app.web.streaming",),
     "prometheus_client": ("app.metrics",),
     "agents": ("app.agent",),
     "openai": ("app.agent",),
-    "starlette": (
-        "app.sse",
-        "app.errors",
-        "app.auth",
-        "app.access_log",
-        "app.routes",
-        "app.ai_routes",
-        "app.page",
-        "app.openapi",
-        "app.main",
-    ),
+    "starlette": ("app.web", "app.main"),
 }
 
 FRAMEWORK_FREE = ("app.domain", "app.events")
 
+# What a wire protocol may not use: it translates, and does no I/O (app/protocols/base.py).
+NOT_IN_PROTOCOLS = (
+    "starlette",
+    "sse_starlette",
+    "uvicorn",
+    "httpx",
+    "sqlalchemy",
+    "asyncpg",
+    "redis",
+    "app.db",
+    "app.web",
+    "app.runs",
+)
+
 
 def _modules() -> dict[str, set[str]]:
-    """Every module of the app, with what it imports (absolute names)."""
-    found: dict[str, set[str]] = {}
+    """Every module of the app, with what it imports (absolute names). A package whose
+    `__init__` imports nothing is no module of its own here: it has no import to check."""
+    return {name: {module for module, _ in imported} for name, imported in _imports().items()}
+
+
+def _imports() -> dict[str, set[tuple[str, str]]]:
+    """Every module of the app, with each (module, name) it imports; the name is "" for a
+    whole module."""
+    found: dict[str, set[tuple[str, str]]] = {}
     for path in APP.rglob("*.py"):
         parts = path.relative_to(APP.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        imported: set[str] = set()
+        imported: set[tuple[str, str]] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
+                imported.update((alias.name, "") for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                imported.add(node.module)
-        found[name] = imported
+                imported.update((node.module, alias.name) for alias in node.names)
+        imported.discard(("__future__", "annotations"))
+        if imported or parts[-1] != "__init__":
+            found[name] = imported
     return found
 
 
@@ -90,7 +105,6 @@ def test_imports_go_one_way() -> None:
     upward = [
         f"{module} imports {target}"
         for module, imported in _modules().items()
-        if module != "app"
         for target in imported
         if target.startswith("app.") and _layer(target) > _layer(module)
     ]
@@ -133,5 +147,25 @@ def test_the_domain_and_the_events_use_nothing_but_the_standard_library() -> Non
 
 def test_every_module_has_a_layer() -> None:
     for module in _modules():
-        if module != "app":
-            _layer(module)
+        _layer(module)
+
+
+def test_the_protocols_import_no_web_framework_and_no_database() -> None:
+    strays = [
+        f"{module} imports {target}"
+        for module, imported in _modules().items()
+        if _within(module, ("app.protocols",))
+        for target in imported
+        if _within(target, NOT_IN_PROTOCOLS)
+    ]
+    assert strays == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    strays = [
+        f"{module} imports {name} from {target}"
+        for module, imported in _imports().items()
+        for target, name in imported
+        if target.startswith("app.") and name.startswith("_")
+    ]
+    assert strays == []

@@ -1,4 +1,4 @@
-"""Conversations: a user's chats, and the chat ids a Vercel AI SDK client gave them."""
+"""Conversations: a user's chats."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db.models import AiChatRow, ConversationRow
+from app.db.models import ConversationRow
 from app.domain import (
     Conversation,
     ConversationState,
@@ -33,20 +33,6 @@ _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(
     ConversationRow.id == bindparam("conversation_key"),
     ConversationRow.user_id == bindparam("user_key"),
 )
-
-_AI_CHAT_CONVERSATION = select(AiChatRow.conversation_id).where(
-    AiChatRow.user_id == bindparam("user_key"), AiChatRow.chat_id == bindparam("chat_key")
-)
-
-# A new conversation and the AI SDK chat id that names it, in one statement.
-_ADD_AI_CHAT = text("""
-WITH conversation AS (
-    INSERT INTO conversations (user_id, title) VALUES (:user_key, :title) RETURNING id
-)
-INSERT INTO ai_chats (user_id, chat_id, conversation_id)
-SELECT :user_key, :chat_key, id FROM conversation
-RETURNING conversation_id
-""")
 
 _CONVERSATION_STATE = text("""
 SELECT
@@ -81,18 +67,6 @@ class ConversationRepository:
                 tuple_(ConversationRow.updated_at, ConversationRow.id) < tuple_(*before)
             )
         return [Conversation(*row) for row in await self._connection.execute(statement)]
-
-    async def of_ai_chat(self, user_id: str, chat_id: str) -> int | None:
-        """The conversation an AI SDK client's chat id names, if any."""
-        keys = {"user_key": user_id, "chat_key": chat_id}
-        found: int | None = (await self._connection.execute(_AI_CHAT_CONVERSATION, keys)).scalar()
-        return found
-
-    async def add_for_ai_chat(self, user_id: str, chat_id: str, title: str) -> int:
-        """A new conversation named by the chat id (under the user's lock: one per chat id)."""
-        keys = {"user_key": user_id, "chat_key": chat_id, "title": title}
-        conversation_id: int = (await self._connection.execute(_ADD_AI_CHAT, keys)).scalar_one()
-        return conversation_id
 
     async def state(self, user_id: str, conversation_id: int) -> ConversationState | None:
         """None if the user has no such conversation."""

@@ -6,7 +6,7 @@ import inspect
 
 import app.domain
 from app.domain import AgentFailed, NotFound, RunActive, TooManyRuns
-from app.errors import DOMAIN_ERRORS
+from app.web.errors import DOMAIN_ERRORS
 
 # Not HTTP answers: the base class of the 404s, and a failure that ends a stream with an event.
 NOT_IN_THE_TABLE = {NotFound, AgentFailed}

@@ -4,26 +4,19 @@ tests/e2e/test_sse_clients.py and test_seed_clients.py; these find the byte-leve
 
 from __future__ import annotations
 
-import inspect
 import json
 
-import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sse_starlette import EventSourceResponse
-from sse_starlette.sse import AppStatus
 
-from app.events import LoggedEvent
-from app.sse import (
-    MAX_SEQ,
-    Framing,
-    frame,
+from app.events import MAX_SEQ, Done, LoggedEvent, encode
+from app.protocols.native import (
+    NativeFraming,
+    SeedFraming,
+    StandardFraming,
     framing_for,
-    keep_alive,
-    opening,
     parse_event_id,
-    server_exiting,
 )
 from tests.support import seed_parse
 
@@ -37,13 +30,14 @@ def _events(texts: list[str]) -> list[LoggedEvent]:
     ]
 
 
-def _wire(framing: Framing, events: list[LoggedEvent], pings: set[int]) -> bytes:
+def _wire(framing: type[NativeFraming], events: list[LoggedEvent], pings: set[int]) -> bytes:
     """A stream as the service writes it: the opening, then the events with pings between."""
-    parts = [opening(framing, RUN_ID, 0)]
+    wire_format = framing(RUN_ID, 0)
+    parts = [wire_format.opening()]
     for index, event in enumerate(events):
         if index in pings:
-            parts.append(keep_alive(framing))
-        parts.append(frame(framing, RUN_ID, event))
+            parts.append(wire_format.keep_alive)
+        parts.append(wire_format.frames([event]))
     return b"".join(parts)
 
 
@@ -97,7 +91,7 @@ def test_standard_framing_gives_fetch_event_source_one_message_per_event(
 ) -> None:
     events = _events(contents)
     parser = FetchEventSourceParser()
-    for chunk in _split(_wire(Framing.STANDARD, events, pings), cuts):
+    for chunk in _split(_wire(StandardFraming, events, pings), cuts):
         parser.feed(chunk)
     assert parser.messages == [(e.data, f"{RUN_ID}:{e.seq}") for e in events]
 
@@ -109,13 +103,13 @@ def test_a_cut_standard_stream_resumes_after_the_last_event_delivered(
     """Wherever the connection breaks, fetch-event-source retries with this run's id (never
     without one, which would start a second turn) naming the last event it delivered; except
     in the one byte between an event's `id:` line and the empty line that ends it."""
-    wire = _wire(Framing.STANDARD, events := _events(contents), pings)
+    wire = _wire(StandardFraming, events := _events(contents), pings)
     received = wire[: at % len(wire)]
     parser = FetchEventSourceParser()
     parser.feed(received)
     delivered = len(parser.messages)
     in_the_window = received.endswith(f"\nid: {RUN_ID}:{delivered + 1}\n".encode())
-    if not received.startswith(opening(Framing.STANDARD, RUN_ID, 0)):
+    if not received.startswith(StandardFraming(RUN_ID, 0).opening()):
         assert parser.retry_id is None  # cut before the stream's first line
     elif in_the_window:
         assert parser.retry_id == f"{RUN_ID}:{delivered + 1}"
@@ -129,7 +123,7 @@ def test_seed_framing_gives_the_seed_loops_one_json_object_per_event(
     contents: list[str], pings: set[int], cuts: list[int]
 ) -> None:
     events = _events(contents)
-    chunks = _split(_wire(Framing.SEED, events, pings), cuts)
+    chunks = _split(_wire(SeedFraming, events, pings), cuts)
     assert seed_parse(chunk.decode() for chunk in chunks) == [json.loads(e.data) for e in events]
 
 
@@ -149,33 +143,19 @@ def test_the_standard_framing_goes_to_clients_that_name_event_streams(
     wanted = any(
         media.lower() == "text/event-stream" and q not in ("0", "0.0") for media, q in ranges
     )
-    expected = Framing.STANDARD if wanted else Framing.SEED
+    expected = StandardFraming if wanted else SeedFraming
     assert framing_for(accept) is expected
 
 
 def test_clients_that_send_no_accept_or_any_get_the_seed_framing() -> None:
-    assert framing_for(None) is Framing.SEED  # the seed's fetch in Node sends */*, or nothing
-    assert framing_for("*/*") is Framing.SEED
-    assert framing_for("text/event-stream") is Framing.STANDARD  # EventSource
-
-
-async def test_the_private_exit_signal_we_await_is_still_there() -> None:
-    """`server_exiting` awaits sse-starlette's private `_listen_for_exit_signal`: this fails
-    when a new version renames it or changes what it waits on (uvicorn's flag, AppStatus)."""
-    listen = inspect.getattr_static(EventSourceResponse, "_listen_for_exit_signal")
-    assert isinstance(listen, staticmethod)
-    assert inspect.signature(listen.__func__).parameters == {}
-    AppStatus.should_exit = True
-    try:
-        with anyio.fail_after(1):
-            await server_exiting()  # returns at once when the flag is set
-    finally:
-        AppStatus.should_exit = False
+    assert framing_for(None) is SeedFraming  # the seed's fetch in Node sends */*, or nothing
+    assert framing_for("*/*") is SeedFraming
+    assert framing_for("text/event-stream") is StandardFraming  # EventSource
 
 
 @given(st.uuids().map(str) | st.just(""), st.integers(0, MAX_SEQ))
 def test_an_event_id_as_written_reads_back_as_its_run_and_seq(run_id: str, seq: int) -> None:
-    written = frame(Framing.STANDARD, run_id, LoggedEvent(seq, "{}")).split(b"\nid: ")[1]
+    written = StandardFraming(run_id, 0).frame(LoggedEvent(seq, "{}")).split(b"\nid: ")[1]
     raw = written.split(b"\n")[0].decode()
     assert parse_event_id(raw) == (run_id, seq)
     assert parse_event_id(str(seq)) == ("", seq)
@@ -219,37 +199,28 @@ def test_event_ids_no_client_was_sent_are_refused() -> None:
 
 def test_a_weight_that_cannot_be_read_accepts_the_event_stream() -> None:
     """Only q=0 refuses; `q=high` is read as yes (found by make mutate)."""
-    assert framing_for("text/event-stream;q=high") is Framing.STANDARD
-    assert framing_for("text/event-stream;q=0, */*") is Framing.SEED
+    assert framing_for("text/event-stream;q=high") is StandardFraming
+    assert framing_for("text/event-stream;q=0, */*") is SeedFraming
 
 
 def test_the_opening_and_the_pings_are_what_the_module_docstring_says() -> None:
     """The divergences' bytes, pinned: every client parser tolerates a wrong ping or an id
     line in the seed framing, so the property tests above do not see one (make mutate did)."""
-    assert opening(Framing.STANDARD, RUN_ID, 7) == f"id: {RUN_ID}:7\n".encode()
-    assert opening(Framing.SEED, RUN_ID, 7) == b""
-    assert keep_alive(Framing.STANDARD) == b": ping\n"
-    assert keep_alive(Framing.SEED) == b": ping\n\n"
+    assert StandardFraming(RUN_ID, 7).opening() == f"id: {RUN_ID}:7\n".encode()
+    assert SeedFraming(RUN_ID, 7).opening() == b""
+    assert StandardFraming(RUN_ID, 7).keep_alive == b": ping\n"
+    assert SeedFraming(RUN_ID, 7).keep_alive == b": ping\n\n"
+    assert StandardFraming(RUN_ID, 7).closing() == SeedFraming(RUN_ID, 7).closing() == b""
 
 
-def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() -> None:
-    """`app.sse._Stream` runs sse-starlette's own watchers itself (as asyncio tasks, not in an
-    anyio task group: half the memory per open stream) and bounds each write itself: this
-    fails when a new version renames one, changes what it takes, or stops sending through
-    `_send_with_timeout` (the version is also bounded in pyproject.toml)."""
-    expected = {
-        "_stream_response": ["self", "send"],
-        "_listen_for_exit_signal_with_grace": ["self"],
-        "_listen_for_disconnect": ["self", "receive"],
-        "_ping": ["self", "send"],
-        "_send_with_timeout": ["self", "send", "message"],
-    }
-    for name, parameters in expected.items():
-        method = inspect.getattr_static(EventSourceResponse, name)
-        assert inspect.iscoroutinefunction(method), name
-        assert list(inspect.signature(method).parameters) == parameters, name
-    sends = inspect.getsource(EventSourceResponse._stream_response)
-    assert "self._send_with_timeout(" in sends
-    response = EventSourceResponse(iter(()), ping=15, send_timeout=3)
-    assert (response.active, response.ping_interval, response.send_timeout) == (True, 15, 3)
-    assert response.background is None
+@pytest.mark.parametrize("framing", [StandardFraming, SeedFraming])
+def test_a_batch_is_its_events_framed_in_order_and_the_final_event_ends_the_stream(
+    framing: type[NativeFraming],
+) -> None:
+    events = _events(["a", "b"])
+    final = encode(Done(1, 2, {}), 3)
+    wire_format = framing(RUN_ID, 0)
+    assert wire_format.frames(events) == b"".join(wire_format.frame(e) for e in events)
+    assert not wire_format.ended
+    assert wire_format.frames([final]) == wire_format.frame(final)
+    assert wire_format.ended

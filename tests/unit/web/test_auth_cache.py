@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from jose import jwt as jose_jwt
 
-import app.auth
-from app.auth import InvalidToken, TokenVerifier
+import app.web.auth
 from app.settings import Settings
+from app.web.auth import InvalidToken, TokenVerifier
 
 SECRET = "s" * 40
 
@@ -84,7 +84,7 @@ def test_refused_tokens_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_cache_is_bounded_and_lets_the_oldest_go(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.auth, "VERIFIED_TOKENS_KEPT", 3)
+    monkeypatch.setattr(app.web.auth, "VERIFIED_TOKENS_KEPT", 3)
     decoded = _count_decodes(monkeypatch)
     clock = Clock()
     verifier = _verifier(clock)

@@ -1,5 +1,5 @@
 """The AI SDK's protocol, without I/O: a run's events as UI message stream chunks, the bytes,
-and the body the transport sends (`app.ai_sdk`)."""
+and the body the transport sends (`app.protocols.ai_sdk`)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.ai_sdk import (
-    CHAT_ID_SCHEMA,
-    DONE,
-    AiChatRequest,
-    UiMessageStream,
-    chat_id_is_valid,
-    ui_message_stream,
-)
 from app.events import (
     Done,
     Event,
@@ -33,6 +25,14 @@ from app.events import (
     encode,
     error_event,
 )
+from app.protocols.ai_sdk import (
+    CHAT_ID_SCHEMA,
+    DONE,
+    AiChatRequest,
+    UiMessageStream,
+    chat_id_is_valid,
+)
+from app.web.streaming import writes
 
 RUN = "7c9e0000-0000-0000-0000-000000000001"
 USAGE = {"requests": 2, "input_tokens": 46, "output_tokens": 12, "total_tokens": 58}
@@ -181,7 +181,7 @@ async def _batches(*batches: list[LoggedEvent]) -> AsyncIterator[list[LoggedEven
 
 
 async def _bytes(*batches: list[LoggedEvent]) -> list[bytes]:
-    return [out async for out in ui_message_stream(_batches(*batches))]
+    return [out async for out in writes(UiMessageStream(), _batches(*batches))]
 
 
 async def test_the_stream_is_data_lines_one_write_per_batch_and_done_after_the_final_event() -> (

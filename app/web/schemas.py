@@ -16,6 +16,7 @@ from app.domain import (
     has_unstorable,
     task_title,
 )
+from app.settings import Settings
 
 # The largest id a client may name: PostgreSQL's bigint.
 MAX_ID = 2**63 - 1
@@ -38,7 +39,7 @@ class _Input(BaseModel):
 
 
 class ChatRequest(_Input):
-    # maxLength is MAX_MESSAGE_CHARS, a setting: /openapi.json says it (app/openapi.py).
+    # maxLength is MAX_MESSAGE_CHARS, a setting: /openapi.json says it (`bound_schema`).
     message: str = Field(json_schema_extra={"minLength": 1, "pattern": _TEXT})
     conversation_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     cancel_active: bool = False
@@ -52,6 +53,11 @@ class ChatRequest(_Input):
         if limit is not None and len(value) > limit:
             raise ValueError(f"must be at most {limit} characters")
         return value
+
+    @classmethod
+    def bound_schema(cls, schema: dict[str, Any], settings: Settings) -> None:
+        """The schema /openapi.json gives, with the bound the settings set."""
+        schema["properties"]["message"]["maxLength"] = settings.max_message_chars
 
 
 def _title(value: str | None) -> str | None:
@@ -162,7 +168,7 @@ class RunOut(_Output):
     finished_at: datetime | None
 
 
-# Response bodies that wrap the ones above: what GET /openapi.json documents (app/openapi.py).
+# Response bodies that wrap the ones above: what GET /openapi.json documents (app/web/openapi).
 
 
 class ConversationPage(BaseModel):

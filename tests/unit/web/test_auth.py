@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from jose import jwt as jose_jwt
 
-from app.auth import InvalidToken, TokenVerifier, issue_token
 from app.settings import ConfigError, Settings
+from app.web.auth import InvalidToken, TokenVerifier, issue_token
 
 SECRET = "s" * 40
 

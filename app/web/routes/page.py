@@ -27,11 +27,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.auth import issue_token
-from app.errors import error_response
 from app.settings import ConfigError, Settings
+from app.web.auth import issue_token
+from app.web.errors import error_response
+from app.web.state import state_of
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parents[1] / "static"
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -83,9 +84,8 @@ async def dev_token(request: Request) -> Response:
             "invalid_request",
             "user_id: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
-    settings: Settings = request.app.state.settings
     try:
-        token = issue_token(settings, user_id)
+        token = issue_token(state_of(request).settings, user_id)
     except ConfigError:
         return error_response(
             501, "not_available", "This service cannot issue tokens with its JWT settings."

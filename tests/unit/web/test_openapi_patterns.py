@@ -9,8 +9,9 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.openapi import at_most
-from app.sse import MAX_SEQ, parse_event_id
+from app.events import MAX_SEQ
+from app.protocols.native import parse_event_id
+from app.web.openapi.operation import at_most
 
 SEQ = at_most(MAX_SEQ)
 

@@ -2,7 +2,7 @@
 //
 // A POST cannot use EventSource, so the answer to a sent message is read from `fetch`, asking
 // for the standard framing with `Accept: text/event-stream` (without it a browser's fetch sends
-// `*/*` and gets the seed's two-blocks-per-event framing: see app/sse.py). The parser below
+// `*/*` and gets the seed's two-blocks-per-event framing: see app/protocols/native.py). The parser below
 // follows the WHATWG rules for the fields this service sends: `data:` lines are joined, `id:`
 // sets the last event id (the stream opens with a bare one, the run's), comment lines (`: ping`)
 // are skipped, and an empty line dispatches the data gathered so far, if any.

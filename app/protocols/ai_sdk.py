@@ -1,8 +1,8 @@
 """The Vercel AI SDK's UI message stream protocol (the npm `ai` package, 7.x; the tests pin
 7.0.173): the body its `DefaultChatTransport` POSTs, and a run's events as the chunks its
 `readUIMessageStream` and `useChat` assemble into one assistant message. Pure functions and
-one small state machine: no I/O; `app.ai_routes` serves it over the same runs as every other
-stream.
+one small state machine (a `WireFormat`): no I/O; `app.web.routes.ai_sdk` serves it over the
+same runs and the same transport as every other stream.
 
 Read from the package itself (`src/ui-message-stream/ui-message-chunks.ts`,
 `src/ui/http-chat-transport.ts`, `src/ui/process-ui-message-stream.ts`). Choices made here on
@@ -32,21 +32,19 @@ purpose, do not "fix" them:
    our events).
 5. **A cancelled run** ends with `finish` and `finishReason: "other"` (metadata `status:
    "cancelled"`); a complete one with `"stop"`.
-6. **Framing is not `app.sse`'s.** The transport reads standard SSE `data:` lines, one JSON
-   chunk each, and stops at `data: [DONE]`. It resumes by asking again for the whole run (GET
-   `/ai/chat/{id}/stream`, which replays from the start, as the transport's default
-   `resumeStreamIsReplay` expects), never by event id, so no `id:` lines: `app.sse.event_stream`
-   frames our own events for EventSource-style resumption, which this protocol does not use.
-   `app.sse.byte_stream` still sends these bytes (its pings, its bound on a slow reader, its
-   shutdown grace). `[DONE]` follows only a run's final event: a stream that ends without one
-   was cut, and the client sees that, not a finished answer.
+6. **Framing is not `app.protocols.native`'s.** The transport reads standard SSE `data:`
+   lines, one JSON chunk each, and stops at `data: [DONE]`. It resumes by asking again for the
+   whole run (GET `/ai/chat/{id}/stream`, which replays from the start, as the transport's
+   default `resumeStreamIsReplay` expects), never by event id, so no `id:` lines: the native
+   framings carry them for EventSource-style resumption, which this protocol does not use.
+   `[DONE]` is the closing (`WireFormat.closing`): it follows only a run's final event, so a
+   stream that ends without one was cut, and the client sees that, not a finished answer.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -63,7 +61,10 @@ from app.events import (
     ToolResultEvent,
     decode,
 )
+from app.protocols.base import WireFormat
 
+# The AI SDK's chat ids among the threads (`app.domain.Thread`): stored, never to change.
+PROTOCOL = "ai-sdk"
 # What the transport checks for, and what the AI SDK's own responses send.
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "x-accel-buffering": "no"}
 DONE = b"data: [DONE]\n\n"
@@ -167,16 +168,29 @@ def chat_id_is_valid(chat_id: str) -> bool:
     )
 
 
-class UiMessageStream:
+class UiMessageStream(WireFormat):
     """One run's events, from its first, as UI message chunks (choices 1 to 5 above)."""
 
+    headers = HEADERS
+
     def __init__(self) -> None:
+        super().__init__()
         self._run_id = ""
         self._conversation_id = 0
         self._text: str | None = None
         self._reasoning: str | None = None
         self._tools_answered = False
-        self.ended = False
+
+    @property
+    def keep_alive(self) -> bytes:
+        return PING
+
+    def frames(self, batch: Sequence[LoggedEvent]) -> bytes:
+        return b"".join(frame(self.chunks(event)) for event in batch)
+
+    def closing(self) -> bytes:
+        """Choice 6."""
+        return DONE
 
     def chunks(self, logged: LoggedEvent) -> list[Chunk]:
         event = decode(logged)
@@ -273,16 +287,3 @@ def frame(chunks: list[Chunk]) -> bytes:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-async def ui_message_stream(batches: AsyncIterator[list[LoggedEvent]]) -> AsyncIterator[bytes]:
-    """The run's events (from its first) as the stream's bytes: one write per batch, then
-    `[DONE]` once the run's final event has gone out (choice 6)."""
-    translator = UiMessageStream()
-    async with aclosing(batches):  # type: ignore[type-var]
-        async for batch in batches:
-            out = b"".join(frame(translator.chunks(event)) for event in batch)
-            if translator.ended:
-                yield out + DONE
-                return
-            yield out

@@ -32,9 +32,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import error_response, not_authenticated
-from app.jwks import Jwk, KeySet, KeysUnavailable
 from app.settings import ConfigError, Settings
+from app.web.errors import error_response, not_authenticated
+from app.web.jwks import Jwk, KeySet, KeysUnavailable
 
 logger = logging.getLogger(__name__)
 

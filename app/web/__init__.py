@@ -1,0 +1,1 @@
+"""HTTP: the only users of Starlette and sse-starlette (`streaming`)."""

@@ -1,0 +1,1 @@
+"""GET /openapi.json, assembled from the operations the routes declare; GET /docs."""

@@ -1,0 +1,160 @@
+"""The one streaming transport: a run's events, in any wire protocol, as an HTTP response. The
+only module that uses sse-starlette.
+
+A protocol (`app.protocols.base.WireFormat`) says what the bytes are; this module sends them
+the same way for every protocol: one write per batch of events, keep-alive pings while there is
+nothing to send, the bound on a client that stops reading, the grace given to open streams when
+the server stops, the end of the response when the client goes away. `stream_response` is all
+the routes call.
+
+**A client that stops reading** (a frozen tab, a proxy that stalls) is dropped once one write
+has waited `SEND_TIMEOUT_SECONDS` (a setting, 30 s): sse-starlette's `send_timeout`. It raises
+`SendTimeoutError` out of the response, which the server would log as a crash; `_Stream` ends
+the response there instead, with a warning, and counts it (`todo_chat_streams_dropped_total`).
+The run goes on; the client may resume with `Last-Event-ID`. ASGI has no way to abort a
+connection: the server closes it once its buffer is flushed, or the client goes away; nothing
+more is queued for it meanwhile. Until then such a stream holds what uvicorn's buffer took (it
+stops taking writes past 64 KB) and one write: a write is one batch of events, and a batch is at
+most `app.runs.live.BATCH_BYTES`, however far behind the client is (tests/faults/
+test_stopped_readers.py measures it).
+
+**`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
+its grace, the client's disconnect) as plain asyncio tasks instead of in the anyio task group
+its `__call__` makes, and bounds each write with asyncio's timeout: less memory per open
+stream, and fewer instructions per write (docs/performance.md has the measurements). These
+are private parts of sse-starlette: the version is bounded in pyproject.toml, and
+tests/unit/web/test_streaming.py fails when one of them changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from app.events import LoggedEvent
+from app.metrics import STREAMS_DROPPED, open_stream
+from app.protocols.base import WireFormat
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Batches = AsyncIterator[list[LoggedEvent]]
+
+
+def stream_response(
+    wire_format: WireFormat, batches: Batches, settings: Settings, *, source: str = "followed"
+) -> Response:
+    """`batches` of a run's events as `wire_format`'s stream, counted in
+    `todo_chat_streams_open` under `source` (`local`: the turn this request started)."""
+    keep_alive = _Ping(wire_format.keep_alive)
+    return _Stream(
+        writes(wire_format, open_stream(source, batches)),
+        # A client that stops reading: once one write has waited this long (the socket's
+        # buffers full), the stream is closed, and the run goes on without it.
+        send_timeout=settings.send_timeout_seconds,
+        ping=settings.sse_ping_seconds,
+        ping_message_factory=lambda: keep_alive,
+        media_type=wire_format.media_type,
+        headers={"Cache-Control": "no-cache, no-store", **wire_format.headers},
+        # When the server stops, keep the stream open until its run has sent its last event.
+        # (The grace needs no `shutdown_event`: no body here watches one, and each would cost
+        # every open stream an anyio Event.)
+        shutdown_grace_period=settings.stream_close_seconds,
+    )
+
+
+async def writes(wire_format: WireFormat, batches: Batches) -> AsyncIterator[bytes]:
+    """What the transport writes: one write per batch (at most `BATCH_BYTES` of events, not
+    one write per token), the opening with the first, the closing with the run's final event,
+    and nothing after it."""
+    first = wire_format.opening()
+    async with aclosing(batches):  # type: ignore[type-var]
+        async for batch in batches:
+            out = first + wire_format.frames(batch)
+            first = b""
+            if wire_format.ended:
+                yield out + wire_format.closing()
+                return
+            yield out
+
+
+class _Ping(ServerSentEvent):
+    """sse-starlette sends what a ping event encodes to; this one encodes to given bytes (the
+    protocol's `keep_alive`)."""
+
+    def __init__(self, ping: bytes) -> None:
+        super().__init__(comment="ping")
+        self._bytes = ping
+
+    def encode(self) -> bytes:
+        return self._bytes
+
+
+class _Stream(EventSourceResponse):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope["type"] == "http" and scope["method"].upper() != "HEAD":
+                await self._serve(receive, send)
+            else:
+                await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            STREAMS_DROPPED.inc()
+            logger.warning(
+                "dropped a stream whose client stopped reading for %s s", self.send_timeout
+            )
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        """sse-starlette's bound on one write (`send_timeout`), with asyncio's timeout rather
+        than anyio's cancel scope, which costs a write more than twice the time."""
+        timeout = asyncio.timeout(self.send_timeout)
+        try:
+            async with timeout:
+                await send(message)
+        except TimeoutError:
+            if timeout.expired():
+                raise SendTimeoutError() from None
+            raise
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
+        """sse-starlette's own watchers (the stream, its pings, the server's exit and its
+        grace, the client's disconnect), each as it runs them, the first to end stopping the
+        others; but as plain asyncio tasks, not in an anyio task group, which held half of
+        what the response kept for each open stream."""
+        watchers = [
+            self._stream_response(send),
+            self._listen_for_exit_signal_with_grace(),
+            self._listen_for_disconnect(receive),
+        ]
+        if self.ping_interval > 0:
+            watchers.append(self._ping(send))
+        tasks = [asyncio.ensure_future(watcher) for watcher in watchers]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Their cleanup (the body's, which lets its run's subscription go) runs to its end.
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+        if self.background is not None:
+            await self.background()
+
+
+async def server_exiting() -> None:
+    """Return once the server has been told to stop (SIGTERM or SIGINT under uvicorn).
+
+    sse-starlette has no public API for this, only the private watcher its own responses use
+    (it sees uvicorn's exit flag however uvicorn was started). We use that one rather than a
+    second watcher that could disagree with it; the version is bounded in pyproject.toml and
+    tests/unit/web/test_streaming.py fails if the method changes."""
+    await EventSourceResponse._listen_for_exit_signal()

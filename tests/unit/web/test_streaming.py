@@ -1,0 +1,107 @@
+"""The one streaming transport: what it writes for any protocol, and the private parts of
+sse-starlette it runs (their versions move; these fail when one changes)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import AppStatus
+
+from app.events import Done, LoggedEvent, Text, encode
+from app.protocols.base import WireFormat
+from app.web.streaming import server_exiting, writes
+
+
+class _Tagged(WireFormat):
+    """A protocol whose every part is visible in its bytes."""
+
+    @property
+    def keep_alive(self) -> bytes:
+        return b"ping;"
+
+    def opening(self) -> bytes:
+        return b"open;"
+
+    def frames(self, batch: Sequence[LoggedEvent]) -> bytes:
+        self.ended = self.ended or any(event.terminal for event in batch)
+        return b"".join(f"{event.seq};".encode() for event in batch)
+
+    def closing(self) -> bytes:
+        return b"close;"
+
+
+async def _batches(*batches: list[LoggedEvent]) -> AsyncIterator[list[LoggedEvent]]:
+    for batch in batches:
+        yield batch
+
+
+TEXT = [encode(Text(f"t{seq}"), seq) for seq in range(1, 4)]
+FINAL = encode(Done(1, 2, {}), 4)
+
+
+async def test_one_write_per_batch_the_opening_with_the_first_the_closing_with_the_final() -> None:
+    out = [w async for w in writes(_Tagged(), _batches(TEXT[:2], [TEXT[2], FINAL]))]
+    assert out == [b"open;1;2;", b"3;4;close;"]
+
+
+async def test_nothing_is_written_or_read_after_the_final_event() -> None:
+    """The batches are let go at once (a follower's subscription ends with them)."""
+    read: list[int] = []
+
+    async def batches() -> AsyncIterator[list[LoggedEvent]]:
+        for batch in ([FINAL], TEXT):
+            read.append(batch[0].seq)
+            yield batch
+
+    out = [w async for w in writes(_Tagged(), batches())]
+    assert out == [b"open;4;close;"]
+    assert read == [4]
+
+
+async def test_a_stream_cut_before_the_final_event_has_no_closing() -> None:
+    out = [w async for w in writes(_Tagged(), _batches(TEXT[:1], TEXT[1:]))]
+    assert out == [b"open;1;", b"2;3;"]
+
+
+async def test_a_run_with_no_events_left_writes_nothing() -> None:
+    assert [w async for w in writes(_Tagged(), _batches())] == []
+
+
+async def test_the_private_exit_signal_we_await_is_still_there() -> None:
+    """`server_exiting` awaits sse-starlette's private `_listen_for_exit_signal`: this fails
+    when a new version renames it or changes what it waits on (uvicorn's flag, AppStatus)."""
+    listen = inspect.getattr_static(EventSourceResponse, "_listen_for_exit_signal")
+    assert isinstance(listen, staticmethod)
+    assert inspect.signature(listen.__func__).parameters == {}
+    AppStatus.should_exit = True
+    try:
+        with anyio.fail_after(1):
+            await server_exiting()  # returns at once when the flag is set
+    finally:
+        AppStatus.should_exit = False
+
+
+def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() -> None:
+    """`app.web.streaming._Stream` runs sse-starlette's own watchers itself (as asyncio tasks,
+    not in an anyio task group: half the memory per open stream) and bounds each write itself:
+    this fails when a new version renames one, changes what it takes, or stops sending through
+    `_send_with_timeout` (the version is also bounded in pyproject.toml)."""
+    expected = {
+        "_stream_response": ["self", "send"],
+        "_listen_for_exit_signal_with_grace": ["self"],
+        "_listen_for_disconnect": ["self", "receive"],
+        "_ping": ["self", "send"],
+        "_send_with_timeout": ["self", "send", "message"],
+    }
+    for name, parameters in expected.items():
+        method = inspect.getattr_static(EventSourceResponse, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert list(inspect.signature(method).parameters) == parameters, name
+    sends = inspect.getsource(EventSourceResponse._stream_response)
+    assert "self._send_with_timeout(" in sends
+    response = EventSourceResponse(iter(()), ping=15, send_timeout=3)
+    assert (response.active, response.ping_interval, response.send_timeout) == (True, 15, 3)
+    assert response.background is None
