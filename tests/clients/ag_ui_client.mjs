@@ -5,7 +5,10 @@
 // agent.messages and agent.state. With `resumeUrl`, the agent is ag_ui_resuming_agent.mjs's.
 //
 //   node ag_ui_client.mjs '{"runs": [{"client", "url", "threadId", "messages",
-//                                      "resumeUrl"?, "abortOn"?}]}'
+//                                      "resumeUrl"?, "abortOn"?, "then"?: [{"url", "message"}]}]}'
+//
+// `then`: more runs on the same agent (the same thread, its messages kept), each after adding
+// `message`, as a chat's next turn does.
 //
 // Runs them in turn and prints {"runs": [...]}, each with: `events` (the types the subscriber
 // saw, in order), `failed` (onRunFailed), `threw` (what runAgent() rejected with), `runErrors`
@@ -22,26 +25,32 @@ let warnings = [];
 console.warn = (...args) => warnings.push(args.map(String).join(' '));
 console.error = (...args) => warnings.push(args.map(String).join(' '));
 
-async function run({ client, url, threadId, messages, resumeUrl, abortOn }) {
+async function run({ client, url, threadId, messages, resumeUrl, abortOn, then = [] }) {
   const module = CLIENTS[client];
   const Agent = resumeUrl ? resumingAgentClass(module) : module.HttpAgent;
   const agent = new Agent({ url, threadId, initialMessages: messages, resumeUrl });
   const seen = { events: [], failed: [], runErrors: [], finished: [] };
   warnings = [];
+  const subscriber = {
+    onEvent: ({ event }) => {
+      seen.events.push(event.type);
+      if (event.type === abortOn) agent.abortRun();
+    },
+    onRunFailed: ({ error }) => { seen.failed.push(String(error?.message ?? error)); },
+    onRunErrorEvent: ({ event }) => { seen.runErrors.push({ code: event.code, message: event.message }); },
+    onRunFinishedEvent: ({ outcome, result: finished }) => {
+      seen.finished.push({ outcome, result: finished ?? null });
+    },
+  };
   let result = null;
   let threw = null;
   try {
-    ({ result } = await agent.runAgent({}, {
-      onEvent: ({ event }) => {
-        seen.events.push(event.type);
-        if (event.type === abortOn) agent.abortRun();
-      },
-      onRunFailed: ({ error }) => { seen.failed.push(String(error?.message ?? error)); },
-      onRunErrorEvent: ({ event }) => { seen.runErrors.push({ code: event.code, message: event.message }); },
-      onRunFinishedEvent: ({ outcome, result: finished }) => {
-        seen.finished.push({ outcome, result: finished ?? null });
-      },
-    }));
+    ({ result } = await agent.runAgent({}, subscriber));
+    for (const next of then) {
+      agent.url = next.url;
+      agent.addMessage(next.message);
+      ({ result } = await agent.runAgent({}, subscriber));
+    }
   } catch (error) {
     threw = String(error?.message ?? error);
   }

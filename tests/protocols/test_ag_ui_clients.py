@@ -48,6 +48,7 @@ class Route:
     cut: int | None = None
     end_cleanly: bool = False
     hold: int | None = None
+    service_run_id: str = RUN
     mangle: Callable[[bytes], bytes] = lambda wire: wire
 
 
@@ -65,7 +66,7 @@ class FramesServer:
         stream = AgUiStream(
             thread_id=THREAD,
             run_id=run_id,
-            service_run_id=RUN,
+            service_run_id=route.service_run_id,
             version=version,
             tasks=route.run.tasks,
             after_seq=after_seq,
@@ -238,6 +239,22 @@ async def test_a_tool_turn_is_read_as_the_messages_and_tasks_it_made(
     ours = {"run_id": RUN, "conversation_id": 7, "message_id": 70, "status": "complete"}
     assert seen["result"] == ours
     assert seen["finished"] == [{"outcome": "success", "result": ours}]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_the_next_run_on_the_thread_keeps_its_tool_calls_apart(
+    frames: FramesServer, client: str
+) -> None:
+    """The model of the next run reuses `call_1`: its call is still the next run's own, not
+    taken for a replay of the first run's (the client matches tool calls by id)."""
+    frames.routes["first"] = Route(TOOL_TURN)
+    frames.routes["next"] = Route(TOOL_TURN, service_run_id="run-2")
+    again = {"id": "u2", "role": "user", "content": "Once more."}
+    first = _client_run(frames, client, "first")
+    (seen,) = await _runs({**first, "then": [{"url": f"{frames.url}/next", "message": again}]})
+    _clean(seen)
+    next_run = json.loads(json.dumps(TOOL_TURN_MESSAGES[1:]).replace(RUN, "run-2"))
+    assert seen["messages"] == [*TOOL_TURN_MESSAGES, again, *next_run]
 
 
 @pytest.mark.parametrize("client", CLIENTS)
