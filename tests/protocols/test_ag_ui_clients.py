@@ -331,6 +331,7 @@ async def test_an_aborted_run_is_not_resumed(frames: FramesServer, client: str) 
     assert frames.resumes == []
     assert "RUN_FINISHED" not in seen["events"]
     assert (seen["failed"], seen["threw"]) == ([], None)
+    assert [error["code"] for error in seen["runErrors"]] == ["abort"]  # the client's own
 
 
 # --- the checks can fail: each defect, made on the wire, is caught ---------------------------
