@@ -98,9 +98,9 @@ class AgUiStream(WireFormat):
         `tasks` is the user's task list as it is now; `after_seq` is where a resuming client is
         (0: from the start)."""
         super().__init__()
-        self._thread_id = thread_id
-        self._run_id = run_id
-        self._run = service_run_id
+        self._client_thread_id = thread_id
+        self._client_run_id = run_id
+        self._service_run_id = service_run_id
         self._version = version
         self._tasks = _TaskList(tasks)
         self._after_seq = after_seq
@@ -125,7 +125,7 @@ class AgUiStream(WireFormat):
                 out.append(self._resume())
             group = self._translate(decode(logged), logged.seq)
             if self._live:
-                out.append(_group(group, f"{self._run}:{logged.seq}"))
+                out.append(_group(group, f"{self._service_run_id}:{logged.seq}"))
         if not (self._live or self.ended) and batch and batch[-1].seq >= self._after_seq:
             out.append(self._resume())
         return b"".join(out)
@@ -139,7 +139,7 @@ class AgUiStream(WireFormat):
             group.append(_text_start(self._text))
         if self._reasoning is not None:
             group.extend(_reasoning_start(self._reasoning))
-        return _group(group, f"{self._run}:{self._after_seq}")
+        return _group(group, f"{self._service_run_id}:{self._after_seq}")
 
     def _translate(self, event: Event, seq: int) -> list[AgUiEvent]:
         if isinstance(event, Start):
@@ -150,7 +150,7 @@ class AgUiStream(WireFormat):
             self._next_step()
             out += self._close_text()
             if self._reasoning is None:
-                self._reasoning = f"{self._run}-reasoning-{seq}"
+                self._reasoning = f"{self._service_run_id}-reasoning-{seq}"
                 out += _reasoning_start(self._reasoning)
             if event.message:
                 out.append(_delta("REASONING_MESSAGE_CONTENT", self._reasoning, event.message))
@@ -182,8 +182,8 @@ class AgUiStream(WireFormat):
     def _run_started(self) -> AgUiEvent:
         started: AgUiEvent = {
             "type": "RUN_STARTED",
-            "threadId": self._thread_id,
-            "runId": self._run_id,
+            "threadId": self._client_thread_id,
+            "runId": self._client_run_id,
         }
         if self._version is AgUiVersion.V1:
             started["protocolVersion"] = AgUiVersion.V1.value
@@ -194,7 +194,7 @@ class AgUiStream(WireFormat):
         return {"type": "STATE_SNAPSHOT", "snapshot": self._tasks.state()}
 
     def _metadata(self, **more: Any) -> dict[str, Any]:
-        ours: dict[str, Any] = {"run_id": self._run}
+        ours: dict[str, Any] = {"run_id": self._service_run_id}
         if self._conversation_id is not None:
             ours["conversation_id"] = self._conversation_id
         return {METADATA_KEY: {**ours, **more}}
@@ -202,7 +202,7 @@ class AgUiStream(WireFormat):
     def _step_message(self, seq: int) -> str:
         """The assistant message of the model's current step, named when first needed."""
         if self._step is None:
-            self._step = f"{self._run}-assistant-{seq}"
+            self._step = f"{self._service_run_id}-assistant-{seq}"
         return self._step
 
     def _next_step(self) -> None:
@@ -247,7 +247,7 @@ class AgUiStream(WireFormat):
         out: list[AgUiEvent] = [
             {
                 "type": "TOOL_CALL_RESULT",
-                "messageId": f"{self._run}-tool-{seq}",
+                "messageId": f"{self._service_run_id}-tool-{seq}",
                 "toolCallId": self._call_id(event.call_id),
                 "content": _as_text(event.output),
                 "role": "tool",
@@ -259,15 +259,15 @@ class AgUiStream(WireFormat):
         return out
 
     def _call_id(self, model_call_id: str) -> str:
-        return f"{self._run}-{model_call_id}"
+        return f"{self._service_run_id}-{model_call_id}"
 
     def _finished(self, event: Done) -> AgUiEvent:
         ours = {"conversation_id": event.conversation_id, "message_id": event.message_id}
-        details = {"run_id": self._run, **ours, "status": event.status}
+        details = {"run_id": self._service_run_id, **ours, "status": event.status}
         finished: AgUiEvent = {
             "type": "RUN_FINISHED",
-            "threadId": self._thread_id,
-            "runId": self._run_id,
+            "threadId": self._client_thread_id,
+            "runId": self._client_run_id,
         }
         cancelled = event.status == MessageStatus.CANCELLED
         if self._version is AgUiVersion.V1:

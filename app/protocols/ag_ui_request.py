@@ -31,17 +31,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.domain import has_unstorable
+from app.protocols.client_input import (
+    CLIENT_ID_RULE,
+    CLIENT_ID_SCHEMA,
+    client_id_is_valid,
+    user_text_problem,
+)
 
-MAX_CLIENT_ID_CHARS = 200
-# A thread id names a URL path segment (the resume GET), so it is printable ASCII without
-# slashes, and not "." or "..": `client_id_is_valid` in JSON Schema, for /openapi.json.
-CLIENT_ID_SCHEMA: dict[str, Any] = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_CLIENT_ID_CHARS,
-    "pattern": "^(?!\\.\\.?$)[ -.0-\\[\\]-~]+$",
-}
 _VERSION = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")
 
 
@@ -53,16 +49,6 @@ class AgUiVersion(enum.Enum):
     React packages pin)."""
     V1 = "1.0"
     """`protocolVersion` "1.0" or a later 1.x: `@ag-ui/client` 1.0.0 and on."""
-
-
-def client_id_is_valid(value: str) -> bool:
-    return (
-        0 < len(value) <= MAX_CLIENT_ID_CHARS
-        and value.isascii()
-        and value.isprintable()
-        and not any(c in value for c in "/\\")
-        and value not in (".", "..")
-    )
 
 
 class AgUiMessage(BaseModel):
@@ -109,9 +95,7 @@ class AgUiRunRequest(BaseModel):
     @classmethod
     def _client_id(cls, value: str) -> str:
         if not client_id_is_valid(value):
-            raise ValueError(
-                f"must be 1 to {MAX_CLIENT_ID_CHARS} printable ASCII characters, without / or \\"
-            )
+            raise ValueError(f"must be {CLIENT_ID_RULE}")
         return value
 
     @model_validator(mode="after")
@@ -120,21 +104,14 @@ class AgUiRunRequest(BaseModel):
         if last.role != "user":
             raise ValueError("messages: the last message must be the user's")
         if not client_id_is_valid(last.id):
-            raise ValueError(
-                f"messages: the last message's id must be 1 to {MAX_CLIENT_ID_CHARS} "
-                "printable ASCII characters, without / or \\"
-            )
+            raise ValueError(f"messages: the last message's id must be {CLIENT_ID_RULE}")
         try:
             text = last.text()
         except ValueError as error:
             raise ValueError(f"messages: the last message's {error}") from None
-        if not text.strip():
-            raise ValueError("messages: the last message must have text")
-        limit = (info.context or {}).get("max_message_chars")
-        if limit is not None and len(text) > limit:
-            raise ValueError(f"messages: the last message must be at most {limit} characters")
-        if has_unstorable(text):
-            raise ValueError("messages: must not contain U+0000 or unpaired surrogates")
+        problem = user_text_problem(text, (info.context or {}).get("max_message_chars"))
+        if problem is not None:
+            raise ValueError(f"messages: the last message {problem}")
         return self
 
     @property

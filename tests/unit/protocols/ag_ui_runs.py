@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from app.agent.tools import task_json
 from app.domain import Task
 from app.events import (
     Done,
@@ -36,15 +37,6 @@ _NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 def task(task_id: int, title: str, *, completed: bool = False) -> Task:
     return Task(task_id, "alice", title, None, completed, _NOW, _NOW)
-
-
-def task_json(value: Task) -> dict[str, Any]:
-    return {
-        "id": value.id,
-        "title": value.title,
-        "description": value.description,
-        "completed": value.completed,
-    }
 
 
 @dataclass(frozen=True)
