@@ -5,8 +5,10 @@
 // agent.messages and agent.state. With `resumeUrl`, the agent is ag_ui_resuming_agent.mjs's.
 //
 //   node ag_ui_client.mjs '{"runs": [{"client", "url", "threadId", "messages",
-//                                      "resumeUrl"?, "abortOn"?, "then"?: [{"url", "message"}]}]}'
+//                                      "resumeUrl"?, "abortOn"?, "clone"?,
+//                                      "then"?: [{"url", "message"}]}]}'
 //
+// `clone`: run a clone of the agent, as CopilotKit's runtime does for each request.
 // `then`: more runs on the same agent (the same thread, its messages kept), each after adding
 // `message`, as a chat's next turn does.
 //
@@ -25,10 +27,11 @@ let warnings = [];
 console.warn = (...args) => warnings.push(args.map(String).join(' '));
 console.error = (...args) => warnings.push(args.map(String).join(' '));
 
-async function run({ client, url, threadId, messages, resumeUrl, abortOn, then = [] }) {
+async function run({ client, url, threadId, messages, resumeUrl, abortOn, clone, then = [] }) {
   const module = CLIENTS[client];
   const Agent = resumeUrl ? resumingAgentClass(module) : module.HttpAgent;
-  const agent = new Agent({ url, threadId, initialMessages: messages, resumeUrl });
+  const made = new Agent({ url, threadId, initialMessages: messages, resumeUrl });
+  const agent = clone ? made.clone() : made;
   const seen = { events: [], failed: [], runErrors: [], finished: [] };
   warnings = [];
   const subscriber = {

@@ -30,7 +30,18 @@ export function resumingAgentClass({ HttpAgent, runHttpRequest, transformHttpEve
       this.answered = false;
       this.ended = false;
       const send = this.fetch;
-      this.fetch = async (url, init) => this.wholeGroups(await send(url, init), init?.signal);
+      // Not an arrow: `this` is the agent that fetches, which may be a clone of this one.
+      this.fetch = async function fetchWholeGroups(url, init) {
+        return this.wholeGroups(await send(url, init), init?.signal);
+      };
+    }
+
+    // CopilotKit's runtime runs a clone of the agent it is given, for each request.
+    clone() {
+      const cloned = super.clone();
+      cloned.resumeUrl = this.resumeUrl;
+      cloned.maxResumes = this.maxResumes;
+      return cloned;
     }
 
     async runAgent(parameters = {}, subscriber) {

@@ -296,17 +296,22 @@ def _inside_second_call(wire: bytes) -> int:
     return wire.index(b'"toolCallName":"complete_task"')
 
 
-@pytest.mark.parametrize("end_cleanly", [False, True], ids=["dropped", "ended"])
+@pytest.mark.parametrize(
+    ("end_cleanly", "clone"),
+    [(False, False), (True, False), (False, True)],
+    ids=["dropped", "ended", "dropped-in-a-clone"],
+)
 @pytest.mark.parametrize("client", CLIENTS)
 async def test_the_resuming_agent_rebuilds_a_cut_run(
-    frames: FramesServer, client: str, end_cleanly: bool
+    frames: FramesServer, client: str, end_cleanly: bool, clone: bool
 ) -> None:
     """The POST's connection is cut inside the second tool call's group: the subclass passes
-    on nothing of that group, resumes from the last whole one, and ends as an uncut run."""
+    on nothing of that group, resumes from the last whole one, and ends as an uncut run; a
+    clone of it too (CopilotKit's runtime runs a clone of the agent it is given)."""
     version = AgUiVersion.V1 if client == "1.0.0" else AgUiVersion.LEGACY
     cut = _inside_second_call(b"".join(TOOL_TURN.writes(version)))
     route = Route(TOOL_TURN, cut=cut, end_cleanly=end_cleanly)
-    seen = await _one(frames, client, route, resumeUrl=_resume_url(frames))
+    seen = await _one(frames, client, route, resumeUrl=_resume_url(frames), clone=clone)
     _clean(seen)
     (post,) = frames.posts
     assert frames.resumes == [
