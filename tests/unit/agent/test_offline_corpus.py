@@ -180,7 +180,9 @@ def judge(case: Case) -> str | None:
         return f"called tools: {_show(turn.calls)}"
     if case.lists is not None and case.lists not in listed:
         return f"listed {listed or 'nothing'}, expected {case.lists!r}"
-    flat = [call for entry in case.calls for call in (entry if isinstance(entry, list) else [entry])]
+    flat = [
+        call for entry in case.calls for call in (entry if isinstance(entry, list) else [entry])
+    ]
     if not _calls_match(flat, turn.changes):
         return f"calls {_show(turn.changes)}, expected {case.calls}"
     for group in (entry for entry in case.calls if isinstance(entry, list)):
