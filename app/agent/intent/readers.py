@@ -65,7 +65,7 @@ def read(clause: Clause) -> tuple[Intent, Reader] | None:
 
 
 Phrasing = str | tuple[str, str | tuple[str, ...]]
-_TAIL = 80  # the longest ending a phrasing's `ending` describes, and then some
+_TAIL = 64  # the longest ending a phrasing's `ending` describes, and then some
 
 
 def _compiled(phrasing: Phrasing) -> tuple[re.Pattern[str], Callable[[str], bool]]:

@@ -26,7 +26,7 @@ from app.agent.intent.wrappers import (
     strip_wrappers,
 )
 
-_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+_QUOTES = (("\u2019", "'"), ("\u2018", "'"), ("\u201c", '"'), ("\u201d", '"'))
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _EMOTICON_END = re.compile(r"(?:[:;]-?[)(dDpP]|<3)$")
 # A sentence ends at . ! ? or an ellipsis, before a space; not after a number ("1. milk")
@@ -42,11 +42,12 @@ _BOUNDARY = re.compile(
 )
 _PAST = "|".join(sorted(IRREGULAR_PAST, key=len, reverse=True))
 _REQUEST_START = re.compile(
-    r"(?:(?:please|pls|kindly|can you|could you|would you|will you|also|then|just|now)\s+)*"
+    # Tried at every boundary, so bounded: "then then then …" must not be read to its end each time.
+    r"(?:(?:please|pls|kindly|can you|could you|would you|will you|also|then|just|now)\s+){0,4}"
     r"(?:(?:add|mark|tick|check\s+off|cross|complete|delete|remove|erase|get\s+rid\s+of|rename"
     r"|reopen|uncheck|untick|unmark|show|list|remind\s+me|don't\s+forget"
     r"|put\s+[^,;.]{1,60}?\s+(?:on|onto|back)|take\s+[^,;.]{1,60}?\s+off)\b"
-    r"|(?:i|we)(?:'ve|\s+have|\s+had)?\s+(?:just\s+|already\s+|finally\s+|also\s+)*"
+    r"|(?:i|we)(?:'ve|\s+have|\s+had)?\s+(?:just\s+|already\s+|finally\s+|also\s+){0,3}"
     rf"(?:[a-z]{{3,}}ed|{_PAST}|didn't|did\s+not|haven't|have\s+not|never)\b"
     r"|(?:it|that|this|they)(?:'s|'re|\s+is|\s+are|\s+was|\s+were|\s+has\s+been)\s)"
 )
@@ -54,7 +55,8 @@ _TOPIC_LEAD = re.compile(
     r"^(?:(?:about|regarding|re|as for|as to|concerning|oh|so|and|never ?mind(?: about)?)\s+)+",
     re.I,
 )
-_MAX_CLAUSES = 30
+# At most this many clauses in a message, sentences included: what is left is read as one.
+_MAX_CLAUSES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ def understand(message: str) -> Request:
         openers |= kinds
         text = strip_wrappers(text)
         if text and not is_pleasantry(text):
-            readings.extend(_clauses(text, question))
+            readings.extend(_clauses(text, question, _MAX_CLAUSES - len(readings)))
     actions = _resolved(readings)
     if actions:
         return Request(actions)
@@ -81,7 +83,9 @@ def understand(message: str) -> Request:
 
 
 def _sentences(message: str) -> list[tuple[str, bool]]:
-    lines = [_BULLET.sub("", line).strip() for line in message.translate(_QUOTES).splitlines()]
+    for curly, straight in _QUOTES:  # (str.replace: str.translate is slower by far)
+        message = message.replace(curly, straight)
+    lines = [_BULLET.sub("", line).strip() for line in message.splitlines()]
     joined = ""
     for line in filter(None, lines):
         joined += line if not joined else (" " if joined.endswith(":") else ", ") + line
@@ -113,15 +117,15 @@ def _sentence(text: str) -> tuple[str, bool]:
         text = text[: len(text) - 3 + emoticon.start()]
 
 
-def _clauses(sentence: str, question: bool) -> list[_Reading]:
+def _clauses(sentence: str, question: bool, most: int) -> list[_Reading]:
     """The sentence's clauses, split where a new request starts; a part that reads as no
     request stays with the clause before it."""
     spans: list[tuple[int, int]] = []
     start = 0
     lower = sentence.lower()
     for boundary in _BOUNDARY.finditer(lower):
-        if len(spans) + 1 >= _MAX_CLAUSES:
-            break
+        if len(spans) + 1 >= most:
+            break  # the rest is one clause
         if boundary.start() > start and _REQUEST_START.match(lower, boundary.end()):
             spans.append((start, boundary.start()))
             start = boundary.end()

@@ -36,6 +36,13 @@ def cannot_do(request: str) -> str:
     return f'I can\'t do that myself, but I can put it on your list: say "add {request}".'
 
 
+def too_many(count: int, most: int) -> str:
+    return (
+        f"That's {count} tasks in one message: I add at most {most} at a time, so I haven't "
+        "added any. Please send them in smaller batches."
+    )
+
+
 def not_found(words: str) -> str:
     return f'I couldn\'t find a task matching "{words}". {SHOW_LIST}'
 

@@ -22,6 +22,9 @@ from app.agent.intent.vocabulary import NUMBERS, TASK_SEPARATOR
 # At most this many calls in one response: a message naming many tasks is answered in
 # several, and never sends more concurrent statements to the database than this at once.
 MAX_CALLS_PER_RESPONSE = 25
+# At most this many tasks added by one message: more is asked to be sent in parts, before any
+# is added (a 4,000-character message can name a thousand).
+MAX_ADDS_PER_MESSAGE = 50
 
 Task = dict[str, Any]
 _WHAT = {"pending": "pending tasks", "completed": "completed tasks", "all": "tasks"}
@@ -61,6 +64,9 @@ def next_step(request: Request, results: list[ToolResult]) -> Step:
         action.action in CHANGES or action.action in ("list", "search") for action in actions
     ):
         return Step(reply=_talk(actions[0]))
+    adds = sum(len(action.titles) for action in actions)
+    if adds > MAX_ADDS_PER_MESSAGE:
+        return Step(reply=replies.too_many(adds, MAX_ADDS_PER_MESSAGE))
     answered = _Results(results)
     tasks: list[Task] = []
     if any(_looks_up(action) for action in actions):
@@ -141,9 +147,10 @@ def _jobs(actions: tuple[Intent, ...], tasks: list[Task]) -> list[_Job] | str:
             if isinstance(targets, str):
                 return targets
             jobs.extend(_Job(_change(action, task_id), task_id) for task_id in targets)
-    unique: dict[tuple[str, str], _Job] = {}
-    for job in jobs:
-        key = (repr(job.call), repr(job.after_add)) if job.call else ("", repr(id(job)))
+    unique: dict[object, _Job] = {}
+    for job in jobs:  # the same change asked for twice is made once
+        call = job.call
+        key = (call.name, tuple(sorted(call.arguments.items()))) if call else id(job)
         unique.setdefault(key, job)
     return list(unique.values())
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 _OPENER = re.compile(
-    r"^(?:(?P<greet>hi|hello|hey|hiya|heya|howdy|yo|good (?:morning|afternoon|evening)|morning)"
+    r"(?:(?P<greet>hi|hello|hey|hiya|heya|howdy|yo|good (?:morning|afternoon|evening)|morning)"
     r"(?:\s+there)?"
     r"|(?P<thank>thanks(?: a lot| so much| a million| a bunch| very much| again| in advance)?"
     r"|thank you(?: so much| very much| kindly| again)?|many thanks|thx|ty|cheers"
@@ -78,27 +78,33 @@ _PLEASANTRY = re.compile(
 # How far from the end a closing "…, thanks so much" is looked for: searching only the tail
 # keeps a message of repeated words linear (a search from every position was quadratic).
 _TAIL = 80
+# Wrappers inside wrappers are peeled this many times at most ("so, could you please, if it's
+# not too much trouble, …"): a message of "thanks thanks …" is not peeled word by word.
+_LAYERS = 4
 
 
 def strip_openers(text: str) -> tuple[str, set[str]]:
     """Without the greetings, thanks and fillers it starts with; which kinds there were."""
     kinds: set[str] = set()
-    while text and (opener := _OPENER.match(text.lower())):
+    lower, start = text.lower(), 0
+    while start < len(lower) and (opener := _OPENER.match(lower, start)):
         kinds.update(name for name, value in opener.groupdict().items() if value)
-        text = text[opener.end() :]
-    return text, kinds
+        start = opener.end()
+    return text[start:], kinds
 
 
 def strip_wrappers(text: str) -> str:
     """The request inside "could you please be a dear and …", "if you could …, thanks"."""
-    while True:
+    for _ in range(_LAYERS):
         before = text
         text = _cut(_WORDY, _cut(_POLITE, text))
-        if mind := _MIND.match(text.lower()):
+        lower = text.lower()
+        if mind := _MIND.match(lower):
             verb = _GERUNDS.get(mind["verb"])
             if verb is not None:
                 text = verb + text[mind.end() :]
-        if ending := _THANKS_END.search(text.lower(), max(0, len(text) - _TAIL)):
+                lower = text.lower()
+        if ending := _THANKS_END.search(lower, max(0, len(text) - _TAIL)):
             text = text[: ending.start()]
         if text == before:
             break

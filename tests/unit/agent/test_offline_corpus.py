@@ -1,14 +1,13 @@
 """The offline model against a corpus of everyday requests (issue 18), judged on the tool calls
 it makes and the task list it leaves, not on the wording of its replies.
 
-`python -m tests.unit.agent.test_offline_corpus` (or `make bench-intent`) prints the failures, the
-pass rate and the time `understand()` takes per message.
+`make bench-intent` (tools/bench_intent.py) prints the failures, the pass rate and the time
+the offline model takes per message.
 """
 
 from __future__ import annotations
 
 import re
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,36 +230,6 @@ def report(cases: list[Case]) -> float:
     return rate
 
 
-def microseconds_per_message(cases: list[Case], rounds: int = 50) -> float:
-    messages = [case.message for case in cases]
-    started = time.perf_counter()
-    for _ in range(rounds):
-        for message in messages:
-            understand(message)
-    return (time.perf_counter() - started) / (rounds * len(messages)) * 1e6
-
-
-# Long messages built to make regular expressions backtrack (one did: "." * 25 + "x" took 2 s).
-LONG_MESSAGES = (
-    "." * 3990 + "x",
-    "add milk" + " to my list" * 360,
-    "mark " + "as " * 1320 + "x",
-    "the milk " + "is " * 1320 + "x",
-    "add " + " and".join(["milk"] * 790),
-    "complete" + " 1" * 1990 + " x",
-    "ok" + " :)" * 1320 + "x",
-)
-
-
-def slowest_long_message_ms() -> float:
-    slowest = 0.0
-    for message in LONG_MESSAGES:
-        started = time.perf_counter()
-        understand(message)
-        slowest = max(slowest, time.perf_counter() - started)
-    return slowest * 1e3
-
-
 def test_the_offline_model_handles_the_everyday_corpus() -> None:
     cases = load_corpus()
     assert len(cases) >= 200
@@ -279,10 +248,3 @@ def test_the_fake_task_list_answers_like_the_tools() -> None:
     assert [task["id"] for task in pending["tasks"]] == [2]
     assert tasks.call(ToolCallPlan("delete_task", {"task_id": 2}))["deleted"]["title"] == "Call mom"
     assert tasks.state() == [(1, "Buy milk", True)]
-
-
-if __name__ == "__main__":
-    corpus = load_corpus()
-    report(corpus)
-    print(f"understand(): {microseconds_per_message(corpus):.1f} µs per message")
-    print(f"slowest of {len(LONG_MESSAGES)} long messages: {slowest_long_message_ms():.1f} ms")
