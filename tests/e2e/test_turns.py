@@ -253,11 +253,8 @@ async def test_a_run_stopped_at_max_turns_after_its_tools_says_their_work_stays_
         await live.registry.wait_idle()
         run = (await user.get(f"/runs/{events[0]['run_id']}")).json()
 
-    assert types_of(events) == ["start", "tool_call", "tool_call", "tool_result", "tool_result"] + [
-        "tool_call",
-        "tool_result",
-        "error",
-    ]
+    parallel = ["tool_call", "tool_call", "tool_result", "tool_result"]
+    assert types_of(events) == ["start", *parallel, "tool_call", "tool_result", "error"]
     assert events[-1] == {
         "type": "error",
         "code": "max_turns_exceeded",
@@ -270,7 +267,8 @@ async def test_a_run_stopped_at_max_turns_after_its_tools_says_their_work_stays_
     tasks = await db.rows("SELECT title FROM tasks WHERE user_id = :u ORDER BY title", u=user.id)
     assert tasks == [{"title": "Buy eggs"}, {"title": "Buy milk"}]
     [answer] = await db.rows(
-        "SELECT status, tool_calls FROM messages WHERE conversation_id = :id AND role = 'assistant'",
+        "SELECT status, tool_calls FROM messages"
+        " WHERE conversation_id = :id AND role = 'assistant'",
         id=events[0]["conversation_id"],
     )
     assert answer["status"] == "incomplete"
