@@ -3,7 +3,17 @@ the SDK runs them concurrently against one user's tasks, our stream carries each
 result under one call id, in both SSE framings, and the transcript stores them.
 
 The offline model makes them as real models do (one response, several function calls); a
-scripted model aims several at one task at once, where a race would show.
+scripted model aims several at one task at once, where a race would show. The AI SDK's view of
+the same turn is in test_ai_sdk.py.
+
+AG-UI does not exist here yet. Its end-to-end test of this path must check, over real HTTP and
+with a real AG-UI client: ten tasks in one message give one step (one pair of STEP_STARTED and
+STEP_FINISHED around the ten calls, if steps are sent) with ten TOOL_CALL_START/ARGS/END
+sequences, each with its own toolCallId, and ten TOOL_CALL_RESULT events each naming the
+toolCallId of its call and holding that call's task (title equal to the call's argument), all
+ten calls before the first result; then the reply's TEXT_MESSAGE_* events and RUN_FINISHED; the
+ids distinct; replaying the run gives the same events; and it must fail when two calls' events
+are swapped or a result names another call's id.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.agent.intent import MAX_CALLS_PER_RESPONSE, ToolResult, next_step, understand
+from app.agent.intent.steps import MAX_ADDS_PER_MESSAGE
 from tests.unit.agent.intent.support import added, completed, listing, planned, task
 
 
@@ -38,6 +39,15 @@ def test_more_calls_than_a_response_holds_go_in_several() -> None:
     assert len(first.calls) == MAX_CALLS_PER_RESPONSE
     results = [added(n, f"Thing {n}") for n in range(MAX_CALLS_PER_RESPONSE)]
     assert len(next_step(request, results).calls) == 30 - MAX_CALLS_PER_RESPONSE
+
+
+def test_more_tasks_than_one_message_may_add_are_asked_for_in_parts_before_any_is_added() -> None:
+    request = understand("add " + ", ".join(f"thing {n}" for n in range(MAX_ADDS_PER_MESSAGE + 1)))
+    step = next_step(request, [])
+    assert step.calls == ()
+    assert step.reply is not None and f"at most {MAX_ADDS_PER_MESSAGE}" in step.reply
+    fifty = understand("add " + ", ".join(f"thing {n}" for n in range(MAX_ADDS_PER_MESSAGE)))
+    assert len(next_step(fifty, []).calls) == MAX_CALLS_PER_RESPONSE
 
 
 def test_words_are_looked_up_once_then_every_change_is_made_together() -> None:
