@@ -110,8 +110,8 @@ async def test_ten_tasks_in_one_message_are_one_model_step(
         assert ids[-len(events) :] == [f"{events[0]['run_id']}:{e['seq']}" for e in events]
     await server.registry.wait_idle()
 
-    rows = await db.rows("SELECT id, title FROM tasks WHERE user_id = :u", u=user.id)
-    assert sorted(row["title"] for row in rows) == sorted(TEN)
+    rows = await db.rows("SELECT id, title FROM tasks WHERE user_id = :u ORDER BY id", u=user.id)
+    assert [row["title"] for row in rows] == TEN, "not stored in the order they were named"
     results = [event for event in events if event["type"] == "tool_result"]
     assert {row["id"] for row in rows} == {result["output"]["task"]["id"] for result in results}
     [answer] = await db.rows(
