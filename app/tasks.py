@@ -18,8 +18,8 @@ class UserTasks:
     Calls may come concurrently (a model's parallel tool calls, which the SDK runs at once):
     each is one statement, atomic on its own. Adds alone go one at a time, in the order they
     were asked for, so the tasks a turn adds get their ids, and their places in the list, in
-    the order the user named them; concurrent, they came out in another order in about half
-    the messages that named ten."""
+    the order the user named them (concurrent inserts are stored in whatever order they reach
+    the database)."""
 
     def __init__(self, database: Database, user_id: str, priority: Priority = Priority.NEW) -> None:
         self._database = database
