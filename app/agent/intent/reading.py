@@ -51,6 +51,9 @@ _REQUEST_START = re.compile(
     rf"(?:[a-z]{{3,}}ed|{_PAST}|didn't|did\s+not|haven't|have\s+not|never)\b"
     r"|(?:it|that|this|they)(?:'s|'re|\s+is|\s+are|\s+was|\s+were|\s+has\s+been)\s)"
 )
+# A boundary where a new request starts: one pattern, so that a sentence of many boundaries
+# and no request ("— — — …") is scanned by the regular expression engine, not word by word.
+_SPLIT = re.compile(f"(?>{_BOUNDARY.pattern})(?={_REQUEST_START.pattern})")
 _TOPIC_LEAD = re.compile(
     r"^(?:(?:about|regarding|re|as for|as to|concerning|oh|so|and|never ?mind(?: about)?)\s+)+",
     re.I,
@@ -123,10 +126,10 @@ def _clauses(sentence: str, question: bool, most: int) -> list[_Reading]:
     spans: list[tuple[int, int]] = []
     start = 0
     lower = sentence.lower()
-    for boundary in _BOUNDARY.finditer(lower):
+    for boundary in _SPLIT.finditer(lower):
         if len(spans) + 1 >= most:
             break  # the rest is one clause
-        if boundary.start() > start and _REQUEST_START.match(lower, boundary.end()):
+        if boundary.start() > start:
             spans.append((start, boundary.start()))
             start = boundary.end()
     spans.append((start, len(sentence)))

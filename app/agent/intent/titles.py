@@ -26,7 +26,8 @@ _QUOTED = re.compile(r"([\"'])(.+?)\1")
 _ONLY_SEPARATORS = re.compile(r"(?:\s|,|;|&|\band\b|\balso\b|\bthen\b)*")
 # "1. call the bank 2. pay rent": a numbered list written on one line.
 _NUMBERED = re.compile(r"(?:^|\s+)\d{1,2}[.)]\s+")
-_PART_LEAD = re.compile(r"^(?:to|also|and|then)\s+", re.I)
+# "and also to take out the trash": the words (and quotes) before a part's title, all at once.
+_PART_LEAD = re.compile(r"(?:(?:to|also|and|then)\s+[\s\"']*)+", re.I)
 
 
 def titles(span: str) -> tuple[str, ...]:
@@ -55,7 +56,7 @@ def _split(span: str) -> list[str]:
 
 def clean_part(part: str) -> str:
     part = part.strip(" \"'.,;:-")
-    while lead := _PART_LEAD.match(part):  # "and also to take out the trash"
+    if lead := _PART_LEAD.match(part):
         part = part[lead.end() :].strip(" \"'")
     return part
 

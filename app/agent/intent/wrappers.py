@@ -95,29 +95,26 @@ def strip_openers(text: str) -> tuple[str, set[str]]:
 
 def strip_wrappers(text: str) -> str:
     """The request inside "could you please be a dear and …", "if you could …, thanks"."""
+    lower = text.lower()
+    if len(lower) != len(text):  # (a few letters change length in lower case)
+        text = lower
     for _ in range(_LAYERS):
-        before = text
-        text = _cut(_WORDY, _cut(_POLITE, text))
-        lower = text.lower()
-        if mind := _MIND.match(lower):
-            verb = _GERUNDS.get(mind["verb"])
-            if verb is not None:
-                text = verb + text[mind.end() :]
-                lower = text.lower()
-        if ending := _THANKS_END.search(lower, max(0, len(text) - _TAIL)):
-            text = text[: ending.start()]
-        if text == before:
+        length = len(text)
+        for wrapper in (_POLITE, _WORDY):
+            if opening := wrapper.match(lower):
+                text, lower = text[opening.end() :], lower[opening.end() :]
+        if (mind := _MIND.match(lower)) and (verb := _GERUNDS.get(mind["verb"])):
+            text, lower = verb + text[mind.end() :], verb + lower[mind.end() :]
+        if ending := _THANKS_END.search(lower, max(0, len(lower) - _TAIL)):
+            text, lower = text[: ending.start()], lower[: ending.start()]
+        if len(text) == length:
             break
-    text = _cut(_ASKING, text)
-    if polite_end := _POLITE_END.search(text.lower(), max(0, len(text) - _TAIL)):
+    if asking := _ASKING.match(lower):
+        text, lower = text[asking.end() :], lower[asking.end() :]
+    if polite_end := _POLITE_END.search(lower, max(0, len(lower) - _TAIL)):
         text = text[: polite_end.start()]
     return text.strip(" ,")
 
 
 def is_pleasantry(text: str) -> bool:
     return _PLEASANTRY.match(text.lower()) is not None
-
-
-def _cut(pattern: re.Pattern[str], text: str) -> str:
-    match = pattern.match(text.lower())
-    return text[match.end() :] if match else text
