@@ -93,7 +93,7 @@ MUTATE_CHILDREN ?= 2
 # The offline model against its corpus: failures, pass rate, and µs per understood message.
 .PHONY: bench-intent
 bench-intent:
-	$(BIN)/python -m tests.unit.agent.test_offline_corpus
+	$(BIN)/python -m tools.bench_intent
 
 # The contract fuzzed longer than make test does: Schemathesis, 100 examples per operation.
 .PHONY: fuzz

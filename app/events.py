@@ -67,7 +67,11 @@ class Error:
 # the words may change). Provider and database details never reach them: they go to the log.
 ERROR_MESSAGES = {
     "agent_failed": "Sorry, something went wrong while answering. Please try again.",
-    "max_turns_exceeded": "The assistant took too many steps on this request and was stopped.",
+    "max_turns_exceeded": (
+        "The assistant took too many steps on this request and was stopped before it could "
+        "reply. What it already did to your list stays done: check your list before sending "
+        "the request again."
+    ),
     "rate_limited": "The assistant is busy right now. Please try again in a moment.",
     "model_timeout": "The assistant took too long to answer. Please try again.",
     "model_unavailable": "The assistant can't be reached right now. Please try again shortly.",

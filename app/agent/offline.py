@@ -1,7 +1,9 @@
 """The embedded default model: a deterministic Agents SDK `Model` that needs no network.
 
 It reads the conversation the SDK hands it like a real model would, calls the todo tools through
-the SDK, and streams its reply token by token as Responses API events.
+the SDK, and streams its reply token by token as Responses API events. When a message asks for
+several things it makes several function calls in one response, as real models do (parallel
+tool calls): the SDK runs them concurrently and hands back their outputs together.
 """
 
 from __future__ import annotations
@@ -101,15 +103,19 @@ def _plan(input: str | list[TResponseInputItem]) -> Step:
     )
     if last_user is None:
         return next_step(understand("help"), [])
-    names: dict[str, str] = {}
-    results: list[ToolResult] = []
+    # Each output is paired with its call by id, and the results are taken in the order the
+    # calls were made, whatever order the outputs come back in.
+    calls: dict[str, str] = {}
+    outputs: dict[str, dict[str, Any]] = {}
     for item in items[last_user + 1 :]:
         kind = field_of(item, "type")
         if kind == "function_call":
-            names[field_of(item, "call_id")] = field_of(item, "name")
+            calls[field_of(item, "call_id")] = field_of(item, "name")
         elif kind == "function_call_output":
-            name = names.get(field_of(item, "call_id"), "")
-            results.append(ToolResult(name, _parse_output(field_of(item, "output"))))
+            outputs[field_of(item, "call_id")] = _parse_output(field_of(item, "output"))
+    results = [
+        ToolResult(name, outputs[call_id]) for call_id, name in calls.items() if call_id in outputs
+    ]
     return next_step(understand(_text_of(field_of(items[last_user], "content"))), results)
 
 

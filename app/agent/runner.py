@@ -145,7 +145,10 @@ def _failure(error: Exception) -> AgentFailed:
     if isinstance(error, AgentFailed):
         return error
     if isinstance(error, MaxTurnsExceeded):
-        return AgentFailed("max_turns_exceeded")
+        # Stopped after its tools ran (with only function tools, a response without tool calls
+        # ends the run): what they did stays done, and a retry would do it again. Never
+        # retryable, whatever the model.
+        return AgentFailed("max_turns_exceeded", retryable=False)
     if isinstance(error, openai.RateLimitError):
         return AgentFailed("rate_limited", retryable=True)
     if isinstance(error, openai.APITimeoutError):

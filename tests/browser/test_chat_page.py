@@ -93,8 +93,9 @@ async def test_the_answer_streams_with_thinking_tool_calls_and_the_task_list(
     page, user_id = await sign_in(site)
 
     await send(page, "add buy milk and call mom")
+    # Both calls in one model response (parallel tool calls): one line of thinking for both.
     await expect(page.locator(".thinking")).to_have_text(
-        ['Adding "Buy milk" to the list.', 'Adding "Call mom" to the list.']
+        ['Adding "Buy milk" and "Call mom" to the list.']
     )
     tool_calls = page.locator(".tool-call")
     await expect(tool_calls).to_have_count(2)

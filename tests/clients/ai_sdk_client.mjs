@@ -12,7 +12,8 @@
 // `resume` is what useChat({resume: true}) does on mount: resumeStream() on a new chat.
 //
 // Prints one JSON object: the assembled `message` (null when reconnect found nothing running),
-// the chunk types in order, the errors the SDK reported, or the HTTP error it threw.
+// the chunks in order, the errors the SDK reported, the states each tool part went through
+// (`toolStates`), or the HTTP error it threw.
 import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
 
 const [mode, raw] = process.argv.slice(2);
@@ -35,13 +36,23 @@ async function assemble(stream) {
     }),
   );
   let message = null;
+  // Each tool part's states in the order the assembled message went through them, as a UI
+  // drawing each snapshot would show them: "toolCallId input-available", then "… output-…".
+  const toolStates = [];
+  const seen = new Map();
   for await (const snapshot of readUIMessageStream({
     stream: recorded,
     onError: (error) => errors.push(String(error?.message ?? error)),
   })) {
     message = snapshot;
+    for (const part of snapshot.parts) {
+      if (part.type.startsWith('tool-') && seen.get(part.toolCallId) !== part.state) {
+        seen.set(part.toolCallId, part.state);
+        toolStates.push(`${part.toolCallId} ${part.state}`);
+      }
+    }
   }
-  return { message, chunks, errors };
+  return { message, chunks, errors, toolStates };
 }
 
 class ArrayState {

@@ -348,3 +348,42 @@ async def test_the_sdks_own_chat_holds_a_two_turn_conversation_as_useChat_would(
     stored = (await user.get(f"/conversations/{conversation_id}/messages")).json()["messages"]
     assert [m["content"] for m in stored] == [_text(m) for m in messages]
     assert [m["id"] for m in stored[1::2]] == [m["metadata"]["message_id"] for m in messages[1::2]]
+
+
+async def test_parallel_tool_calls_are_one_step_of_tool_parts_each_with_its_own_output(
+    server: LiveServer,
+) -> None:
+    """Ten tasks in one message: the offline model calls add_task ten times in one response.
+    The real client assembles one step holding ten tool parts, each given its own output
+    (matched by toolCallId) only after all ten calls arrived, then a step with the reply."""
+    titles = ["Eggs", "Bread", "Butter", "Cheese", "Apples", "Bananas", "Rice", "Pasta"]
+    titles += ["Coffee", "Tea"]
+    message = "add " + ", ".join(title.lower() for title in titles[:-1]) + " and tea"
+    user, chat_id = server.user(), f"chat-{uuid.uuid4().hex[:8]}"
+    result = await _send(server, user, chat_id, [_user_message(message)])
+    assert result["errors"] == [], result
+
+    parts = result["message"]["parts"]
+    kinds = [part["type"] for part in parts]
+    assert kinds[:2] == ["step-start", "reasoning"]
+    assert kinds[2:12] == ["tool-add_task"] * 10 and kinds[12] == "step-start"
+    assert set(kinds[13:]) == {"text"}
+    tools = _tool_parts(result["message"])
+    assert [tool["input"]["title"] for tool in tools] == titles
+    assert len({tool["toolCallId"] for tool in tools}) == 10
+    for tool in tools:
+        assert tool["state"] == "output-available"
+        assert tool["output"]["task"]["title"] == tool["input"]["title"]
+    states = result["toolStates"]
+    first_output = next(i for i, state in enumerate(states) if state.endswith("output-available"))
+    assert sorted(states[:first_output]) == sorted(
+        f"{tool['toolCallId']} input-available" for tool in tools
+    )
+    assert result["message"]["metadata"]["usage"]["requests"] == 2
+    assert _text(result["message"]).startswith('Added "Eggs" (#')
+
+    await server.registry.wait_idle()
+    stored = await _stored_answer(user, result["message"]["metadata"]["conversation_id"])
+    assert [(call["call_id"], call["output"]) for call in stored["tool_calls"]] == [
+        (tool["toolCallId"], tool["output"]) for tool in tools
+    ]

@@ -19,6 +19,7 @@ from openai.types.responses.response_reasoning_item import Summary
 from sqlalchemy.pool import QueuePool
 
 from app.agent.offline import OfflineModel
+from app.events import ERROR_MESSAGES
 from app.main import create_app
 from app.settings import Settings
 from app.web.state import state_of
@@ -229,6 +230,51 @@ async def test_a_model_that_loops_on_tools_is_stopped(settings: Settings) -> Non
     assert events[-1]["type"] == "error"
     assert events[-1]["code"] == "max_turns_exceeded"
     assert [e["type"] for e in events].count("tool_call") == 3
+
+
+async def test_a_run_stopped_at_max_turns_after_its_tools_says_their_work_stays_done(
+    settings: Settings, db: PlainSql
+) -> None:
+    """Whatever the model: a scripted one adds two tasks in parallel, then keeps calling tools.
+    The run ends with a typed, final error that says the tasks stay, and is not retryable (a
+    retry would add them again); the tasks and the calls are stored."""
+    capped = with_settings(settings, agent_max_turns=2)
+    model = ScriptedModel(
+        [
+            [
+                function_call("add_task", {"title": "Buy milk"}, call_id="c1"),
+                function_call("add_task", {"title": "Buy eggs"}, call_id="c2"),
+            ],
+            [function_call("list_tasks", {"status": "all"}, call_id="c3")],
+            [assistant_message("never reached")],
+        ]
+    )
+    async with serve(create_app(capped, model=model), capped) as live:
+        user = live.user()
+        events = await user.chat("add milk and eggs, then show me")
+        await live.registry.wait_idle()
+        run = (await user.get(f"/runs/{events[0]['run_id']}")).json()
+
+    parallel = ["tool_call", "tool_call", "tool_result", "tool_result"]
+    assert types_of(events) == ["start", *parallel, "tool_call", "tool_result", "error"]
+    assert events[-1] == {
+        "type": "error",
+        "code": "max_turns_exceeded",
+        "message": ERROR_MESSAGES["max_turns_exceeded"],
+        "retryable": False,
+        "seq": events[-1]["seq"],
+    }
+    assert "stays done" in events[-1]["message"]
+    assert run["status"] == "incomplete"
+    tasks = await db.rows("SELECT title FROM tasks WHERE user_id = :u ORDER BY title", u=user.id)
+    assert tasks == [{"title": "Buy eggs"}, {"title": "Buy milk"}]
+    [answer] = await db.rows(
+        "SELECT status, tool_calls FROM messages"
+        " WHERE conversation_id = :id AND role = 'assistant'",
+        id=events[0]["conversation_id"],
+    )
+    assert answer["status"] == "incomplete"
+    assert [call["call_id"] for call in answer["tool_calls"]] == ["c1", "c2", "c3"]
 
 
 class _GatedModel(OfflineModel):

@@ -6,9 +6,17 @@ import json
 import uuid
 from typing import Any
 
-from agents import Agent, FunctionTool, RawResponsesStreamEvent, RunConfig, Runner
+from agents import (
+    Agent,
+    FunctionTool,
+    RawResponsesStreamEvent,
+    RunConfig,
+    RunItemStreamEvent,
+    Runner,
+)
 from agents.tool_context import ToolContext
 
+from app.agent.items import field_of
 from app.agent.offline import OfflineModel
 from app.agent.tools import TODO_TOOLS, TurnContext
 from app.db.uow import Database
@@ -37,6 +45,37 @@ async def test_get_response_and_stream_response_drive_the_tools_alike(database_u
         assert (
             "".join(deltas) == streamed.final_output == f"You have 1 task:\n- #{task.id} Buy milk"
         )
+        assert streamed.context_wrapper.usage.requests == 2
+    finally:
+        await database.dispose()
+
+
+async def test_ten_tasks_in_one_message_are_one_response_of_ten_calls(database_url: str) -> None:
+    """The SDK reports the ten calls of the one response, runs them (concurrently), reports
+    their outputs in the calls' order, and asks the model once more: for the reply."""
+    titles = ["Eggs", "Bread", "Butter", "Cheese", "Apples", "Bananas", "Rice", "Pasta"]
+    titles += ["Coffee", "Tea"]
+    message = "add " + ", ".join(titles[:-1]).lower() + " and tea"
+    database = Database(database_url, pool_size=3)
+    try:
+        context = TurnContext(UserTasks(database, f"offline-{uuid.uuid4().hex}"))
+        agent = Agent[TurnContext](name="todo", tools=list(TODO_TOOLS), model=OfflineModel())
+        config = RunConfig(tracing_disabled=True)
+        streamed = Runner.run_streamed(agent, message, context=context, run_config=config)
+        items = [
+            event.item
+            async for event in streamed.stream_events()
+            if isinstance(event, RunItemStreamEvent)
+            and event.name in ("tool_called", "tool_output")
+        ]
+        assert [item.type for item in items] == ["tool_call_item"] * 10 + [
+            "tool_call_output_item"
+        ] * 10
+        calls = [item.raw_item for item in items[:10]]
+        outputs = [item.raw_item for item in items[10:]]
+        assert [json.loads(field_of(call, "arguments"))["title"] for call in calls] == titles
+        call_ids = [field_of(call, "call_id") for call in calls]
+        assert [field_of(output, "call_id") for output in outputs] == call_ids
         assert streamed.context_wrapper.usage.requests == 2
     finally:
         await database.dispose()
