@@ -41,6 +41,7 @@ CONFINED = {
     "jose": ("app.auth",),
     "sse_starlette": ("app.sse",),
     "prometheus_client": ("app.metrics",),
+    "redis": ("app.runs.log.redis_streams",),
     "agents": ("app.agent",),
     "openai": ("app.agent",),
     "starlette": (
