@@ -53,16 +53,17 @@ class RedisServer:
     """One `redis-server` process of ours; `restart_empty()` stops it and starts it again with
     nothing in it."""
 
-    def __init__(self, directory: Path, *, cluster: bool = False) -> None:
+    def __init__(self, directory: Path, *, cluster: bool = False, tls: bool = False) -> None:
         self.directory = directory
         self.cluster = cluster
+        self.tls = tls
         self.port, self.bus_port = _free_ports(2)
         self._server, self._cli = redis_binaries()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,7 @@ class RedisServer:
                 path.unlink()
         arguments = [
             self._server,
-            "--port", str(self.port),
+            *self._port_arguments(),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--save", "",
@@ -92,6 +93,23 @@ class RedisServer:
         self._process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL)
         self._until(lambda: self.cli("PING") == "PONG", "answers PING")
 
+    def _port_arguments(self) -> list[str]:
+        if not self.tls:
+            return ["--port", str(self.port)]
+        # A self-signed certificate, as Heroku's Key-Value Store presents.
+        cert, key = self.directory / "server.crt", self.directory / "server.key"
+        if not cert.exists():
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                 "-subj", "/CN=todo-chat-test", "-keyout", str(key), "-out", str(cert)],
+                capture_output=True, timeout=60, check=True,
+            )  # fmt: skip
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
@@ -107,7 +125,13 @@ class RedisServer:
     def cli(self, *command: str) -> str:
         """A command through `redis-cli`: its answer, or "" when the server does not answer."""
         done = subprocess.run(
-            [self._cli, "-p", str(self.port), *command],
+            [
+                self._cli,
+                "-p",
+                str(self.port),
+                *(("--tls", "--insecure") if self.tls else ()),
+                *command,
+            ],
             capture_output=True,
             text=True,
             timeout=10,
@@ -171,9 +195,9 @@ class RedisCluster:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(*, tls: bool = False) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="todo-chat-redis-") as directory:
-        server = RedisServer(Path(directory))
+        server = RedisServer(Path(directory), tls=tls)
         server.start()
         try:
             yield server

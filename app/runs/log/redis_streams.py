@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 BLOCK_MS = 2000
 """How long one blocking read lasts before the reader looks again at what it waits on."""
+APPEND_ATTEMPTS = 3
 STICKY_SECONDS = 10.0
 """How long a stream stays in the blocking read after its last waiting read: a follower at the
 tip comes back within that, and finds it there (no new blocking read for it)."""
@@ -210,7 +211,10 @@ class RedisStreamsLog(EventLog):
             raise RunLogLost(lost)
 
     async def _append_scripts(self, by_run: dict[str, list[LoggedEvent]]) -> list[int]:
-        for attempt in range(2):
+        """Each run's script, in one pipeline; the last seq each stream holds afterwards. The
+        whole batch is sent again (appends are idempotent) after a server that did not know
+        the script, or a connection that a restarted cluster node had closed."""
+        for attempt in range(1, APPEND_ATTEMPTS + 1):
             with _translated():
                 pipeline = self._client.pipeline(transaction=False)
                 for run_id, run_events in by_run.items():
@@ -219,15 +223,19 @@ class RedisStreamsLog(EventLog):
                         arguments += (event.seq, event.data)
                     pipeline.evalsha(_APPEND_SHA, 1, stream_key(run_id), *arguments)
                 results = await pipeline.execute(raise_on_error=False)
-                if attempt == 0 and any(isinstance(r, redis_errors.NoScriptError) for r in results):
-                    await self._client.script_load(APPEND_SCRIPT)  # a new or restarted server
-                    continue
-            for result in results:
-                if isinstance(result, Exception):
+            errors = [result for result in results if isinstance(result, Exception)]
+            if not errors:
+                return [int(result) for result in results]
+            if attempt < APPEND_ATTEMPTS:
+                if any(isinstance(error, redis_errors.NoScriptError) for error in errors):
                     with _translated():
-                        raise result
-            return [int(result) for result in results]
-        raise AssertionError("unreachable: the script was loaded")
+                        await self._client.script_load(APPEND_SCRIPT)
+                    continue
+                if all(isinstance(error, _OUTAGES) for error in errors):
+                    continue
+            with _translated():
+                raise errors[0]
+        raise AssertionError("unreachable")
 
     async def read(
         self,
