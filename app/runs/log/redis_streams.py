@@ -10,12 +10,13 @@ Each decision below is deliberate; docs/redis.md has the sources and the measure
 - **Entry ids are `<seq>-0`.** An event's id says its seq, so `Last-Event-ID: 41` reads on at
   `XRANGE key 42 +`, exactly; an id's first part is the one every tool shows and compares first
   (`0-<seq>` would read as the same instant for every event).
-- **Appends run a script per run**, all of a batch's runs in one pipeline (one round trip per
-  shard). The script writes only the events that follow on from the stream's last one, so a
-  retried batch neither fails nor duplicates, and a stream never has a hole: it always holds
-  seq 1 to its last, or nothing. It sets the stream to expire `retention` after its last
-  append, and a run's last append is its final event: the stream goes `retention` after the
-  run ends, as the PostgreSQL log's rows do. `prune` has nothing to do.
+- **A batch is appended by one script** (in a cluster, one per slot, in one pipeline: a round
+  trip per shard), so appending costs a command a batch, not one a run. The script writes
+  only the events that follow on from each stream's last one, so a retried batch neither
+  fails nor duplicates, and a stream never has a hole: it holds seq 1 to its last, or nothing.
+  It sets each stream to expire `retention` after its last append, and a run's last append
+  is its final event: the stream goes `retention` after the run ends, as the PostgreSQL
+  log's rows do. `prune` has nothing to do.
 - **Waiting**: one blocking reader per instance (`XREAD BLOCK` over every stream a read here
   is waiting on; in a cluster, one per slot, as a command may not span slots), which hands the
   entries it reads to the waiting reads, so a follower at the tip costs no read of its own. A
@@ -53,7 +54,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 from anyio.abc import TaskGroup
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -68,27 +69,39 @@ logger = logging.getLogger(__name__)
 BLOCK_MS = 2000
 """How long one blocking read lasts before the reader looks again at what it waits on."""
 APPEND_ATTEMPTS = 3
+POOL_SIZE = 50
+"""Connections to Redis (to each node of a cluster) an instance holds at most."""
+GATHER_SECONDS = 0.005
+"""How long the blocking reader lets an append's batch land before it reads again."""
 STICKY_SECONDS = 10.0
 """How long a stream stays in the blocking read after its last waiting read: a follower at the
 tip comes back within that, and finds it there (no new blocking read for it)."""
 
-# KEYS[1]: a run's stream. ARGV[1]: how many ms to keep it after this append. ARGV[2], ARGV[3],
-# ...: the seq and the data of the run's events, in order. Appends those after the stream's
-# last event that follow on from it; answers the stream's last seq afterwards.
+# KEYS: runs' streams (in a cluster, of one slot). ARGV[1]: how many ms to keep each after
+# this append; then for each stream in turn, its count of events n and n pairs of seq and data,
+# in order. Appends those after the stream's last event that follow on from it; answers each
+# stream's last seq afterwards.
 APPEND_SCRIPT = """
-local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local last = 0
-if top[1] then last = tonumber(string.match(top[1][1], '^%d+')) end
-for i = 2, #ARGV, 2 do
-  local seq = tonumber(ARGV[i])
-  if seq > last then
-    if seq ~= last + 1 then break end
-    redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'd', ARGV[i + 1])
-    last = seq
+local held = {}
+local at = 2
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[at])
+  local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)
+  local last = 0
+  if top[1] then last = tonumber(string.match(top[1][1], '^%d+')) end
+  for i = at + 1, at + 2 * n, 2 do
+    local seq = tonumber(ARGV[i])
+    if seq > last then
+      if seq ~= last + 1 then break end
+      redis.call('XADD', KEYS[k], ARGV[i] .. '-0', 'd', ARGV[i + 1])
+      last = seq
+    end
   end
+  redis.call('PEXPIRE', KEYS[k], ARGV[1])
+  held[k] = last
+  at = at + 1 + 2 * n
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return last
+return held
 """
 _APPEND_SHA = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
 
@@ -142,8 +155,11 @@ def connect(url: str, *, cluster: bool = False) -> Client:
     if parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
         options["ssl_cert_reqs"] = None
     if cluster:
-        return RedisCluster.from_url(url, max_connections=1000, **options)
-    return Redis.from_url(url, **options)
+        return RedisCluster.from_url(url, max_connections=POOL_SIZE, **options)
+    # A read or an append past POOL_SIZE at once waits for a connection (up to the socket
+    # timeout) rather than failing: redis-py's default pool refuses past its maximum.
+    pool = BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE, timeout=5, **options)
+    return Redis.from_pool(pool)  # closed with the client
 
 
 @contextmanager
@@ -199,33 +215,45 @@ class RedisStreamsLog(EventLog):
         by_run: dict[str, list[LoggedEvent]] = {}
         for run_id, event in events:
             by_run.setdefault(run_id, []).append(event)
-        if not by_run:
-            return
-        held = await self._append_scripts(by_run)
+        groups: dict[int, list[str]] = {}
+        for run_id in by_run:
+            groups.setdefault(self._group(stream_key(run_id)), []).append(run_id)
+        held = await self._append_scripts(list(groups.values()), by_run)
         lost = {
             run_id: last
-            for (run_id, run_events), last in zip(by_run.items(), held, strict=True)
-            if last < max(event.seq for event in run_events)
+            for run_id, last in held.items()
+            if last < max(event.seq for event in by_run[run_id])
         }
         if lost:
             raise RunLogLost(lost)
 
-    async def _append_scripts(self, by_run: dict[str, list[LoggedEvent]]) -> list[int]:
-        """Each run's script, in one pipeline; the last seq each stream holds afterwards. The
-        whole batch is sent again (appends are idempotent) after a server that did not know
-        the script, or a connection that a restarted cluster node had closed."""
+    async def _append_scripts(
+        self, groups: list[list[str]], by_run: dict[str, list[LoggedEvent]]
+    ) -> dict[str, int]:
+        """One script per group of runs (all of them, or in a cluster those of one slot), in
+        one pipeline; the last seq each run's stream holds afterwards. The whole batch is sent
+        again (appends are idempotent) after a server that did not know the script, or a
+        connection that a restarted cluster node had closed."""
         for attempt in range(1, APPEND_ATTEMPTS + 1):
             with _translated():
                 pipeline = self._client.pipeline(transaction=False)
-                for run_id, run_events in by_run.items():
+                for runs in groups:
                     arguments: list[str | int] = [self._keep_ms]
-                    for event in sorted(run_events, key=lambda event: event.seq):
-                        arguments += (event.seq, event.data)
-                    pipeline.evalsha(_APPEND_SHA, 1, stream_key(run_id), *arguments)
+                    for run_id in runs:
+                        run_events = sorted(by_run[run_id], key=lambda event: event.seq)
+                        arguments.append(len(run_events))
+                        for event in run_events:
+                            arguments += (event.seq, event.data)
+                    keys = [stream_key(run_id) for run_id in runs]
+                    pipeline.evalsha(_APPEND_SHA, len(keys), *keys, *arguments)
                 results = await pipeline.execute(raise_on_error=False)
             errors = [result for result in results if isinstance(result, Exception)]
             if not errors:
-                return [int(result) for result in results]
+                return {
+                    run_id: int(last)
+                    for runs, lasts in zip(groups, results, strict=True)
+                    for run_id, last in zip(runs, lasts, strict=True)
+                }
             if attempt < APPEND_ATTEMPTS:
                 if any(isinstance(error, redis_errors.NoScriptError) for error in errors):
                     with _translated():
@@ -351,11 +379,16 @@ class _BlockingReader:
                 after = dict(self._after)
                 self._reading = frozenset(after)
                 with anyio.CancelScope() as self._scope:
+                    reply: list[Any] = []
                     reply = await self._read(after)
                     self._scope = None
                     for key, entries in reply:
                         self._hand_over(key.decode(), _events(entries))
                 self._scope = None
+                if reply:
+                    # Redis answers after the first stream of an append's batch is written:
+                    # reading again at once would take the batch one stream at a time.
+                    await anyio.sleep(GATHER_SECONDS)
         except Exception as error:
             for waiting in self._waiting.values():
                 for _, woken, handed in waiting:
