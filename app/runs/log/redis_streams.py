@@ -1,51 +1,39 @@
 """The event log on Redis Streams, for a service past what one PostgreSQL takes.
 
-PostgreSQL stays the system of record (conversations, messages, runs and their end); only the
-events of runs live here, and only for `retention`. The one module that imports `redis`.
+PostgreSQL stays the system of record; only runs' events live here, for `retention`. The one
+module that imports `redis`. Each decision is deliberate (docs/redis.md: sources, figures):
 
-Each decision below is deliberate; docs/redis.md has the sources and the measurements.
-
-- **One stream per run**, `todo-chat:{<run_id>}:events`: the hash tag puts each run's keys on
-  one shard of a cluster, and spreads runs over all of them.
-- **Entry ids are `<seq>-0`.** An event's id says its seq, so `Last-Event-ID: 41` reads on at
-  `XRANGE key 42 +`, exactly; an id's first part is the one every tool shows and compares first
-  (`0-<seq>` would read as the same instant for every event).
-- **A batch is appended by one script** (in a cluster, one per slot, in one pipeline: a round
-  trip per shard), so appending costs a command a batch, not one a run. The script writes
-  only the events that follow on from each stream's last one, so a retried batch neither
-  fails nor duplicates, and a stream never has a hole: it holds seq 1 to its last, or nothing.
-  It sets each stream to expire `retention` after its last append, and a run's last append
-  is its final event: the stream goes `retention` after the run ends, as the PostgreSQL
-  log's rows do. `prune` has nothing to do.
-- **Waiting**: one blocking reader per instance (`XREAD BLOCK` over every stream a read here
-  is waiting on; in a cluster, one per slot, as a command may not span slots), which hands the
-  entries it reads to the waiting reads, so a follower at the tip costs no read of its own. A
-  reader per waiting follower would hold a connection each: a Heroku Key-Value Store plan
-  allows 20 to 1,000 of them.
-- **Redis restarted empty** (or a run's keys evicted): a run's stream is gone, or ends before
-  a batch's first event. The script then writes nothing for that run, and `append` raises
-  `RunLogLost` with what each such stream still holds, after writing the other runs' events.
-  The instance running the run has every event in memory: it appends them again from there,
-  and followers waiting on the run go on without a gap. A reader after seq N > 0 of a run
-  whose stream is gone gets `EventsGone` once its wait is over: never an empty page that the
-  run's final event (from the run record) would follow as if nothing were missing. The
-  registry turns it into a typed error for an ended run, and reads again for a live one
-  (its owner may be appending again).
-- **Redis unreachable**: the client retries a dropped connection briefly, then every call
-  raises the builtin `ConnectionError` (an `OSError`: `is_outage` says yes), so the writer
-  keeps the events and retries, and a request gets 503 with Retry-After, as during a
-  PostgreSQL restart. `ping` lets a send refuse up front rather than start a run whose events
-  cannot reach the log.
-- **TLS**: with `rediss://` the server's certificate is not verified unless the URL says
-  `ssl_cert_reqs=required`: Heroku's Key-Value Store presents a self-signed certificate and
-  documents `ssl_cert_reqs=None` for redis-py. The connection is encrypted either way.
+- **One stream per run**, `todo-chat:{<run_id>}:events`: the hash tag keeps a run's keys on
+  one shard of a cluster and spreads runs over all of them.
+- **Entry ids are `<seq>-0`**: `Last-Event-ID: 41` reads on at `XRANGE key 42 +`, exactly; the
+  first part is the one tools show and compare first (`0-<seq>` reads as one instant).
+- **A batch is appended by one script** (per slot in a cluster, pipelined: a round trip per
+  shard): a command a batch, not one a run. It writes only the events that follow on from
+  each stream's last one, so a retried batch neither fails nor duplicates and a stream never
+  has a hole (it holds seq 1 to its last, or nothing); it sets each stream to expire
+  `retention` after its last append, a run's final event: `prune` has nothing to do.
+- **Waiting**: one blocking reader per instance (`XREAD BLOCK` over every stream waited on;
+  per slot in a cluster, as a command may not span slots) hands what it reads to the waiting
+  reads: a follower at the tip sends no read of its own, and holds no connection (a Heroku
+  Key-Value Store plan allows 20 to 1,000).
+- **Redis restarted empty** (or keys evicted): the script writes nothing after a hole, and
+  `append` raises `RunLogLost` (what each such stream still holds) once the batch's other runs
+  are written; the instance running a run appends its events again from memory, and its
+  followers go on without a gap. A read after seq N > 0 of a stream that is gone raises
+  `EventsGone` once its wait is over: never an empty page that the final event from the run
+  record would follow as if whole. The registry makes it a typed error for an ended run.
+- **Redis unreachable**: after a brief retry every call raises the builtin `ConnectionError`
+  (`is_outage`: yes): the writer keeps its events and retries, a request gets 503, as for a
+  PostgreSQL restart; a send may `ping` first rather than start a run the log cannot hold.
+- **TLS**: `rediss://` does not verify the certificate unless the URL says
+  `ssl_cert_reqs=required`: Heroku's Key-Value Store presents a self-signed one and documents
+  `ssl_cert_reqs=None`. Encrypted either way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -63,6 +51,7 @@ from redis.crc import key_slot
 from app.events import LoggedEvent
 from app.runs.live import batch_size
 from app.runs.log.base import READ_LIMIT, EventLog, RunEvents
+from app.runs.log.redis_waiting import BlockingReader
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +60,6 @@ BLOCK_MS = 2000
 APPEND_ATTEMPTS = 3
 POOL_SIZE = 50
 """Connections to Redis (to each node of a cluster) an instance holds at most."""
-GATHER_SECONDS = 0.005
-"""How long the blocking reader lets an append's batch land before it reads again."""
-STICKY_SECONDS = 10.0
-"""How long a stream stays in the blocking read after its last waiting read: a follower at the
-tip comes back within that, and finds it there (no new blocking read for it)."""
 
 # KEYS: runs' streams (in a cluster, of one slot). ARGV[1]: how many ms to keep each after
 # this append; then for each stream in turn, its count of events n and n pairs of seq and data,
@@ -192,7 +176,7 @@ class RedisStreamsLog(EventLog):
         self._client = client
         self._keep_ms = str(int(retention_seconds * 1000))
         self._cluster = isinstance(client, RedisCluster)
-        self._readers: dict[int, _BlockingReader] = {}
+        self._readers: dict[int, BlockingReader] = {}
         self._task_group: TaskGroup | None = None
 
     async def serve(self) -> None:
@@ -309,17 +293,25 @@ class RedisStreamsLog(EventLog):
         """Which blocking reader reads `key`: the one, or in a cluster the one of its slot."""
         return key_slot(key.encode()) if self._cluster else 0
 
-    def _reader(self, key: str) -> _BlockingReader:
+    def _reader(self, key: str) -> BlockingReader:
         group = self._group(key)
         reader = self._readers.get(group)
         if reader is None:
             if self._task_group is None:
                 raise RuntimeError("waiting for events needs RedisStreamsLog.serve() running")
-            reader = self._readers[group] = _BlockingReader(self._client)
+            reader = self._readers[group] = BlockingReader(self._xread)
             self._task_group.start_soon(self._run_reader, group, reader)
         return reader
 
-    async def _run_reader(self, group: int, reader: _BlockingReader) -> None:
+    async def _xread(self, after: dict[str, int]) -> list[tuple[str, list[LoggedEvent]]]:
+        """New entries of these streams after these seqs, waiting up to `BLOCK_MS` for some."""
+        with _translated():
+            streams: dict[Any, Any] = {key: f"{seq}-0" for key, seq in after.items()}
+            reply = await self._client.xread(streams, count=READ_LIMIT, block=BLOCK_MS)
+        pairs: Any = reply.items() if isinstance(reply, dict) else reply or []
+        return [(key.decode(), _events(entries)) for key, entries in pairs]
+
+    async def _run_reader(self, group: int, reader: BlockingReader) -> None:
         try:
             await reader.run()
         except Exception:
@@ -328,101 +320,6 @@ class RedisStreamsLog(EventLog):
         finally:
             if self._readers.get(group) is reader:
                 del self._readers[group]
-
-
-class _BlockingReader:
-    """One `XREAD BLOCK` at a time over every stream that reads here wait on (in a cluster,
-    those of one slot), handing what it reads to the reads waiting for it; see the module's
-    docstring. It ends when nothing has been waited on for `STICKY_SECONDS`."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._after: dict[str, int] = {}  # what the blocking read reads after, by stream
-        self._waited: dict[str, float] = {}  # when a read last waited on each stream
-        self._waiting: dict[str, list[tuple[int, anyio.Event, list[Any]]]] = {}
-        self._reading: frozenset[str] = frozenset()
-        self._scope: anyio.CancelScope | None = None
-        self._ended = False
-
-    def at_tip(self, key: str, after_seq: int) -> bool:
-        """Whether the blocking read holds `key` at `after_seq`: what comes next, it will
-        hand over (no read of the stream needed first)."""
-        return not self._ended and self._after.get(key) == after_seq
-
-    async def wait(self, key: str, after_seq: int, seconds: float) -> list[LoggedEvent]:
-        if self._ended:
-            raise ConnectionError("the event log's blocking reader has stopped; read again")
-        woken = anyio.Event()
-        handed: list[Any] = []
-        self._waiting.setdefault(key, []).append((after_seq, woken, handed))
-        self._waited[key] = time.monotonic()
-        known = self._after.get(key)
-        if known is None or known > after_seq:
-            self._after[key] = after_seq
-        if key not in self._reading and self._scope is not None:
-            self._scope.cancel()  # read again, with this stream too
-        try:
-            with anyio.move_on_after(seconds):
-                await woken.wait()
-        finally:
-            waiting = self._waiting.get(key, [])
-            waiting[:] = [item for item in waiting if item[1] is not woken]
-            if not waiting:
-                self._waiting.pop(key, None)
-        if handed and isinstance(handed[0], BaseException):
-            raise handed[0]
-        return handed
-
-    async def run(self) -> None:
-        try:
-            while self._forget_idle():
-                after = dict(self._after)
-                self._reading = frozenset(after)
-                with anyio.CancelScope() as self._scope:
-                    reply: list[Any] = []
-                    reply = await self._read(after)
-                    self._scope = None
-                    for key, entries in reply:
-                        self._hand_over(key.decode(), _events(entries))
-                self._scope = None
-                if reply:
-                    # Redis answers after the first stream of an append's batch is written:
-                    # reading again at once would take the batch one stream at a time.
-                    await anyio.sleep(GATHER_SECONDS)
-        except Exception as error:
-            for waiting in self._waiting.values():
-                for _, woken, handed in waiting:
-                    handed.append(error)
-                    woken.set()
-            raise
-        finally:
-            self._ended = True
-
-    async def _read(self, after: dict[str, int]) -> list[Any]:
-        with _translated():
-            streams: dict[Any, Any] = {key: f"{seq}-0" for key, seq in after.items()}
-            reply = await self._client.xread(streams, count=READ_LIMIT, block=BLOCK_MS)
-        return list(reply.items()) if isinstance(reply, dict) else list(reply or [])
-
-    def _hand_over(self, key: str, events: list[LoggedEvent]) -> None:
-        if not events:
-            return
-        self._after[key] = events[-1].seq
-        for after_seq, woken, handed in self._waiting.get(key, []):
-            if not woken.is_set() and (new := [event for event in events if event.seq > after_seq]):
-                handed.extend(new)
-                woken.set()
-        if events[-1].terminal:  # the run has ended: nothing more will come
-            self._after.pop(key, None)
-
-    def _forget_idle(self) -> bool:
-        """Drop the streams not waited on lately; whether any is left to read."""
-        now = time.monotonic()
-        for key in list(self._after):
-            if key not in self._waiting and now - self._waited.get(key, 0.0) > STICKY_SECONDS:
-                del self._after[key]
-                self._waited.pop(key, None)
-        return bool(self._after)
 
 
 @asynccontextmanager
