@@ -89,6 +89,9 @@ class Settings:
     # GET /docs: on outside production unless API_DOCS=off; off in production unless on.
     api_docs: bool = True
     log_format: Literal["text", "json"] = "text"
+    # The run event log on Redis Streams instead of PostgreSQL (app/runs/log/redis_streams.py).
+    redis_url: str | None = None
+    redis_cluster: bool = False
 
     @property
     def uses_offline_model(self) -> bool:
@@ -187,6 +190,8 @@ class Settings:
             )
             == "on",
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),  # type: ignore[arg-type]
+            redis_url=_redis_url(env),
+            redis_cluster=_choice(env, "REDIS_CLUSTER", ("0", "1"), "0") == "1",
         )
         if (
             settings.jwt_secret is None
@@ -252,6 +257,10 @@ class Settings:
                 "METRICS_TOKEN is required in production: GET /metrics answers only "
                 "`Authorization: Bearer $METRICS_TOKEN` (openssl rand -hex 32)"
             )
+        if self.redis_cluster and not self.redis_url:
+            raise ConfigError(
+                "REDIS_CLUSTER=1 needs REDIS_URL (the URL of any node of the cluster)"
+            )
         if not self.uses_offline_model and not self.openai_api_key:
             raise ConfigError(
                 f"AGENT_MODEL={self.agent_model} needs OPENAI_API_KEY "
@@ -305,6 +314,18 @@ def _jwks_url(env: Mapping[str, str]) -> str | None:
     ):
         raise ConfigError(
             f"JWT_JWKS_URL must be an https:// URL (http:// only for localhost), not {url!r}"
+        )
+    return url
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = _text(env, "REDIS_URL")
+    if url is not None and not (
+        urlsplit(url).scheme in ("redis", "rediss") and urlsplit(url).hostname
+    ):
+        raise ConfigError(
+            "REDIS_URL must be a redis:// or rediss:// (TLS) URL with a host, "
+            "e.g. rediss://:password@host:6380"
         )
     return url
 

@@ -43,6 +43,7 @@ CONFINED = {
     "jose": ("app.web.auth",),
     "sse_starlette": ("app.web.streaming",),
     "prometheus_client": ("app.metrics",),
+    "redis": ("app.runs.log.redis_streams",),
     "agents": ("app.agent",),
     "openai": ("app.agent",),
     "starlette": ("app.web", "app.main"),

@@ -157,8 +157,11 @@ def test_every_setting_is_read() -> None:
             "METRICS_TOKEN": "metrics-token",
             "API_DOCS": "on",
             "LOG_FORMAT": "json",
+            "REDIS_URL": "rediss://:p@redis.example:6380",
+            "REDIS_CLUSTER": "1",
         }
     )
+    assert (settings.redis_url, settings.redis_cluster) == ("rediss://:p@redis.example:6380", True)
     assert settings.api_docs and not provider.api_docs  # off in production unless said
     assert settings.cors_origins == ("https://app.example", "http://localhost:3000")
     assert (settings.port, settings.jwt_audience, settings.jwt_issuer) == (
@@ -235,6 +238,11 @@ def test_every_setting_is_read() -> None:
         ({"CORS_ORIGINS": "app.example"}, "CORS_ORIGINS must list origins"),
         ({"AGENT_API": "completions"}, "AGENT_API must be one of"),
         ({"AGENT_TRACING": "yes"}, "AGENT_TRACING must be one of"),
+        ({"REDIS_URL": "redis.example:6379"}, "REDIS_URL must be a redis:// or rediss://"),
+        ({"REDIS_URL": "http://redis.example"}, "REDIS_URL must be a redis:// or rediss://"),
+        ({"REDIS_URL": "redis://"}, "REDIS_URL must be .* with a host"),
+        ({"REDIS_CLUSTER": "1"}, "REDIS_CLUSTER=1 needs REDIS_URL"),
+        ({"REDIS_CLUSTER": "yes", "REDIS_URL": "redis://h"}, "REDIS_CLUSTER must be one of 0, 1"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: str) -> None:

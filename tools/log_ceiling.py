@@ -1,0 +1,333 @@
+"""The event log's ceiling on this machine: how many events a second one instance appends while
+its followers read them, for the PostgreSQL log and the Redis Streams log, side by side.
+
+One process plays one instance. `runs` runs each make one text event every 20 ms (50 tokens a
+second, a fast model); the writer gathers what came in each 20 ms, from every run, into one
+append (the registry's batching); one follower per run reads its run from the log, waking as
+the instance's followers of another instance's run do (PostgreSQL: LISTEN/NOTIFY, then a page
+of `run_events`; Redis: the log's shared blocking read). A step keeps pace when its followers
+get at least 97 % of what was made while it lasted and the p99 lag, from an event's making to
+its follower having it, stays within 250 ms. The number of runs doubles
+until a step does not keep pace, then one step halfway between; the ceiling is the highest
+events a second of a step that kept pace.
+
+    python -m tools.log_ceiling [--seconds 4] [--cluster] [--backend postgres --backend redis]
+
+PostgreSQL is DATABASE_URL or an embedded server (as `make bench` has it); Redis is a server of
+the tool's own on a free port (tests/redis_servers.py). Figures are of this machine at this
+moment: compare the backends within one run (the ratio), not with another day's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import anyio
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from app.db.gate import Priority
+from app.db.notifications import Listener
+from app.db.uow import Database
+from app.events import LoggedEvent
+from app.runs.live import BATCH_BYTES
+from app.runs.log.redis_streams import redis_streams_log, stream_key
+from tests.redis_servers import redis_cluster, redis_server
+from tests.support import eventually, process_memory
+from tools.bench import measuring_database
+
+WINDOW = 0.02
+KEPT_SHARE = 0.97
+LAG_BOUND = 0.25
+READ_LIMIT = 500
+WAIT = 2.0
+
+Append = Callable[[list[tuple[str, LoggedEvent]]], Awaitable[None]]
+Read = Callable[[str, int], Awaitable[list[LoggedEvent]]]
+
+
+@dataclass
+class Step:
+    runs: int
+    made: int = 0
+    read: int = 0
+    lags: list[float] = field(default_factory=list)
+    writes: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        """What its runs made a second (all read, when the step kept pace)."""
+        return self.made / self.seconds
+
+    @property
+    def p99_lag(self) -> float:
+        return statistics.quantiles(self.lags, n=100)[98] if len(self.lags) > 1 else float("inf")
+
+    @property
+    def kept_pace(self) -> bool:
+        return self.read >= KEPT_SHARE * self.made and self.p99_lag <= LAG_BOUND
+
+    def line(self, backend: str) -> str:
+        writes = statistics.quantiles(self.writes, n=100)[98] if len(self.writes) > 1 else 0.0
+        return (
+            f"{backend:>14} {self.runs:>6} runs: {self.events_per_second:>9,.0f} events/s read, "
+            f"p99 lag {self.p99_lag * 1000:>7.1f} ms, p99 append {writes * 1000:>6.1f} ms, "
+            f"{'kept pace' if self.kept_pace else 'fell behind'}"
+        )
+
+
+Prepare = Callable[[list[str]], Awaitable[None]]
+
+
+async def _nothing_to_prepare(runs: list[str]) -> None:
+    return None
+
+
+async def one_step(
+    runs: int, seconds: float, append: Append, read: Read, prepare: Prepare = _nothing_to_prepare
+) -> Step:
+    """`runs` runs making events for `seconds`, appended in 20 ms batches, each followed."""
+    step = Step(runs, seconds=seconds)
+    run_ids = [str(uuid.uuid4()) for _ in range(runs)]
+    await prepare(run_ids)
+    made_at: dict[int, float] = {}  # every run makes its seq n in the same window
+    pending: list[tuple[str, LoggedEvent]] = []
+    done = anyio.Event()
+
+    async def make() -> None:
+        seq, began = 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            seq += 1
+            made_at[seq] = time.perf_counter()
+            event = LoggedEvent(seq, f'{{"type":"text","content":" token{seq % 97}","seq":{seq}}}')
+            pending.extend((run, event) for run in run_ids)
+            step.made += runs
+            await anyio.sleep(max(0.0, began + seq * WINDOW - time.perf_counter()))
+        done.set()
+
+    async def write() -> None:
+        nonlocal pending
+        while not (done.is_set() and not pending):
+            await anyio.sleep(WINDOW)
+            batch, pending = pending, []
+            if batch:
+                began = time.perf_counter()
+                await append(batch)
+                step.writes.append(time.perf_counter() - began)
+
+    async def follow(run: str) -> None:
+        last = 0
+        while not done.is_set() or last < len(made_at):
+            events = await read(run, last)
+            now = time.perf_counter()
+            for event in events:
+                step.lags.append(now - made_at[event.seq])
+            step.read += len(events)
+            if events:
+                last = events[-1].seq
+
+    with anyio.move_on_after(seconds + 10):  # a step that fell far behind ends all the same
+        async with anyio.create_task_group() as group:
+            for run in run_ids:
+                group.start_soon(follow, run)
+            group.start_soon(make)
+            group.start_soon(write)
+    return step
+
+
+async def ceiling(
+    backend: str, seconds: float, append: Append, read: Read, prepare: Prepare = _nothing_to_prepare
+) -> list[Step]:
+    await one_step(10, 1.0, append, read, prepare)  # warm up: connections, caches, the script
+    steps: list[Step] = []
+    runs = 10
+    while True:
+        step = await one_step(runs, seconds, append, read, prepare)
+        print(step.line(backend), flush=True)
+        steps.append(step)
+        if not step.kept_pace or runs >= 20_000:
+            break
+        runs *= 2
+    if len(steps) > 1 and not steps[-1].kept_pace:
+        runs = (steps[-2].runs + steps[-1].runs) // 2
+        middle = await one_step(runs, seconds, append, read, prepare)
+        print(middle.line(backend), flush=True)
+        steps.append(middle)
+    return steps
+
+
+async def postgres(database_url: str, seconds: float) -> list[Step]:
+    database = Database(database_url, pool_size=20)
+    waiters: dict[str, anyio.Event] = {}
+
+    def notified(message: str) -> None:
+        run_id = message.partition(":")[0]
+        if (woken := waiters.get(run_id)) is not None:
+            woken.set()
+
+    listener = Listener(database.engine, notified)
+
+    async def prepare(runs: list[str]) -> None:
+        await _make_runs(database, runs)
+
+    async def append(batch: list[tuple[str, LoggedEvent]]) -> None:
+        last = {run: event.seq for run, event in batch}
+        async with database.single_statement(Priority.END) as uow:
+            await uow.run_events.append_and_notify(batch, *(f"{r}:{s}" for r, s in last.items()))
+
+    async def read(run: str, after: int) -> list[LoggedEvent]:
+        woken = waiters.setdefault(run, anyio.Event())
+        async with database.unit_of_work(Priority.RUN) as uow:
+            events = await uow.run_events.after(run, after, limit=READ_LIMIT, budget=BATCH_BYTES)
+        if not events:
+            with anyio.move_on_after(WAIT):
+                await woken.wait()
+            waiters[run] = anyio.Event()
+        return events
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.listen_forever)
+            await listener.ready.wait()
+            steps = await ceiling("postgres", seconds, append, read, prepare)
+            group.cancel_scope.cancel()
+        return steps
+    finally:
+        await database.dispose()
+
+
+async def _make_runs(database: Database, runs: list[str]) -> None:
+    """The rows `run_events` refers to: a conversation and an active run for each run."""
+    async with database.unit_of_work(Priority.END) as uow:
+        connection: Any = uow.connection
+        await connection.execute(
+            text("""
+            WITH made AS (
+                INSERT INTO conversations (user_id, title)
+                SELECT 'log-ceiling', r FROM unnest(CAST(:runs AS text[])) r RETURNING id, title
+            )
+            INSERT INTO runs (id, user_id, conversation_id, instance_id, user_message_id)
+            SELECT CAST(title AS uuid), 'log-ceiling', id, 'log-ceiling', 0 FROM made
+            """),
+            {"runs": runs},
+        )
+        await uow.commit()
+
+
+async def redis(cluster: bool, seconds: float) -> list[Step]:
+    with redis_cluster() if cluster else redis_server() as servers:
+        async with AsyncExitStack() as stack:
+            log = await stack.enter_async_context(
+                redis_streams_log(servers.url, cluster=cluster, retention_seconds=600)
+            )
+            async with anyio.create_task_group() as group:
+                group.start_soon(log.serve)
+
+                async def read(run: str, after: int) -> list[LoggedEvent]:
+                    return await log.read(run, after, budget=BATCH_BYTES, wait=WAIT)
+
+                name = "redis cluster" if cluster else "redis"
+                steps = await ceiling(name, seconds, log.append, read)
+                group.cancel_scope.cancel()
+            return steps
+
+
+async def waiting_cost(followers: int) -> None:
+    """What `followers` reads waiting at the tip cost: through the log's one shared blocking
+    read, then as one blocking XREAD each (the design the log does not use)."""
+    with redis_server() as server:
+
+        def figure(section: str, name: str) -> int:
+            for line in server.cli("INFO", section).splitlines():
+                if line.startswith(f"{name}:"):
+                    return int(line.split(":")[1])
+            raise LookupError(name)
+
+        def report(how: str, memory: int, rss: int) -> None:
+            print(
+                f"{how:>22}: {figure('clients', 'connected_clients')} clients, "
+                f"{figure('clients', 'blocked_clients')} blocked, Redis memory "
+                f"+{(figure('memory', 'used_memory') - memory) // 1024:,} KB, this process "
+                f"+{(process_memory('self') - rss) // 1024:,} KB",
+                flush=True,
+            )
+
+        async def blocked_at_least(count: int) -> bool:
+            return figure("clients", "blocked_clients") >= count
+
+        runs = [str(uuid.uuid4()) for _ in range(followers)]
+        first = LoggedEvent(1, '{"type":"text","content":"x","seq":1}')
+        async with redis_streams_log(server.url, retention_seconds=600) as log:
+            await log.append([(run, first) for run in runs])
+            memory, rss = figure("memory", "used_memory"), process_memory("self")
+            async with anyio.create_task_group() as group:
+                group.start_soon(log.serve)
+                for run in runs:
+                    group.start_soon(partial(log.read, run, 1, wait=30))
+                await eventually(lambda: blocked_at_least(1), "the shared read blocks")
+                await anyio.sleep(1)  # every read has come to wait
+                report("one shared read", memory, rss)
+                group.cancel_scope.cancel()
+        memory, rss = figure("memory", "used_memory"), process_memory("self")
+        client = Redis.from_url(server.url, max_connections=followers + 10)
+
+        async def wait_alone(run: str) -> None:
+            await client.xread({stream_key(run): "1-0"}, block=30_000)
+
+        async with anyio.create_task_group() as group:
+            for run in runs:
+                group.start_soon(wait_alone, run)
+            await eventually(lambda: blocked_at_least(followers), "every follower blocks")
+            report("one read per follower", memory, rss)
+            group.cancel_scope.cancel()
+        await client.aclose()
+
+
+def best(steps: list[Step]) -> Step | None:
+    kept = [step for step in steps if step.kept_pace]
+    return max(kept, key=lambda step: step.events_per_second) if kept else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=4.0, help="how long each step lasts")
+    parser.add_argument("--backend", action="append", choices=["postgres", "redis"])
+    parser.add_argument("--cluster", action="store_true", help="a three-master cluster too")
+    parser.add_argument(
+        "--waiting-cost", type=int, metavar="N", help="only: what N followers at the tip cost"
+    )
+    args = parser.parse_args()
+    if args.waiting_cost:
+        asyncio.run(waiting_cost(args.waiting_cost))
+        return
+    backends = args.backend or ["postgres", "redis"]
+    results: dict[str, Step | None] = {}
+    if "postgres" in backends:
+        database_url = measuring_database("log-ceiling")
+        results["postgres"] = best(asyncio.run(postgres(database_url, args.seconds)))
+    if "redis" in backends:
+        results["redis"] = best(asyncio.run(redis(False, args.seconds)))
+        if args.cluster:
+            results["redis cluster"] = best(asyncio.run(redis(True, args.seconds)))
+    print("\nceilings (events a second its followers read, p99 lag within 250 ms):")
+    for name, step in results.items():
+        figure = "none kept pace" if step is None else f"{step.events_per_second:,.0f}"
+        print(f"  {name:>14}: {figure}" + ("" if step is None else f" ({step.runs} runs)"))
+    base = results.get("postgres")
+    for name, step in results.items():
+        if name != "postgres" and base is not None and step is not None:
+            print(f"  {name} / postgres: {step.events_per_second / base.events_per_second:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
