@@ -151,6 +151,7 @@ def test_every_setting_is_read() -> None:
             "AGENT_MAX_TURNS": "4",
             "MAX_ACTIVE_RUNS_PER_USER": "8",
             "RUN_RETENTION_HOURS": "2",
+            "EVENT_LOG": "memory",
             "SHUTDOWN_GRACE_SECONDS": "3",
             "SEND_TIMEOUT_SECONDS": "4",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
@@ -235,6 +236,7 @@ def test_every_setting_is_read() -> None:
         ({"CORS_ORIGINS": "app.example"}, "CORS_ORIGINS must list origins"),
         ({"AGENT_API": "completions"}, "AGENT_API must be one of"),
         ({"AGENT_TRACING": "yes"}, "AGENT_TRACING must be one of"),
+        ({"EVENT_LOG": "redis-streams"}, "EVENT_LOG must be one of postgres, memory"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: str) -> None:
