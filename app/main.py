@@ -60,10 +60,10 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
     database_url = settings.database_url
     if database_url is None:
         raise ConfigError("DATABASE_URL is not set (`make run` starts an embedded PostgreSQL)")
-    _refuse_a_memory_log_shared_by_processes(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _refuse_a_memory_log_shared_by_processes(settings)
         async with AsyncExitStack() as resources:
             agent_model = (
                 model
@@ -167,7 +167,9 @@ def _event_log(settings: Settings, database: Database, listener: Listener) -> Ev
 def _refuse_a_memory_log_shared_by_processes(settings: Settings) -> None:
     """A log in memory is seen by one process only: in a worker that uvicorn's supervisor
     started (`--workers`, or `--reload`), followers on the other workers would wait for events
-    they can never read. (gunicorn's forked workers go unnoticed: the README says so.)"""
+    they can never read. Refused as the lifespan starts, where a failure makes the supervisor
+    stop rather than start the worker again. (gunicorn's forked workers go unnoticed: the
+    README says so.)"""
     if settings.event_log == "memory" and multiprocessing.parent_process() is not None:
         raise ConfigError(
             "EVENT_LOG=memory keeps runs' events in one process, and this is a worker of "

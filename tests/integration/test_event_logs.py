@@ -139,6 +139,27 @@ async def test_a_reader_waiting_is_woken_by_an_append_on_another_instance(
     assert read == said[1:]
 
 
+async def test_a_wait_outlasts_appends_of_events_before_the_readers_seq(backend: Backend) -> None:
+    """An append that brings only events the reader is past (a batch put back after a failure
+    fills a gap) does not end its wait with nothing: the next event does."""
+    run = await backend.begin(ONE)
+    said = _said(run, ("Hel", "lo", "!"))
+    await backend.one.log.append([(run, said[0]), (run, said[2])])
+    read: list[LoggedEvent] = []
+
+    async def wait_on_the_other() -> None:
+        read.extend(await backend.other.log.read(run, 3, wait=600))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait_on_the_other)
+            await anyio.wait_all_tasks_blocked()
+            await backend.one.log.append([(run, said[1])])
+            await anyio.wait_all_tasks_blocked()
+            await backend.one.log.append([(run, said[3])])
+    assert read == [said[3]]
+
+
 async def test_the_end_of_a_run_wakes_a_reader_on_another_instance(backend: Backend) -> None:
     run = await backend.begin(ONE)
     said = _said(run)

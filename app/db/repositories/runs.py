@@ -102,8 +102,7 @@ CANCELS_CHANNEL = "todo_chat_cancels"
 # first). The `WITH` clauses of a statement (`finished` is what it ended), so that the
 # PostgreSQL event log can end a run and log its last events in one statement
 # (`app.db.repositories.run_events`).
-END_RUN = """
-finished AS (
+END_RUN = """finished AS (
     UPDATE runs SET status = :run_status, assistant_message_id = :answer_key,
         last_seq = :final_seq, final_event = :final_data, finished_at = now()
     WHERE id = :run_key AND status = 'active'

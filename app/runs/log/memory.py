@@ -82,21 +82,25 @@ class MemoryEventLog(EventLog):
         budget: int | None = None,
         wait: float = 0.0,
     ) -> list[LoggedEvent]:
-        page = self._page(run_id, after_seq, limit, budget)
-        if page or wait <= 0:
-            return page
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(run_id, []).append(waiter)
-        try:
-            with anyio.move_on_after(wait):
-                await waiter
-        finally:
-            waiters = self._waiters.get(run_id)  # an append took the list if it woke us
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[run_id]
-        return self._page(run_id, after_seq, limit, budget)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            page = self._page(run_id, after_seq, limit, budget)
+            remaining = deadline - loop.time()
+            if page or remaining <= 0:
+                return page
+            # Woken by any append to the run: it may bring only events before `after_seq`.
+            waiter = loop.create_future()
+            self._waiters.setdefault(run_id, []).append(waiter)
+            try:
+                with anyio.move_on_after(remaining):
+                    await waiter
+            finally:
+                waiters = self._waiters.get(run_id)  # an append took the list if it woke us
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._waiters[run_id]
 
     def _page(
         self, run_id: str, after_seq: int, limit: int, budget: int | None

@@ -3,9 +3,10 @@
 Every append is one statement, whatever the number of events and runs in it, with one NOTIFY
 per run (`run_id:seq`) sent when it commits; every instance hears it on its one LISTEN
 connection (`app.db.notifications.Listener`, run by the composition root) and wakes the readers
-waiting for that run here. A notification can be lost (the LISTEN connection is reconnecting):
-a wait that ends unwoken answers nothing without reading again, and the reader's next read
-finds what the lost notification would have announced.
+waiting for that run here, unless it announces no event past what they have (it came late).
+A notification can be lost (the LISTEN connection is reconnecting): a wait that ends unwoken
+answers nothing without reading again, and the reader's next read finds what the lost
+notification would have announced.
 
 **The end of a run in one statement.** The log lives in the same database as the record, so
 `end_run` stores the run's end (its status, answer and final event in `runs`, as the record
@@ -33,10 +34,20 @@ from app.runs.ending import RunEnd
 from app.runs.log.base import READ_LIMIT, EventLog, RunEvents
 
 
+class _Waiter:
+    """A reader waiting for a run's events after `after_seq`."""
+
+    __slots__ = ("after_seq", "woken")
+
+    def __init__(self, after_seq: int) -> None:
+        self.after_seq = after_seq
+        self.woken = anyio.Event()
+
+
 class PostgresEventLog(EventLog):
     def __init__(self, database: Database, listener: Listener) -> None:
         self._database = database
-        self._waiters: defaultdict[str, set[anyio.Event]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[_Waiter]] = defaultdict(set)
         listener.on(EVENTS_CHANNEL, self._notified)
 
     async def append(self, events: RunEvents) -> None:
@@ -61,17 +72,22 @@ class PostgresEventLog(EventLog):
     ) -> list[LoggedEvent]:
         if wait <= 0:
             return await self._page(run_id, after_seq, limit, budget)
-        woken = anyio.Event()
-        self._waiters[run_id].add(woken)  # before reading: an append in between wakes it
+        waiter = _Waiter(after_seq)
+        self._waiters[run_id].add(waiter)  # before reading: an append in between wakes it
         try:
-            page = await self._page(run_id, after_seq, limit, budget)
-            if page:
-                return page
-            with anyio.move_on_after(wait):
-                await woken.wait()
-            return await self._page(run_id, after_seq, limit, budget) if woken.is_set() else []
+            deadline = anyio.current_time() + wait
+            while True:
+                page = await self._page(run_id, after_seq, limit, budget)
+                remaining = deadline - anyio.current_time()
+                if page or remaining <= 0:
+                    return page
+                with anyio.move_on_after(remaining):
+                    await waiter.woken.wait()
+                if not waiter.woken.is_set():
+                    return []
+                waiter.woken = anyio.Event()
         finally:
-            self._waiters[run_id].discard(woken)
+            self._waiters[run_id].discard(waiter)
             if not self._waiters[run_id]:
                 del self._waiters[run_id]
 
@@ -82,9 +98,12 @@ class PostgresEventLog(EventLog):
             return await _events(uow).after(run_id, after_seq, limit=limit, budget=budget)
 
     def _notified(self, message: str) -> None:
-        run_id, _, _ = message.partition(":")
-        for woken in self._waiters.get(run_id, ()):
-            woken.set()
+        run_id, _, seq = message.partition(":")
+        last = int(seq) if seq.isdigit() else None
+        for waiter in self._waiters.get(run_id, ()):
+            # A notification can arrive after the reader has read what it announced.
+            if last is None or last > waiter.after_seq:
+                waiter.woken.set()
 
     async def final(self, run_id: str) -> LoggedEvent | None:
         async with self._database.single_statement() as uow:
