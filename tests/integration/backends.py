@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy.event
 
 from app.db.notifications import Listener
 from app.db.uow import Database
@@ -37,6 +39,10 @@ class Instance:
 
     log: EventLog
     record: RunRecord
+    looks: Callable[[], int] | None = None
+    """How many times the log has looked in its store (a statement answered): a test knows a
+    reader has looked and found nothing once this has moved and the reader still waits. None
+    where a read looks without awaiting anything (in this process)."""
 
 
 @dataclass
@@ -79,13 +85,16 @@ LogOf = Callable[[Database, Listener], EventLog]
 
 
 @asynccontextmanager
-async def postgres(database_url: str, log_of: LogOf = PostgresEventLog) -> AsyncIterator[Backend]:
+async def postgres(
+    database_url: str, log_of: LogOf = PostgresEventLog, name: str = "postgres"
+) -> AsyncIterator[Backend]:
     """Two instances on one PostgreSQL database, each with its pool and its LISTEN connection;
-    `log_of` makes each one's event log (the record is always PostgreSQL's)."""
+    `log_of` makes each one's event log (the record is always PostgreSQL's: a log kept
+    elsewhere, say Redis, is opened as `postgres(url, RedisLog.maker(...), "redis")`)."""
     async with AsyncExitStack() as stack:
         one = await stack.enter_async_context(_postgres_instance(database_url, log_of))
         other = await stack.enter_async_context(_postgres_instance(database_url, log_of))
-        yield Backend("postgres", one[0], other[0], partial(_begin_in, one[1]))
+        yield Backend(name, one[0], other[0], partial(_begin_in, one[1]))
 
 
 @asynccontextmanager
@@ -94,9 +103,18 @@ async def _postgres_instance(
 ) -> AsyncIterator[tuple[Instance, Database]]:
     database = Database(database_url, pool_size=3)
     listener = Listener(database.engine)
+    looked = [0]
+
+    def look(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM run_events" in statement:
+            looked[0] += 1
+
+    sqlalchemy.event.listen(database.engine.sync_engine, "after_cursor_execute", look)
+    log = log_of(database, listener)
     instance = Instance(
-        log_of(database, listener),
+        log,
         PostgresRunRecord(database, listener, final_kept_seconds=KEPT_SECONDS),
+        (lambda: looked[0]) if isinstance(log, PostgresEventLog) else None,
     )
     listening = asyncio.ensure_future(listener.listen_forever())
     try:

@@ -9,18 +9,18 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import anyio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.domain import MessageStatus, NewMessage, Role, Run, RunStatus
 from app.events import Done, LoggedEvent, Start, Text, encode, interrupted
 from app.runs.ending import RunEnd
-from app.runs.live import batch_size
+from app.runs.live import batch_size, utf8_length
 from app.runs.log.base import EventLog
 from app.runs.log.writer import EventWriter
 from app.runs.record.base import RunRecord
 from app.runs.registry import RunRegistry
-from tests.integration.backends import Backend
+from tests.integration.backends import Backend, Instance
 
 ONE = "instance-one"
 
@@ -50,6 +50,20 @@ async def _end_run(
     return await log.end_run(
         end, [(end.run_id, event) for event in unwritten], lambda: record.store_end(end)
     )
+
+
+async def _parked(instance: Instance, looks_before: int, readers: int = 1) -> None:
+    """Until the readers started on `instance` have looked in the log, found nothing, and
+    wait: what is appended from now on reaches them only by a wake-up."""
+    await anyio.wait_all_tasks_blocked()
+    if instance.looks is not None:
+        while instance.looks() < looks_before + readers:  # noqa: ASYNC110 (another's state)
+            await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
+
+
+def _looks(instance: Instance) -> int:
+    return 0 if instance.looks is None else instance.looks()
 
 
 # Appending and reading
@@ -94,25 +108,37 @@ async def test_a_read_is_at_most_its_limit(backend: Backend) -> None:
 
 
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=12),
     after=st.integers(0, 12),
     limit=st.integers(1, 12),
-    budget=st.none() | st.integers(1, 24_000),
+    budget=st.none() | st.integers(1, 24_000) | st.tuples(st.integers(1, 12), st.integers(-1, 1)),
 )
+# The edges themselves, every time: one byte short of two events, exactly two, one byte more.
+@example(sizes=[5, 5, 5], after=0, limit=3, budget=(2, -1))
+@example(sizes=[5, 5, 5], after=0, limit=3, budget=(2, 0))
+@example(sizes=[5, 5, 5], after=0, limit=3, budget=(2, 1))
 async def test_a_page_of_the_log_holds_as_many_events_as_fit_in_its_budget(
-    backend: Backend, sizes: list[int], after: int, limit: int, budget: int | None
+    backend: Backend,
+    sizes: list[int],
+    after: int,
+    limit: int,
+    budget: int | tuple[int, int] | None,
 ) -> None:
     """The log pages as a live run batches (`batch_size`): a follower reading a run from the
-    log holds no more of it at once than one following it in memory."""
+    log holds no more of it at once than one following it in memory. A budget drawn as
+    (k, d) is the size of the page's first k events, plus d bytes: its very edge."""
     run = await backend.begin(ONE)
     # Two bytes a character in UTF-8: the budget counts bytes, as `batch_size` does.
     events = [encode(Text("é" * size), seq) for seq, size in enumerate(sizes, 1)]
     await backend.one.log.append([(run, event) for event in events])
-    page = await backend.one.log.read(run, after, limit=limit, budget=budget)
     rest = events[after:][:limit]
+    if isinstance(budget, tuple):
+        count, more = budget
+        budget = max(1, sum(utf8_length(event.data) for event in rest[:count]) + more)
+    page = await backend.one.log.read(run, after, limit=limit, budget=budget)
     assert page == (rest if budget is None else rest[: batch_size(rest, budget)])
 
 
@@ -131,30 +157,42 @@ async def test_a_reader_waiting_is_woken_by_an_append_on_another_instance(
     async def wait_on_the_other() -> None:
         read.extend(await backend.other.log.read(run, 1, wait=600))
 
+    looks = _looks(backend.other)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
             group.start_soon(wait_on_the_other)
-            await anyio.wait_all_tasks_blocked()
+            await _parked(backend.other, looks)
             await backend.one.log.append([(run, said[1]), (run, said[2])])
     assert read == said[1:]
 
 
 async def test_a_wait_outlasts_appends_of_events_before_the_readers_seq(backend: Backend) -> None:
     """An append that brings only events the reader is past (a batch put back after a failure
-    fills a gap) does not end its wait with nothing: the next event does."""
-    run = await backend.begin(ONE)
+    fills a gap) does not end its wait with nothing: the next event does. A second reader, of
+    another run, tells when that append has reached the waiting instance: appends reach it in
+    the order they were made."""
+    run, other_run = await backend.begin(ONE), await backend.begin(ONE)
     said = _said(run, ("Hel", "lo", "!"))
     await backend.one.log.append([(run, said[0]), (run, said[2])])
     read: list[LoggedEvent] = []
+    reached = anyio.Event()
 
     async def wait_on_the_other() -> None:
         read.extend(await backend.other.log.read(run, 3, wait=600))
 
+    async def see_the_other_run() -> None:
+        await backend.other.log.read(other_run, 0, wait=600)
+        reached.set()
+
+    looks = _looks(backend.other)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
             group.start_soon(wait_on_the_other)
-            await anyio.wait_all_tasks_blocked()
+            group.start_soon(see_the_other_run)
+            await _parked(backend.other, looks, readers=2)
             await backend.one.log.append([(run, said[1])])
+            await backend.one.log.append([(other_run, _said(other_run)[0])])
+            await reached.wait()
             await anyio.wait_all_tasks_blocked()
             await backend.one.log.append([(run, said[3])])
     assert read == [said[3]]
@@ -170,10 +208,11 @@ async def test_the_end_of_a_run_wakes_a_reader_on_another_instance(backend: Back
     async def wait_on_the_other() -> None:
         read.extend(await backend.other.log.read(run, 3, wait=600))
 
+    looks = _looks(backend.other)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
             group.start_soon(wait_on_the_other)
-            await anyio.wait_all_tasks_blocked()
+            await _parked(backend.other, looks)
             await _end_run(backend.one.log, backend.one.record, end, [])
     assert read == [end.final]
 
