@@ -4,9 +4,10 @@ paired with, and two instances on one store where the backend has a store to sha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 from hypothesis import HealthCheck, example, given, settings
@@ -64,6 +65,25 @@ async def _parked(instance: Instance, looks_before: int, readers: int = 1) -> No
 
 def _looks(instance: Instance) -> int:
     return 0 if instance.looks is None else instance.looks()
+
+
+async def _read_on_the_other(
+    backend: Backend, run: str, after_seq: int, meanwhile: Callable[[], Awaitable[object]]
+) -> list[LoggedEvent]:
+    """What a read on the other instance, waiting far longer than the test may take, answers
+    when `meanwhile` runs once it has looked and waits: only a wake-up ends it in time."""
+    read: list[LoggedEvent] = []
+
+    async def wait_on_the_other() -> None:
+        read.extend(await backend.other.log.read(run, after_seq, wait=600))
+
+    looks = _looks(backend.other)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait_on_the_other)
+            await _parked(backend.other, looks)
+            await meanwhile()
+    return read
 
 
 # Appending and reading
@@ -148,22 +168,11 @@ async def test_a_page_of_the_log_holds_as_many_events_as_fit_in_its_budget(
 async def test_a_reader_waiting_is_woken_by_an_append_on_another_instance(
     backend: Backend,
 ) -> None:
-    """Its wait is far longer than the test may take: only a wake-up can end it in time."""
     run = await backend.begin(ONE)
     said = _said(run)
     await backend.one.log.append([(run, said[0])])
-    read: list[LoggedEvent] = []
-
-    async def wait_on_the_other() -> None:
-        read.extend(await backend.other.log.read(run, 1, wait=600))
-
-    looks = _looks(backend.other)
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as group:
-            group.start_soon(wait_on_the_other)
-            await _parked(backend.other, looks)
-            await backend.one.log.append([(run, said[1]), (run, said[2])])
-    assert read == said[1:]
+    appended = partial(backend.one.log.append, [(run, said[1]), (run, said[2])])
+    assert await _read_on_the_other(backend, run, 1, appended) == said[1:]
 
 
 async def test_a_wait_outlasts_appends_of_events_before_the_readers_seq(backend: Backend) -> None:
@@ -203,18 +212,8 @@ async def test_the_end_of_a_run_wakes_a_reader_on_another_instance(backend: Back
     said = _said(run)
     await backend.one.log.append([(run, event) for event in said])
     end = _end(backend, run, 4)
-    read: list[LoggedEvent] = []
-
-    async def wait_on_the_other() -> None:
-        read.extend(await backend.other.log.read(run, 3, wait=600))
-
-    looks = _looks(backend.other)
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as group:
-            group.start_soon(wait_on_the_other)
-            await _parked(backend.other, looks)
-            await _end_run(backend.one.log, backend.one.record, end, [])
-    assert read == [end.final]
+    ended = partial(_end_run, backend.one.log, backend.one.record, end, [])
+    assert await _read_on_the_other(backend, run, 3, ended) == [end.final]
 
 
 async def test_a_wait_with_nothing_appended_ends_with_nothing(backend: Backend) -> None:

@@ -3,6 +3,7 @@ process, and scripted runs whose steps a test releases."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -96,6 +97,30 @@ class Script:
         await self.registry.finish(
             live, RunEnd(run.id, RunStatus(status), answer, answer_id, final)
         )
+
+
+async def going(
+    here: Instance, texts: tuple[str, ...] = ("Hel", "lo")
+) -> tuple[Run, Script, LiveRun]:
+    """A run begun and started on `here`, once it has said `texts` and waits for `go`."""
+    run = here.begin(str(uuid.uuid4()))
+    script = Script(here.registry, run, texts)
+    live = here.start(run.id, script)
+    with anyio.fail_after(10):
+        await script.said.wait()
+    return run, script, live
+
+
+async def ended(here: Instance) -> Run:
+    """A run begun, answered and ended on `here`: as the record holds it afterwards."""
+    run = here.begin(str(uuid.uuid4()))
+    script = Script(here.registry, run)
+    script.go.set()
+    here.start(run.id, script)
+    await here.registry.wait_idle()
+    stored = here.record.run(run.id)
+    assert stored is not None and stored.status is RunStatus.COMPLETE
+    return stored
 
 
 async def everything(batches: AsyncIterator[list[LoggedEvent]]) -> list[LoggedEvent]:

@@ -16,7 +16,7 @@ from app.runs.ending import RunEnd
 from app.runs.log.memory import MemoryEventLog
 from app.runs.record.memory import MemoryRunRecord
 from app.runs.recovery import SILENT_SECONDS
-from tests.unit.runs.engine import Clock, Script, everything, instance
+from tests.unit.runs.engine import Clock, ended, everything, going, instance
 
 
 class Unreachable(ConnectionError):
@@ -71,11 +71,7 @@ async def test_a_run_whose_end_could_not_be_stored_in_time_is_closed_with_the_sa
     monkeypatch.setattr(registry_module, "FINISH_TIMEOUT_SECONDS", 0.3)
     record = FlakyRecord()
     async with instance(record=record) as here:
-        run = here.begin(str(uuid.uuid4()))
-        script = Script(here.registry, run)
-        live = here.start(run.id, script)
-        with anyio.fail_after(10):
-            await script.said.wait()
+        run, script, live = await going(here)
         following = live.subscribe(0)
         record.down = True
         script.go.set()
@@ -94,11 +90,7 @@ async def test_a_run_whose_end_could_not_be_stored_in_time_is_closed_with_the_sa
 
 async def test_a_cancel_whose_announcement_was_lost_is_found_by_recovery() -> None:
     async with instance() as here:
-        run = here.begin(str(uuid.uuid4()))
-        script = Script(here.registry, run)
-        live = here.start(run.id, script)
-        with anyio.fail_after(10):
-            await script.said.wait()
+        run, _, live = await going(here)
         here.record.ask_cancel_unannounced(run.id)
         await anyio.wait_all_tasks_blocked()
         assert not live.ended.is_set()
@@ -112,19 +104,13 @@ async def test_old_logs_are_forgotten_and_their_runs_tell_a_reader_nothing_more(
     clock = Clock()
     log, record = MemoryEventLog(clock=clock), MemoryRunRecord(clock=clock, final_kept_seconds=60)
     async with instance(log, record, retention_seconds=60) as here:
-        run = here.begin(str(uuid.uuid4()))
-        script = Script(here.registry, run)
-        script.go.set()
-        here.start(run.id, script)
-        await here.registry.wait_idle()
-        ended = record.run(run.id)
-        assert ended is not None
+        run = await ended(here)
         with anyio.fail_after(10):  # a prune that forgets nothing says so, and ends
             await here.recovery.prune()
-        kept = await everything(here.registry.follow(ended, 0))
+        kept = await everything(here.registry.follow(run, 0))
         clock.now += 61
         with anyio.fail_after(10):
             await here.recovery.prune()
-        forgotten = await everything(here.registry.follow(ended, 0))
+        forgotten = await everything(here.registry.follow(run, 0))
     assert [event.seq for event in kept] == [1, 2, 3, 4]
     assert forgotten == [], "no final event from the record once the log is gone"

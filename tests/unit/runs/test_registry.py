@@ -13,7 +13,7 @@ from app.events import LoggedEvent, encode, interrupted
 from app.runs.ending import RunEnd
 from app.runs.log.memory import MemoryEventLog
 from app.runs.record.memory import MemoryRunRecord
-from tests.unit.runs.engine import Script, everything, instance
+from tests.unit.runs.engine import Script, ended, everything, going, instance
 
 
 def _types(events: list[LoggedEvent]) -> list[str]:
@@ -46,11 +46,7 @@ async def test_a_turn_streams_to_its_follower_and_ends_in_the_log_and_the_record
 
 async def test_a_follower_joining_late_gets_every_event_once() -> None:
     async with instance() as here:
-        run = here.begin(str(uuid.uuid4()))
-        script = Script(here.registry, run)
-        here.start(run.id, script)
-        with anyio.fail_after(10):
-            await script.said.wait()
+        run, script, _ = await going(here)
         following = everything(here.registry.follow(run, 0))
         script.go.set()
         with anyio.fail_after(10):
@@ -63,11 +59,7 @@ async def test_followers_on_another_instance_resume_after_the_seq_they_had() -> 
     after the seq it names, woken by the owner's appends."""
     log, record = MemoryEventLog(), MemoryRunRecord()
     async with instance(log, record) as owner, instance(log, record) as other:
-        run = owner.begin(str(uuid.uuid4()))
-        script = Script(owner.registry, run)
-        owner.start(run.id, script)
-        with anyio.fail_after(10):
-            await script.said.wait()
+        run, script, _ = await going(owner)
         assert not other.registry.is_running_here(run.id)
         async with anyio.create_task_group() as group:
             resumed: list[LoggedEvent] = []
@@ -87,11 +79,7 @@ async def test_followers_on_another_instance_resume_after_the_seq_they_had() -> 
 async def test_a_cancel_asked_on_another_instance_stops_the_run_where_it_runs() -> None:
     log, record = MemoryEventLog(), MemoryRunRecord()
     async with instance(log, record) as owner, instance(log, record) as other:
-        run = owner.begin(str(uuid.uuid4()))
-        script = Script(owner.registry, run)
-        live = owner.start(run.id, script)
-        with anyio.fail_after(10):
-            await script.said.wait()
+        run, _, live = await going(owner)
         await other.registry.cancel(run)
         with anyio.fail_after(10):
             await live.ended.wait()
@@ -102,13 +90,9 @@ async def test_a_cancel_asked_on_another_instance_stops_the_run_where_it_runs() 
     assert state is not None and state.status is RunStatus.CANCELLED
 
 
-async def test_a_cancel_asked_here_stops_the_run_without_the_record() -> None:
+async def test_a_cancel_asked_where_the_run_runs_stops_it() -> None:
     async with instance() as here:
-        run = here.begin(str(uuid.uuid4()))
-        script = Script(here.registry, run)
-        live = here.start(run.id, script)
-        with anyio.fail_after(10):
-            await script.said.wait()
+        run, _, live = await going(here)
         await here.registry.cancel(run)
         with anyio.fail_after(10):
             events = await everything(live.subscribe(0).batches())
@@ -118,17 +102,11 @@ async def test_a_cancel_asked_here_stops_the_run_without_the_record() -> None:
 async def test_a_follower_of_an_ended_run_reads_it_from_the_log() -> None:
     log, record = MemoryEventLog(), MemoryRunRecord()
     async with instance(log, record) as owner:
-        run = owner.begin(str(uuid.uuid4()))
-        script = Script(owner.registry, run)
-        script.go.set()
-        owner.start(run.id, script)
-        await owner.registry.wait_idle()
-    ended = record.run(run.id)
-    assert ended is not None and ended.status is RunStatus.COMPLETE
+        run = await ended(owner)
     async with instance(log, record) as later:
-        whole = await everything(later.registry.follow(ended, 0))
-        rest = await everything(later.registry.follow(ended, 3))
-        past_the_end = await everything(later.registry.follow(ended, 4))
+        whole = await everything(later.registry.follow(run, 0))
+        rest = await everything(later.registry.follow(run, 3))
+        past_the_end = await everything(later.registry.follow(run, 4))
     assert _seqs(whole) == [1, 2, 3, 4] and whole[-1].type == "done"
     assert rest == whole[3:]
     assert past_the_end == []
@@ -138,11 +116,7 @@ async def test_an_end_stored_first_by_another_closer_is_the_one_followers_get() 
     """Another instance closed the run (it took this one for dead) while it still ran: its
     late finish stores nothing, and its followers get the final event stored first."""
     async with instance() as here:
-        run = here.begin(str(uuid.uuid4()))
-        script = Script(here.registry, run)
-        live = here.start(run.id, script)
-        with anyio.fail_after(10):
-            await script.said.wait()
+        run, script, live = await going(here)
         following = live.subscribe(0)
         earlier = encode(interrupted(retryable=True), 4)
         said = NewMessage(run.conversation_id, Role.ASSISTANT, "Hello", MessageStatus.INCOMPLETE)
