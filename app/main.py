@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
@@ -21,7 +22,13 @@ from app.agent import Model, TodoAgent, open_model
 from app.chat import ChatService
 from app.db.gate import ConnectionWaitTimeout
 from app.db.migrations import head_revision
+from app.db.notifications import Listener
 from app.db.uow import Database
+from app.runs.log.base import EventLog
+from app.runs.log.memory import MemoryEventLog
+from app.runs.log.postgres import PostgresEventLog
+from app.runs.log.writer import EventWriter
+from app.runs.record.postgres import PostgresRunRecord
 from app.runs.recovery import Recovery
 from app.runs.registry import RunRegistry
 from app.settings import ConfigError, Settings
@@ -57,6 +64,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _refuse_a_memory_log_shared_by_processes(settings)
         async with AsyncExitStack() as resources:
             agent_model = (
                 model
@@ -70,14 +78,19 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             )
             resources.push_async_callback(database.dispose)
             resources.callback(metrics.process_exiting)
+            retention_seconds = settings.run_retention_hours * 3600
+            listener = Listener(database.engine)  # one LISTEN connection, every channel
+            log = _event_log(settings, database, listener)
+            writer = EventWriter(log)
+            record = PostgresRunRecord(database, listener, final_kept_seconds=retention_seconds)
             task_group = await resources.enter_async_context(anyio.create_task_group())
+            task_group.start_soon(listener.listen_forever)
+            task_group.start_soon(log.serve)
+            task_group.start_soon(writer.write_forever)
             registry = RunRegistry(
-                database, task_group, grace_seconds=settings.shutdown_grace_seconds
+                log, writer, record, task_group, grace_seconds=settings.shutdown_grace_seconds
             )
-            registry.start_writing_and_listening()
-            recovery = Recovery(
-                database, registry, retention_seconds=settings.run_retention_hours * 3600
-            )
+            recovery = Recovery(log, record, registry, retention_seconds=retention_seconds)
             task_group.start_soon(recovery.maintain_forever)
             task_group.start_soon(_stop_runs_on_exit, registry)
             agent = TodoAgent(
@@ -147,6 +160,26 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             Exception: handle_unexpected,
         },
     )
+
+
+def _event_log(settings: Settings, database: Database, listener: Listener) -> EventLog:
+    """The event log `EVENT_LOG` names (`app.runs.log`)."""
+    if settings.event_log == "memory":
+        return MemoryEventLog()
+    return PostgresEventLog(database, listener)
+
+
+def _refuse_a_memory_log_shared_by_processes(settings: Settings) -> None:
+    """A log in memory is seen by one process only: in a worker that uvicorn's supervisor
+    started (`--workers`, or `--reload`), followers on the other workers would wait for events
+    they can never read. Refused as the lifespan starts, where a failure makes the supervisor
+    stop rather than start the worker again. (gunicorn's forked workers go unnoticed: the
+    README says so.)"""
+    if settings.event_log == "memory" and multiprocessing.parent_process() is not None:
+        raise ConfigError(
+            "EVENT_LOG=memory keeps runs' events in one process, and this is a worker of "
+            "several (uvicorn --workers or --reload): use EVENT_LOG=postgres"
+        )
 
 
 # Young objects are collected after this many allocations instead of 700: a chat turn makes

@@ -20,6 +20,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
 
 AppEnv = Literal["development", "test", "production"]
+EventLogName = Literal["postgres", "memory"]
+# Where runs' events are kept (`app.runs.log`), the default first. `memory` serves one process.
+EVENT_LOGS: tuple[EventLogName, ...] = ("postgres", "memory")
 
 OFFLINE_MODEL = "offline"
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
@@ -79,6 +82,7 @@ class Settings:
     agent_max_turns: int = 10
     max_active_runs: int = 3
     run_retention_hours: int = 24
+    event_log: EventLogName = EVENT_LOGS[0]
     cors_origins: tuple[str, ...] = ()
     sse_ping_seconds: float = 15.0
     # A stream whose client has not taken one write for this long is dropped (`app.web.streaming`).
@@ -179,6 +183,7 @@ class Settings:
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
             max_active_runs=_integer(env, "MAX_ACTIVE_RUNS_PER_USER", 3, minimum=1, maximum=1000),
             run_retention_hours=_integer(env, "RUN_RETENTION_HOURS", 24, minimum=1),
+            event_log=_choice(env, "EVENT_LOG", EVENT_LOGS, EVENT_LOGS[0]),  # type: ignore[arg-type]
             send_timeout_seconds=_integer(env, "SEND_TIMEOUT_SECONDS", 30, minimum=1, maximum=300),
             shutdown_grace_seconds=_integer(
                 env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=MAX_SHUTDOWN_GRACE_SECONDS

@@ -10,6 +10,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,15 +56,24 @@ async def db(database_url: str) -> AsyncIterator[PlainSql]:
 @pytest.fixture
 async def fresh_database(server_url: str, db: PlainSql) -> AsyncIterator[str]:
     """An empty database of its own on the same server, dropped afterwards."""
+    async with database_of_its_own(server_url, db) as url:
+        yield url
+
+
+@asynccontextmanager
+async def database_of_its_own(server_url: str, db: PlainSql) -> AsyncIterator[str]:
+    """An empty database on the same server (not migrated), dropped afterwards."""
     name = f"todo_chat_{uuid.uuid4().hex[:12]}"
     async with db.engine.connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
         await autocommit.execute(text(f'CREATE DATABASE "{name}"'))
     base, _, query = server_url.partition("?")
-    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-    async with db.engine.connect() as connection:
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await autocommit.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    try:
+        yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    finally:
+        async with db.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@ its followers read them, for the PostgreSQL log and the Redis Streams log, side 
 
 One process plays one instance. `runs` runs each make one text event every 20 ms (50 tokens a
 second, a fast model); the writer gathers what came in each 20 ms, from every run, into one
-append (the registry's batching); one follower per run reads its run from the log, waking as
-the instance's followers of another instance's run do (PostgreSQL: LISTEN/NOTIFY, then a page
-of `run_events`; Redis: the log's shared blocking read). A step keeps pace when its followers
-get at least 97 % of what was made while it lasted and the p99 lag, from an event's making to
-its follower having it, stays within 250 ms. The number of runs doubles
-until a step does not keep pace, then one step halfway between; the ceiling is the highest
-events a second of a step that kept pace.
+append (the registry's batching); one follower per run reads its run through the log's own
+`read`, waking as the followers of another instance's run do (PostgreSQL: LISTEN/NOTIFY, then
+a page of `run_events`; Redis: the log's shared blocking read). A step keeps pace when its
+followers get at least 97 % of what was made while it lasted and the p99 lag, from an event's
+making to its follower having it, stays within 250 ms. The number of runs doubles until a step
+does not keep pace, then one step halfway between; the ceiling is the highest events a second
+of a step that kept pace.
 
     python -m tools.log_ceiling [--seconds 4] [--cluster] [--backend postgres --backend redis]
 
@@ -40,6 +40,7 @@ from app.db.notifications import Listener
 from app.db.uow import Database
 from app.events import LoggedEvent
 from app.runs.live import BATCH_BYTES
+from app.runs.log.postgres import PostgresEventLog
 from app.runs.log.redis_streams import redis_streams_log, stream_key
 from tests.redis_servers import redis_cluster, redis_server
 from tests.support import eventually, process_memory
@@ -167,39 +168,22 @@ async def ceiling(
 
 
 async def postgres(database_url: str, seconds: float) -> list[Step]:
+    """The PostgreSQL log as the service builds it: one LISTEN connection, the log's reads."""
     database = Database(database_url, pool_size=20)
-    waiters: dict[str, anyio.Event] = {}
-
-    def notified(message: str) -> None:
-        run_id = message.partition(":")[0]
-        if (woken := waiters.get(run_id)) is not None:
-            woken.set()
-
-    listener = Listener(database.engine, notified)
+    listener = Listener(database.engine)
+    log = PostgresEventLog(database, listener)
 
     async def prepare(runs: list[str]) -> None:
         await _make_runs(database, runs)
 
-    async def append(batch: list[tuple[str, LoggedEvent]]) -> None:
-        last = {run: event.seq for run, event in batch}
-        async with database.single_statement(Priority.END) as uow:
-            await uow.run_events.append_and_notify(batch, *(f"{r}:{s}" for r, s in last.items()))
-
     async def read(run: str, after: int) -> list[LoggedEvent]:
-        woken = waiters.setdefault(run, anyio.Event())
-        async with database.unit_of_work(Priority.RUN) as uow:
-            events = await uow.run_events.after(run, after, limit=READ_LIMIT, budget=BATCH_BYTES)
-        if not events:
-            with anyio.move_on_after(WAIT):
-                await woken.wait()
-            waiters[run] = anyio.Event()
-        return events
+        return await log.read(run, after, budget=BATCH_BYTES, wait=WAIT)
 
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(listener.listen_forever)
             await listener.ready.wait()
-            steps = await ceiling("postgres", seconds, append, read, prepare)
+            steps = await ceiling("postgres", seconds, log.append, read, prepare)
             group.cancel_scope.cancel()
         return steps
     finally:

@@ -124,6 +124,9 @@ class RunRow(Base):
     user_message_id: Mapped[int] = mapped_column(BigInteger)
     assistant_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_seq: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The run's final event (its JSON; its seq is `last_seq`), stored with its end: a reader
+    # who finds the run ended and the event not in the log takes it from here.
+    final_event: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
     idempotency_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     request_digest: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,10 +1,16 @@
-"""One connection of the instance's own, outside the pool: it LISTENs for run notifications
-from every instance.
+"""One connection of the instance's own, outside the pool: it LISTENs, on every channel some part
+of the service asked for (`on`), for the notifications of every instance.
+
+One connection serves them all (the event log's wake-ups, the record's cancels): a LISTEN holds
+its connection for the instance's lifetime, and PostgreSQL counts connections dearly.
 
 It says nothing of whether this instance is alive: it did once, by holding an advisory lock, and
 a cut of this one connection for a few seconds made another instance close this instance's runs
 while they were streaming. Liveness is the heartbeat written through the pool (see
-`app.runs.recovery`)."""
+`app.runs.recovery`). Notifications sent while it reconnects are lost: each listener has a
+slower way to find out what they said (a follower's log read after a timeout, recovery's check
+of cancels).
+"""
 
 from __future__ import annotations
 
@@ -16,30 +22,41 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.repositories.run_events import NOTIFY_CHANNEL
-
 logger = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0
 HEALTH_SECONDS = 5.0
 
+Handler = Callable[[str], None]
+"""Called with a notification's payload, on the event loop; it must not block."""
+
 
 class Listener:
-    def __init__(self, engine: AsyncEngine, on_message: Callable[[str], None]):
+    def __init__(self, engine: AsyncEngine) -> None:
         _, self._connect_args = engine.dialect.create_connect_args(engine.url)
-        self._on_message = on_message
+        self._handlers: dict[str, Handler] = {}
         self._connection: Any = None
+        self._started = False
         self.ready = anyio.Event()
+
+    def on(self, channel: str, handler: Handler) -> None:
+        """Hand the notifications of `channel` to `handler`; before `listen_forever` starts."""
+        if self._started:
+            raise RuntimeError(f"listening already: {channel} would be heard only after a cut")
+        if channel in self._handlers:
+            raise ValueError(f"{channel} has a handler already")
+        self._handlers[channel] = handler
 
     async def listen_forever(self) -> None:
         """Stay connected and listening, until cancelled."""
+        self._started = True
         while True:
             try:
                 await self._serve()
             except Exception:
                 # Whatever went wrong (the server restarted, the network dropped, a bad
                 # argument), never let it reach the task group that runs every chat turn.
-                logger.warning("run notifications: connection lost, reconnecting", exc_info=True)
+                logger.warning("notifications: connection lost, reconnecting", exc_info=True)
             finally:
                 await self._close()
             await anyio.sleep(RECONNECT_SECONDS)
@@ -49,7 +66,8 @@ class Listener:
         connection = await asyncpg.connect(**self._connect_args)
         try:
             connection.add_termination_listener(lambda _: lost.set())
-            await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+            for channel in self._handlers:
+                await connection.add_listener(channel, self._notified)
         except BaseException:
             await connection.close()
             raise
@@ -65,9 +83,9 @@ class Listener:
 
     def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         try:
-            self._on_message(payload)
+            self._handlers[channel](payload)
         except Exception:
-            logger.exception("run notifications: handler failed")
+            logger.exception("notifications on %s: handler failed", channel)
 
     async def _close(self) -> None:
         connection, self._connection = self._connection, None

@@ -10,7 +10,6 @@ from app.db.gate import ConnectionGate, Priority
 from app.db.repositories.conversations import ConversationRepository
 from app.db.repositories.instances import InstanceRepository
 from app.db.repositories.messages import MessageRepository
-from app.db.repositories.run_events import RunEventRepository
 from app.db.repositories.runs import RunRepository
 from app.db.repositories.tasks import TaskRepository
 from app.db.repositories.threads import ThreadRepository
@@ -30,7 +29,6 @@ class UnitOfWork:
     messages: MessageRepository
     tasks: TaskRepository
     runs: RunRepository
-    run_events: RunEventRepository
     instances: InstanceRepository
     threads: ThreadRepository
 
@@ -66,7 +64,6 @@ class UnitOfWork:
         self.messages = MessageRepository(self._connection)
         self.tasks = TaskRepository(self._connection)
         self.runs = RunRepository(self._connection)
-        self.run_events = RunEventRepository(self._connection)
         self.instances = InstanceRepository(self._connection)
         self.threads = ThreadRepository(self._connection)
         return self
@@ -84,7 +81,8 @@ class UnitOfWork:
 
     @property
     def connection(self) -> AsyncConnection:
-        """The connection itself, for work outside the repositories (the schema's revision)."""
+        """The connection itself, for work outside these repositories (the schema's revision;
+        the event log's own, `app.runs.log.postgres`)."""
         return self._connection
 
     async def commit(self) -> None:

@@ -1,21 +1,19 @@
-"""The one way a run ends: its status, its answer and its last events stored in one statement.
+"""How a run ends: its status, its answer, and its one final event.
 
-The run itself uses it when it finishes (`RunRegistry.finish`), and recovery when it closes a run
-that could not (`Recovery`). Whoever ends a run, the final event its followers get is the one the
-log holds: a second attempt (the reply to the first was lost, or the first was cut by a timeout
-after it committed) or a second closer finds the run ended already and takes the final event
-stored then. A run has exactly one final event.
+The run itself ends this way when it finishes (`RunRegistry.finish`), and recovery when it closes
+a run that could not (`Recovery`). Whoever ends a run, its followers get the final event stored
+first: a second attempt (the reply to the first was lost, or a timeout cut it after it
+committed) or a second closer finds the run ended already and takes that event. A run has
+exactly one final event. Where the end is stored, and how the event log holds it, is the
+end-of-run contract of `app.runs.log.base`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.db.gate import Priority
-from app.db.uow import Database
 from app.domain import NewMessage, RunStatus
-from app.events import LoggedEvent, encode, interrupted
-from app.runs.event_log import RunEvents
+from app.events import LoggedEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,22 +25,3 @@ class RunEnd:
     answer: NewMessage
     answer_id: int
     final: LoggedEvent
-
-
-async def store_end(database: Database, end: RunEnd, unwritten: RunEvents) -> LoggedEvent:
-    """Store the run's end with its `unwritten` events, if it has not ended yet; the run's final
-    event as the log holds it afterwards. Raises what the database raises."""
-    async with database.single_statement(Priority.END) as uow:
-        ended = await uow.runs.end(
-            end.run_id,
-            end.status,
-            end.answer,
-            end.answer_id,
-            [*unwritten, (end.run_id, end.final)],
-            notification=f"{end.run_id}:{end.final.seq}",
-        )
-        if ended:
-            return end.final
-        stored = await uow.run_events.final(end.run_id)
-    # Ended before, and its log pruned since: what a reader of the log would be told.
-    return stored if stored is not None else encode(interrupted(retryable=False), end.final.seq)

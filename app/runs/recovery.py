@@ -1,22 +1,23 @@
 """Recovery: each instance's heartbeat, and what no run closes by itself.
 
-- **Heartbeat.** Every `HEARTBEAT_SECONDS` each instance writes the time, through its pool, to
-  its row of `instances`. An instance silent for `SILENT_SECONDS` (by the database's clock) is
-  gone, and any instance closes its runs. The heartbeat goes through the pool, like the runs'
-  own statements, so one lost connection (the LISTEN one, say) cannot make a live instance look
-  dead, as the advisory lock held by that connection once did. In turn, an instance that could
-  not write its heartbeat for `CUT_OFF_SECONDS` stops its own runs, before the others may take
-  them over: no run is streamed by its owner after another instance closed it. Cost: one
-  single-row upsert per instance every 2 s, and a run of a killed instance closed 10 to 13 s
-  after the kill.
+- **Heartbeat.** Every `HEARTBEAT_SECONDS` each instance writes the time to the record (in
+  PostgreSQL, its row of `instances`, through the pool). An instance silent for `SILENT_SECONDS`
+  (by the record's clock) is gone, and any instance closes its runs. The heartbeat goes through
+  the pool, like the runs' own statements, so one lost connection (the LISTEN one, say) cannot
+  make a live instance look dead, as the advisory lock held by that connection once did. In
+  turn, an instance that could not write its heartbeat for `CUT_OFF_SECONDS` stops its own runs,
+  before the others may take them over: no run is streamed by its owner after another instance
+  closed it. Cost: one single-row upsert per instance every 2 s, and a run of a killed instance
+  closed 10 to 13 s after the kill.
 - **Orphans.** The runs of gone instances, and this instance's own runs whose end could not be
   stored (`RunRegistry.finish`): what their log holds becomes an incomplete answer, stored the
-  one way runs end (`ending.store_end`), with `interrupted` as the final event.
-- **Cancels** asked of this instance's runs whose notification it missed.
-- **Old event logs**, pruned every `PRUNE_SECONDS`.
+  one way runs end (`EventLog.end_run`), with `interrupted` as the final event.
+- **Cancels** asked of this instance's runs whose announcement it missed.
+- **Old event logs**, pruned every `PRUNE_SECONDS`, and instances long gone.
 
 Each step, and each run within a step, fails alone: it is logged, and the rest goes on.
-Started by the lifespan beside the registry; the registry does not know it.
+Started by the lifespan beside the registry, with the same log and record; the registry does not
+know it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from functools import partial
 
 import anyio
 
-from app.db.gate import Priority
-from app.db.outage import is_outage
-from app.db.uow import Database
 from app.domain import NewMessage, Role, Run, RunStatus
 from app.events import Transcript, decode, encode, interrupted
-from app.runs.ending import RunEnd, store_end
+from app.runs.ending import RunEnd
+from app.runs.log.base import EventLog
+from app.runs.record.base import RunRecord
 from app.runs.registry import RunRegistry
 
 logger = logging.getLogger(__name__)
@@ -45,13 +45,21 @@ RECOVERY_SECONDS = 3.0
 PRUNE_SECONDS = 60.0
 PRUNE_BATCH = 200
 FORGET_INSTANCES_SECONDS = 86_400.0
+WHOLE_LOG = 100_000
+"""More events than a run has: an orphan's whole log, read at once."""
 
 
 class Recovery:
     def __init__(
-        self, database: Database, registry: RunRegistry, *, retention_seconds: float
+        self,
+        log: EventLog,
+        record: RunRecord,
+        registry: RunRegistry,
+        *,
+        retention_seconds: float,
     ) -> None:
-        self._database = database
+        self._log = log
+        self._record = record
         self._registry = registry
         self._retention_seconds = retention_seconds
         self._last_beat = time.monotonic()
@@ -63,7 +71,7 @@ class Recovery:
 
     async def _beat_forever(self) -> None:
         while True:
-            if await _step("heartbeat", self.beat):
+            if await self._step("heartbeat", self.beat):
                 self._last_beat = time.monotonic()
             elif time.monotonic() - self._last_beat > CUT_OFF_SECONDS:
                 self._registry.cut_off()
@@ -72,66 +80,55 @@ class Recovery:
     async def _recover_forever(self) -> None:
         next_prune = time.monotonic()
         while True:
-            await _step("closing orphaned runs", self.close_orphans)
-            await _step("rechecking cancels", self.recheck_cancels)
+            await self._step("closing orphaned runs", self.close_orphans)
+            await self._step("rechecking cancels", self.recheck_cancels)
             if time.monotonic() >= next_prune:
-                await _step("pruning", self.prune)
+                await self._step("pruning", self.prune)
                 next_prune = time.monotonic() + PRUNE_SECONDS
             await anyio.sleep(RECOVERY_SECONDS)
 
     async def beat(self) -> None:
-        async with self._database.single_statement(Priority.END) as uow:
-            await uow.instances.beat(self._registry.instance_id)
+        await self._record.beat(self._registry.instance_id)
 
     async def leave(self) -> None:
         """Forget this instance, as it stops: any run it still has is closed at once by the
         others (if the database can be reached; else they wait out its silence)."""
 
-        async def forget() -> None:
-            async with self._database.single_statement(Priority.END) as uow:
-                await uow.instances.forget(self._registry.instance_id)
-
-        await _step("leaving", forget)
+        await self._step("leaving", partial(self._record.forget, self._registry.instance_id))
 
     async def recheck_cancels(self) -> None:
-        """Cancels asked of this instance's runs whose notification it missed (while its
+        """Cancels asked of this instance's runs whose announcement it missed (while its
         listening connection was down)."""
         running = self._registry.running_here()
         if not running:
             return
-        async with self._database.unit_of_work() as uow:
-            requested = await uow.runs.cancel_requested(running)
-        for run_id in requested:
+        for run_id in await self._record.cancels_requested(running):
             self._registry.cancel_here(run_id)
 
     async def close_orphans(self) -> int:
         """Close the runs of gone instances and this instance's runs left to recovery; the
         number closed."""
-        async with self._database.unit_of_work(Priority.END) as uow:
-            instances = await uow.instances.gone_with_active_runs(silent_seconds=SILENT_SECONDS)
+        instances = await self._record.gone_with_active_runs(silent_seconds=SILENT_SECONDS)
         mine = self._registry.instance_id
         if self._registry.has_left_to_recovery() and mine not in instances:
             instances.append(mine)
         closed = 0
         for instance in instances:
-            async with self._database.unit_of_work(Priority.END) as uow:
-                orphans = await uow.runs.active_of_instance(instance)
-            for run in orphans:
+            for run in await self._record.active_runs_of(instance):
                 if instance == mine and (
                     self._registry.is_running_here(run.id)
                     or not self._registry.is_left_to_recovery(run.id)
                 ):
                     continue  # still running here, or about to end by itself
-                if await _step(f"closing run {run.id}", partial(self._close, run)):
+                if await self._step(f"closing run {run.id}", partial(self._close, run)):
                     closed += 1
         return closed
 
     async def _close(self, run: Run) -> None:
         unwritten = await self._registry.take_unwritten(run.id)  # ours, not yet in the log
         try:
-            async with self._database.unit_of_work(Priority.END) as uow:
-                logged = await uow.run_events.after(run.id, 0, limit=100_000)
-                answer_id = await uow.runs.reserve_message_id()
+            logged = await self._log.read(run.id, 0, limit=WHOLE_LOG)
+            answer_id = await self._record.reserve_answer_id()
             events = [*logged, *(event for _, event in unwritten)]
             transcript = Transcript.of(decode(event) for event in events)
             status = transcript.failed_status()
@@ -145,7 +142,7 @@ class Recovery:
             final_event = interrupted(retryable=transcript.safe_to_retry)
             final = encode(final_event, (events[-1].seq if events else 0) + 1)
             end = RunEnd(run.id, RunStatus(status.value), answer, answer_id, final)
-            stored = await store_end(self._database, end, unwritten)
+            stored = await self._log.end_run(end, unwritten, partial(self._record.store_end, end))
         except BaseException:
             self._registry.put_back_unwritten(unwritten)
             raise
@@ -154,28 +151,24 @@ class Recovery:
             logger.warning("closed the unfinished run %s as %s", run.id, status.value)
 
     async def prune(self) -> None:
-        """Delete old event logs, a batch of runs at a time, and instances long gone."""
+        """Forget old event logs, a batch of runs at a time, and instances long gone."""
         while True:
-            async with self._database.unit_of_work() as uow:
-                deleted = await uow.run_events.prune(
-                    older_than_seconds=self._retention_seconds, limit=PRUNE_BATCH
-                )
-                await uow.commit()
-            if deleted == 0:
+            forgotten = await self._log.prune(
+                older_than_seconds=self._retention_seconds, limit=PRUNE_BATCH
+            )
+            if forgotten == 0:
                 break
-            await anyio.sleep(0.1)  # let requests have the database between batches
-        async with self._database.single_statement() as uow:
-            await uow.instances.prune(silent_seconds=FORGET_INSTANCES_SECONDS)
+            await anyio.sleep(0.1)  # let requests have the log between batches
+        await self._record.forget_gone(silent_seconds=FORGET_INSTANCES_SECONDS)
 
-
-async def _step(what: str, step: Callable[[], Awaitable[object]]) -> bool:
-    """Run one step of maintenance; log its failure, which stops nothing else."""
-    try:
-        await step()
-    except Exception as error:
-        if is_outage(error):
-            logger.warning("%s: the database cannot be reached", what)
-        else:
-            logger.exception("%s failed", what)
-        return False
-    return True
+    async def _step(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
+        """Run one step of maintenance; log its failure, which stops nothing else."""
+        try:
+            await step()
+        except Exception as error:
+            if self._registry.is_outage(error):
+                logger.warning("%s: the log or the record cannot be reached", what)
+            else:
+                logger.exception("%s failed", what)
+            return False
+        return True

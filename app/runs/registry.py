@@ -1,12 +1,16 @@
 """The runs this instance owns, and following any run from any instance.
 
 A run's events are numbered (`seq`) and handed at once to its followers in this process (see
-`live`); the event log writes them to PostgreSQL, and its notifications wake the followers on
+`live`); the writer appends them to the event log (`log`), whose appends wake the followers on
 other instances, who read them from the log. The registry starts runs outside any request (so a
-run outlives its client), cancels them (here, or by notifying the instance that owns them), and
-stops them at shutdown after a grace period. A run ends through `finish`, which stores its end
-(see `ending`), retrying while the database is unreachable; one whose end could not be stored
-in time is left to `recovery`, which closes it from its log with the same final event.
+run outlives its client), cancels them (here, or through the record, which tells the instance
+that owns them), and stops them at shutdown after a grace period. A run ends through `finish`,
+which ends it in the log and the record (`EventLog.end_run`), retrying while either cannot be
+reached; one whose end could not be stored in time is left to `recovery`, which closes it from
+its log with the same final event.
+
+The log, its writer and the record come from the composition root (`app.main`): the registry
+builds none of them, and reaches no database but through them.
 """
 
 from __future__ import annotations
@@ -14,21 +18,21 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
 
-from app.db.notifications import Listener
-from app.db.outage import is_outage
-from app.db.uow import Database
 from app.domain import Run, RunStatus
 from app.events import LoggedEvent, Transcript, decode, encode, interrupted
 from app.metrics import RunTiming, count_tokens
-from app.runs.ending import RunEnd, store_end
-from app.runs.event_log import EventLog, RunEvents
+from app.runs.ending import RunEnd
 from app.runs.live import BATCH_BYTES, CancelReason, LiveRun
+from app.runs.log.base import EventLog, RunEvents
+from app.runs.log.writer import EventWriter
+from app.runs.record.base import RunRecord, RunState
 from app.settings import FINISH_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -42,26 +46,32 @@ Answer = Callable[[LiveRun], Awaitable[None]]
 
 
 class RunRegistry:
-    def __init__(self, database: Database, task_group: TaskGroup, *, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        writer: EventWriter,
+        record: RunRecord,
+        task_group: TaskGroup,
+        *,
+        grace_seconds: float,
+    ) -> None:
+        """`writer` appends to `log`; both, and `record`, are served by the composition root
+        (`write_forever`, `serve`, the record's listener) in `task_group`, where runs go too."""
         self.instance_id = uuid.uuid4().hex
         self.accepting = True
-        self.listener = Listener(database.engine, self._notified)
-        self._log = EventLog.to(database)
-        self._database = database
+        self._log = log
+        self._writer = writer
+        self._record = record
         self._task_group = task_group
         self._grace_seconds = grace_seconds
         self._local: dict[str, LiveRun] = {}
         self._timings: dict[str, RunTiming] = {}
-        self._waiters: defaultdict[str, set[anyio.Event]] = defaultdict(set)
         self._remote: dict[str, LiveRun] = {}
         self._following: Counter[str] = Counter()
         self._left_to_recovery: set[str] = set()
         self._shutdown_started = False
         self._grace_over = False
-
-    def start_writing_and_listening(self) -> None:
-        self._task_group.start_soon(self._log.write_forever)
-        self._task_group.start_soon(self.listener.listen_forever)
+        record.hear_cancels(self.cancel_here)
 
     # Runs of this process
 
@@ -92,19 +102,19 @@ class RunRegistry:
 
     def emit(self, live: LiveRun, event: LoggedEvent) -> None:
         live.publish(event)
-        self._log.append(live.id, event)
+        self._writer.add(live.id, event)
         self._timings[live.id].saw(event)
 
     async def finish(self, live: LiveRun, end: RunEnd) -> None:
-        """Store the run's end, with its events not yet in the log, then hand its followers
-        the final event the log holds. While the database cannot be reached the statement is
+        """End the run in the log and the record, with its events not yet in the log, then
+        hand its followers the final event stored. While either cannot be reached the end is
         retried, for up to `FINISH_TIMEOUT_SECONDS`, shielded from cancellation; past that,
         the followers get `interrupted`, and recovery stores the end later with that event."""
         count_tokens(end.answer.usage)
-        unwritten = await self._log.take_unwritten(live.id)
+        unwritten = await self._writer.take_unwritten(live.id)
         final = await self._store_end_in_time(end, unwritten)
         if final is None:
-            self._log.put_back(unwritten)
+            self._writer.put_back(unwritten)
             self._left_to_recovery.add(live.id)
             final = encode(interrupted(retryable=not end.answer.tool_calls), end.final.seq)
         self._publish_end(live, final)
@@ -113,12 +123,14 @@ class RunRegistry:
         with anyio.move_on_after(FINISH_TIMEOUT_SECONDS, shield=True):
             for attempt in itertools.count():
                 try:
-                    return await store_end(self._database, end, unwritten)
+                    return await self._log.end_run(
+                        end, unwritten, partial(self._record.store_end, end)
+                    )
                 except Exception as error:
-                    if not is_outage(error):
+                    if not self.is_outage(error):
                         logger.exception("could not store the end of run %s", end.run_id)
                         return None
-                    logger.warning("run %s: database unreachable at its end", end.run_id)
+                    logger.warning("run %s: log or record unreachable at its end", end.run_id)
                 pause = FINISH_RETRY_SECONDS[min(attempt, len(FINISH_RETRY_SECONDS) - 1)]
                 await anyio.sleep(pause)
         logger.error("could not store the end of run %s in time", end.run_id)
@@ -159,12 +171,16 @@ class RunRegistry:
         self._left_to_recovery.discard(run_id)
 
     async def take_unwritten(self, run_id: str) -> RunEvents:
-        """A run's events not yet in the log, taken from the log's queue for the statement
-        that closes the run."""
-        return await self._log.take_unwritten(run_id)
+        """A run's events not yet in the log, taken from the writer's queue for the end that
+        closes the run."""
+        return await self._writer.take_unwritten(run_id)
 
-    def put_back_unwritten(self, unwritten: Sequence[tuple[str, LoggedEvent]]) -> None:
-        self._log.put_back(unwritten)
+    def put_back_unwritten(self, unwritten: RunEvents) -> None:
+        self._writer.put_back(unwritten)
+
+    def is_outage(self, error: BaseException) -> bool:
+        """Whether `error` says the log or the record cannot be reached right now."""
+        return self._log.is_outage(error) or self._record.is_outage(error)
 
     def cancel_here(self, run_id: str) -> None:
         live = self._local.get(run_id)
@@ -180,8 +196,9 @@ class RunRegistry:
     async def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
         """The run's events after `after_seq`, in order and in batches, until its last: from
         memory when it runs here; else, while it runs, from one reader of its log per
-        instance, shared by every follower here and woken by the notifications of the instance
-        running it; once it has ended, from the log."""
+        instance, shared by every follower here and woken by the appends of the instance
+        running it; once it has ended, from the log (and its final event from the record if
+        the log does not hold it)."""
         self._following[run.user_id] += 1
         try:
             live = self._local.get(run.id) or (
@@ -215,10 +232,10 @@ class RunRegistry:
                             remote.publish(event)
                     break
                 except Exception as error:
-                    if not is_outage(error):
+                    if not self.is_outage(error):
                         raise
-                    # The database is restarting: read on from where the copy stopped.
-                    logger.warning("following run %s: database unreachable", run.id)
+                    # The log or the record is restarting: read on from where the copy stopped.
+                    logger.warning("following run %s: log or record unreachable", run.id)
                     await anyio.sleep(POLL_SECONDS)
         except Exception:
             logger.exception("following run %s failed", run.id)
@@ -227,41 +244,42 @@ class RunRegistry:
             self._remote.pop(run.id, None)
 
     async def _read_log(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
+        """The run's events from the log, up to its final event. While it runs, each read
+        waits up to `POLL_SECONDS` for an append; one that brings nothing asks the record
+        whether the run has ended. Once it has, every event before its final one is in the
+        log (the end-of-run contract, `app.runs.log.base`): the log is read to its end, and
+        the final event comes from the record if the log does not hold it."""
         last = after_seq
+        ended: RunState | None = None
+        if run.status is not RunStatus.ACTIVE:
+            ended = await self._record.state(run.id)
+            if ended is None:
+                return  # deleted with its conversation, and its log with it
         while True:
-            woken = anyio.Event()
-            self._waiters[run.id].add(woken)
-            try:
-                async with self._database.unit_of_work() as uow:
-                    # The status first: if it says ended, the events read next include the end.
-                    current = await uow.runs.get(run.user_id, run.id)
-                    events = await uow.run_events.after(
-                        run.id, last, limit=READ_BATCH, budget=BATCH_BYTES
-                    )
-                if events:
-                    terminal = next((i for i, e in enumerate(events) if e.terminal), None)
-                    if terminal is not None:
-                        yield events[: terminal + 1]
-                        return
-                    yield events
-                    last = events[-1].seq
-                    continue
-                if current is None or current.status is not RunStatus.ACTIVE:
-                    return  # ended, and its log is read (or was pruned)
-                with anyio.move_on_after(POLL_SECONDS):
-                    await woken.wait()
-            finally:
-                self._waiters[run.id].discard(woken)
-                if not self._waiters[run.id]:
-                    del self._waiters[run.id]
-
-    def _notified(self, message: str) -> None:
-        run_id, _, what = message.partition(":")
-        if what == "cancel":
-            self.cancel_here(run_id)
-            return
-        for woken in self._waiters.get(run_id, ()):
-            woken.set()
+            events = await self._log.read(
+                run.id,
+                last,
+                limit=READ_BATCH,
+                budget=BATCH_BYTES,
+                wait=0.0 if ended is not None else POLL_SECONDS,
+            )
+            if events:
+                terminal = next((i for i, e in enumerate(events) if e.terminal), None)
+                if terminal is not None:
+                    yield events[: terminal + 1]
+                    return
+                yield events
+                last = events[-1].seq
+                continue
+            if ended is not None:
+                if ended.final is not None and ended.final.seq > last:
+                    yield [ended.final]
+                return  # (a final event no longer kept: the log was pruned too)
+            state = await self._record.state(run.id)
+            if state is None:
+                return
+            if state.ended:
+                ended = state  # read what the log holds of it, to its end, then the final
 
     # Cancelling
 
@@ -270,10 +288,7 @@ class RunRegistry:
         if self.is_running_here(run.id):
             self.cancel_here(run.id)
             return
-        async with self._database.unit_of_work() as uow:
-            await uow.runs.request_cancel(run.id)
-            await uow.run_events.notify(f"{run.id}:cancel")
-            await uow.commit()
+        await self._record.request_cancel(run.id)
 
     # Stopping
 

@@ -10,7 +10,7 @@ import pytest
 
 from app.settings import PROJECT_ROOT
 from tests.deploy.test_heroku import procfile
-from tests.support import environment
+from tests.support import environment, free_port
 
 STRONG = "s" * 40
 PRODUCTION_BECAUSE = (
@@ -83,3 +83,30 @@ def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
         "configuration error: JWT_SECRET must be a random string of at least 32 characters "
         "in production"
     ]
+
+
+def test_a_memory_event_log_is_refused_by_the_procfiles_several_workers() -> None:
+    """Each worker would keep runs' events to itself: a worker refuses to start, and uvicorn's
+    supervisor stops instead of starting it again."""
+    env = environment(
+        APP_ENV="test",
+        DATABASE_URL="postgres://u:p@127.0.0.1:9/db",  # create_app does not connect
+        JWT_SECRET=STRONG,
+        EVENT_LOG="memory",
+        WEB_CONCURRENCY="2",
+        PORT=str(free_port()),
+    )
+    result = subprocess.run(
+        ["bash", "-c", procfile("web")],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    said = result.stderr.decode()
+    refusal = (
+        "ConfigError: EVENT_LOG=memory keeps runs' events in one process, and this is a worker "
+        "of several (uvicorn --workers or --reload): use EVENT_LOG=postgres"
+    )
+    assert refusal in said, said[-2000:]
+    assert "failed to start, stopping the parent process" in said, said[-2000:]

@@ -345,6 +345,27 @@ async def test_two_instances_share_runs_through_the_database(
     assert stored == [{"status": "cancelled", "content": text_of(joined)}]
 
 
+async def test_a_service_of_one_process_keeps_its_runs_events_in_memory(
+    settings: Settings, db: PlainSql
+) -> None:
+    """EVENT_LOG=memory: a turn streams, ends, is stored and replays as with PostgreSQL's log,
+    and not one of its events is in `run_events`."""
+    alone = with_settings(settings, event_log="memory")
+    async with serve(create_app(alone), alone) as live:
+        user = live.user()
+        streamed = await _post_until(user, "hello", 10_000)
+        await live.registry.wait_idle()
+        run_id = streamed[0]["run_id"]
+        replayed = await _read_run(user, run_id)
+        resumed = await _read_run(user, run_id, last_event_id=f"{run_id}:2")
+    assert streamed[-1]["type"] == "done" and replayed == streamed
+    assert resumed == streamed[2:]
+    assert await db.rows("SELECT seq FROM run_events WHERE run_id = :id", id=run_id) == []
+    stored = await db.rows("SELECT status, final_event FROM runs WHERE id = :id", id=run_id)
+    assert stored[0]["status"] == "complete"
+    assert json.loads(stored[0]["final_event"]) == streamed[-1]
+
+
 async def test_old_event_logs_are_pruned(settings: Settings, db: PlainSql) -> None:
     async with serve(create_app(settings), settings) as live:
         user = live.user()

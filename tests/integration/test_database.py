@@ -11,8 +11,6 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -20,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.gate import ConnectionWaitTimeout, Priority
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
-from app.db.repositories.run_events import NOTIFY_CHANNEL
+from app.db.repositories.run_events import EVENTS_CHANNEL, RunEventRepository
 from app.db.uow import Database
 from app.domain import (
     MessageStatus,
@@ -32,8 +30,7 @@ from app.domain import (
     ToolCall,
     Usage,
 )
-from app.events import LoggedEvent, Text, encode
-from app.runs.live import batch_size
+from app.events import Text, encode
 
 
 async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: str) -> None:
@@ -150,57 +147,27 @@ async def test_events_are_appended_and_announced_in_one_statement(database_url: 
     database = Database(database_url, pool_size=2)
     listener = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
     heard: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[3]))
+    await listener.add_listener(EVENTS_CHANNEL, lambda *args: heard.put_nowait(args[3]))
     try:
         run = str(uuid.uuid4())
         async with database.single_statement() as uow:
             await uow.runs.start_in_new_conversation(run, "uow-user-4", "Log", "hi", "instance")
         events = [(run, encode(Text(f"token {n}"), n)) for n in (1, 2, 3)]
         async with database.single_statement() as uow:
-            await uow.run_events.append_and_notify(events[:2], f"{run}:2", "other:1")
-            await uow.run_events.append_and_notify(events, f"{run}:3")  # 1 and 2 are kept
+            log = RunEventRepository(uow.connection)
+            await log.append_and_notify(events[:2], f"{run}:2", "other:1")
+            await log.append_and_notify(events, f"{run}:3")  # 1 and 2 are kept
         assert [await asyncio.wait_for(heard.get(), 5) for _ in range(3)] == [
             f"{run}:2",
             "other:1",
             f"{run}:3",
         ]
         async with database.unit_of_work() as uow:
-            logged = await uow.run_events.after(run, 0)
+            logged = await RunEventRepository(uow.connection).after(run, 0, limit=10)
         assert logged == [event for _, event in events]
     finally:
         await listener.close()
         await database.dispose()
-
-
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=12),
-    after=st.integers(0, 12),
-    limit=st.integers(1, 12),
-    budget=st.none() | st.integers(1, 24_000),
-)
-async def test_a_page_of_the_log_holds_as_many_events_as_fit_in_its_budget(
-    database_url: str, sizes: list[int], after: int, limit: int, budget: int | None
-) -> None:
-    """The log pages as a live run batches (`batch_size`): a follower reading a run from the
-    log holds no more of it at once than one following it in memory."""
-    database = Database(database_url, pool_size=1)
-    run = str(uuid.uuid4())
-    try:
-        async with database.single_statement() as uow:
-            await uow.runs.start_in_new_conversation(run, "uow-user-page", "Log", "hi", "instance")
-        # Two bytes a character in UTF-8: the budget counts bytes, as `batch_size` does.
-        events = [LoggedEvent(seq, "é" * size) for seq, size in enumerate(sizes, 1)]
-        async with database.single_statement() as uow:
-            await uow.run_events.append([(run, event) for event in events])
-        async with database.unit_of_work() as uow:
-            page = await uow.run_events.after(run, after, limit=limit, budget=budget)
-    finally:
-        await database.dispose()
-    rest = events[after:][:limit]
-    assert page == (rest if budget is None else rest[: batch_size(rest, budget)])
 
 
 async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database_url: str) -> None:
@@ -213,22 +180,28 @@ async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database
             )
         assert started.answer_message_id > started.user_message_id
         answer = NewMessage(started.conversation_id, Role.ASSISTANT, "Hi!", usage=Usage(1, 2, 3, 4))
-        final = [(run, encode(Text("Hi!"), 2)), (run, encode(Text("(final)"), 3))]
+        final = encode(Text("(final)"), 3)
         async with database.single_statement() as uow:
-            assert await uow.runs.end(
-                run, RunStatus.COMPLETE, answer, started.answer_message_id, final, "n:3"
+            assert (
+                await uow.runs.end(
+                    run, RunStatus.COMPLETE, answer, started.answer_message_id, final
+                )
+                == final
             )
-        # Ended already (say another instance closed it): nothing more is stored.
+        # Ended already (say another instance closed it): nothing more is stored, and the
+        # answer is the final event stored first.
         late = NewMessage(started.conversation_id, Role.ASSISTANT, "late", MessageStatus.ERROR)
-        later = [(run, encode(Text("late"), 4))]
+        later = encode(Text("late"), 4)
         async with database.single_statement() as uow:
-            assert not await uow.runs.end(
-                run, RunStatus.ERROR, late, started.answer_message_id + 1, later, "n:4"
+            assert (
+                await uow.runs.end(run, RunStatus.ERROR, late, started.answer_message_id + 1, later)
+                == final
             )
         async with database.unit_of_work() as uow:
             stored = await uow.runs.get("uow-user-6", run)
             messages = await uow.messages.list(started.conversation_id, limit=10)
-            logged = await uow.run_events.after(run, 0)
+            state = await uow.runs.state(run, final_kept_seconds=3600)
+            forgotten = await uow.runs.state(run, final_kept_seconds=0)
         assert stored is not None and stored.status is RunStatus.COMPLETE
         assert stored.assistant_message_id == started.answer_message_id and stored.last_seq == 3
         assert [(m.id, m.role, m.content) for m in messages] == [
@@ -236,7 +209,8 @@ async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database
             (started.answer_message_id, Role.ASSISTANT, "Hi!"),
         ]
         assert messages[1].usage == Usage(1, 2, 3, 4)
-        assert logged == [event for _, event in final]
+        assert state == (RunStatus.COMPLETE, final)
+        assert forgotten == (RunStatus.COMPLETE, None), "kept no longer than its events"
     finally:
         await database.dispose()
 
@@ -258,9 +232,12 @@ async def test_repositories_round_trip_domain_objects(database_url: str) -> None
                 (call,),
                 Usage(1, 2, 3, 5),
             )
-            final = [(run, encode(Text("(final)"), 1))]
-            assert await uow.runs.end(
-                run, RunStatus.INCOMPLETE, answer, started.answer_message_id, final, "n:1"
+            final = encode(Text("(final)"), 1)
+            assert (
+                await uow.runs.end(
+                    run, RunStatus.INCOMPLETE, answer, started.answer_message_id, final
+                )
+                == final
             )
             task = await uow.tasks.add("uow-user-2", "Milk", None)
             await uow.commit()

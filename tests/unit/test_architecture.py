@@ -16,9 +16,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.metrics",),
     ("app.db", "app.agent"),
     ("app.runs.live", "app.runs"),
-    ("app.runs.event_log",),
     ("app.runs.ending",),
-    ("app.runs.log",),
+    ("app.runs.log.base", "app.runs.record.base"),
+    ("app.runs.log", "app.runs.record"),
     ("app.runs.registry",),
     ("app.runs.recovery",),
     ("app.chat", "app.tasks"),
@@ -64,6 +64,19 @@ NOT_IN_PROTOCOLS = (
     "app.web",
     "app.runs",
 )
+# What reaches a database (a client library, or our own PostgreSQL package).
+DATABASE_CLIENTS = ("app.db", "sqlalchemy", "asyncpg", "redis")
+# The run engine's modules that work in this process alone: the interfaces, the writer, the
+# in-memory backends. Every other module of app.runs.log and app.runs.record is a backend.
+IN_PROCESS = (
+    "app.runs.log",
+    "app.runs.log.base",
+    "app.runs.log.writer",
+    "app.runs.log.memory",
+    "app.runs.record",
+    "app.runs.record.base",
+    "app.runs.record.memory",
+)
 
 
 def _modules() -> dict[str, set[str]]:
@@ -96,10 +109,21 @@ def _within(module: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def _layer(module: str) -> int:
-    for index, prefixes in enumerate(LAYERS):
-        if _within(module, prefixes):
-            return index
-    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+    """The layer of the longest prefix that holds the module (`app.runs.registry` is not in
+    the layer of `app.runs`, the package's own module)."""
+    held = [
+        (len(prefix), index)
+        for index, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if _within(module, (prefix,))
+    ]
+    if not held:
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+    return max(held)[1]
+
+
+def _is_engine_backend(module: str) -> bool:
+    return _within(module, ("app.runs.log", "app.runs.record")) and module not in IN_PROCESS
 
 
 def test_imports_go_one_way() -> None:
@@ -170,3 +194,27 @@ def test_no_module_imports_another_modules_private_names() -> None:
         if target.startswith("app.") and name.startswith("_")
     ]
     assert strays == []
+
+
+def test_the_run_engine_reaches_a_database_only_through_its_log_backends_and_the_record() -> None:
+    """app/runs/ reaches a database only through its log backends (`app.runs.log.postgres`…)
+    and the record's implementation (`app.runs.record.postgres`); the registry, recovery, the
+    writer and the in-memory backends import no database client, so they run without one."""
+    strays = [
+        f"{module} imports {target}"
+        for module, imported in _modules().items()
+        if _within(module, ("app.runs",)) and not _is_engine_backend(module)
+        for target in imported
+        if _within(target, DATABASE_CLIENTS)
+    ]
+    assert strays == []
+    assert "app.runs.log.postgres" in _modules() and _is_engine_backend("app.runs.log.postgres")
+
+
+def test_only_the_postgres_event_log_reaches_the_run_events_table() -> None:
+    users = sorted(
+        module
+        for module, imported in _modules().items()
+        if "app.db.repositories.run_events" in imported
+    )
+    assert users == ["app.runs.log.postgres"]

@@ -151,6 +151,7 @@ def test_every_setting_is_read() -> None:
             "AGENT_MAX_TURNS": "4",
             "MAX_ACTIVE_RUNS_PER_USER": "8",
             "RUN_RETENTION_HOURS": "2",
+            "EVENT_LOG": "memory",
             "SHUTDOWN_GRACE_SECONDS": "3",
             "SEND_TIMEOUT_SECONDS": "4",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
@@ -243,6 +244,7 @@ def test_every_setting_is_read() -> None:
         ({"REDIS_URL": "redis://"}, "REDIS_URL must be .* with a host"),
         ({"REDIS_CLUSTER": "1"}, "REDIS_CLUSTER=1 needs REDIS_URL"),
         ({"REDIS_CLUSTER": "yes", "REDIS_URL": "redis://h"}, "REDIS_CLUSTER must be one of 0, 1"),
+        ({"EVENT_LOG": "redis-streams"}, "EVENT_LOG must be one of postgres, memory"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: str) -> None:

@@ -1,38 +1,24 @@
-"""The runs' event log in PostgreSQL (`run_events`): append-only, read in order of `seq`."""
+"""The runs' event log in PostgreSQL (`run_events`): append-only, read in order of `seq`.
+
+Only the PostgreSQL event log (`app.runs.log.postgres`) uses it; the rest of the service reaches
+a run's events through the log's interface, whichever backend keeps them.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    delete,
-    literal_column,
-    select,
-    text,
-)
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db.models import RunEventRow, RunRow
-from app.domain import (
-    RunStatus,
-)
+from app.db.repositories.runs import END_RUN, end_values
+from app.domain import NewMessage, RunStatus
 from app.events import LoggedEvent
 
-NOTIFY_CHANNEL = "todo_chat_runs"
-
-# One statement for any number of events (arrays, not one VALUES row per event: the same
-# prepared statement whatever the count). An event already logged (a retried batch whose first
-# commit went through, or the end an orphan-closing instance wrote) is kept as it is.
-_APPEND_EVENTS = text("""
-INSERT INTO run_events (run_id, seq, data)
-SELECT * FROM unnest(
-    CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])
-)
-ON CONFLICT DO NOTHING
-""")
+EVENTS_CHANNEL = "todo_chat_runs"
+"""Where an append is announced to every instance: `run_id:seq`, the run's last event in it."""
 
 # A page of a run's log: at most `limit_key` events, and of those as many as fit in
 # `budget_key` bytes of JSON (at least one; no budget, no such bound). The running sum goes row
@@ -52,11 +38,11 @@ WHERE n = 1 OR CAST(:budget_key AS bigint) IS NULL OR upto <= CAST(:budget_key A
 ORDER BY seq
 """)
 
-# One statement for any number of notifications: one per run in an event-log batch. The
-# channel comes as a parameter (`NOTIFY_CHANNEL`), here and below.
-_NOTIFY = text("SELECT pg_notify(:channel, m) FROM unnest(CAST(:messages AS text[])) m")
-
-# Both in one statement, hence one round trip; a data-modifying WITH always runs to completion.
+# Any number of events, of any runs, and one notification per run, in one statement (arrays,
+# not one VALUES row per event: the same prepared statement whatever the count), hence one
+# round trip; a data-modifying WITH always runs to completion. An event already logged (a
+# retried batch whose first commit went through, or the end an orphan-closing instance wrote)
+# is kept as it is.
 _APPEND_EVENTS_AND_NOTIFY = text("""
 WITH appended AS (
     INSERT INTO run_events (run_id, seq, data)
@@ -68,11 +54,39 @@ WITH appended AS (
 SELECT pg_notify(:channel, m) FROM unnest(CAST(:messages AS text[])) m
 """)
 
+# A run's end (`runs.END_RUN`), its last events and their notification, in one statement; no
+# event and no notification if the run had already ended.
+_END_RUN_AND_APPEND = text(f"""
+WITH {END_RUN}, appended AS (
+    INSERT INTO run_events (run_id, seq, data)
+    SELECT events.* FROM unnest(
+        CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])
+    ) AS events
+    WHERE EXISTS (SELECT FROM finished)
+    ON CONFLICT DO NOTHING
+)
+SELECT pg_notify(:channel, CAST(:notification AS text)) FROM finished
+""")
+
 # A run's final event in the log: the first `done` or `error` (encode() writes `type` first).
 _FINAL_EVENT = text("""
 SELECT seq, data FROM run_events
 WHERE run_id = :run_key AND (data LIKE '{"type":"done"%' OR data LIKE '{"type":"error"%')
 ORDER BY seq LIMIT 1
+""")
+
+# The events of up to `limit` runs that ended longer ago than that (by the database's clock);
+# how many runs.
+_PRUNE = text("""
+WITH expired AS (
+    SELECT r.id FROM runs r
+    WHERE r.status <> 'active' AND r.finished_at < now() - make_interval(secs => :older_than)
+        AND EXISTS (SELECT FROM run_events e WHERE e.run_id = r.id)
+    LIMIT :limit
+), deleted AS (
+    DELETE FROM run_events WHERE run_id IN (SELECT id FROM expired) RETURNING run_id
+)
+SELECT count(DISTINCT run_id) FROM deleted
 """)
 
 
@@ -82,19 +96,34 @@ class RunEventRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def append(self, events: Sequence[tuple[str, LoggedEvent]]) -> None:
-        if events:
-            await self._connection.execute(_APPEND_EVENTS, event_arrays(events))
-
     async def append_and_notify(
         self, events: Sequence[tuple[str, LoggedEvent]], *messages: str
     ) -> None:
-        """`append()` and `notify()` in one statement."""
-        values = {**event_arrays(events), "messages": list(messages), "channel": NOTIFY_CHANNEL}
+        """Append the events, and send each message on `EVENTS_CHANNEL`."""
+        values = {**event_arrays(events), "messages": list(messages), "channel": EVENTS_CHANNEL}
         await self._connection.execute(_APPEND_EVENTS_AND_NOTIFY, values)
 
+    async def end_run_and_append(
+        self,
+        run_id: str,
+        status: RunStatus,
+        answer: NewMessage,
+        answer_id: int,
+        events: Sequence[tuple[str, LoggedEvent]],
+        notification: str,
+    ) -> bool:
+        """End an active run with its answer and its last `events` (the final event last),
+        and send `notification`; False, and nothing stored, if it had already ended."""
+        values = {
+            **end_values(run_id, status, answer, answer_id, events[-1][1]),
+            **event_arrays(events),
+            "notification": notification,
+            "channel": EVENTS_CHANNEL,
+        }
+        return (await self._connection.execute(_END_RUN_AND_APPEND, values)).first() is not None
+
     async def after(
-        self, run_id: str, seq: int, *, limit: int = 1000, budget: int | None = None
+        self, run_id: str, seq: int, *, limit: int, budget: int | None = None
     ) -> list[LoggedEvent]:
         """The events after `seq`, in order: at most `limit`, and with a `budget`, at most
         that many bytes of JSON (at least one event)."""
@@ -112,26 +141,11 @@ class RunEventRepository:
         row = (await self._connection.execute(_FINAL_EVENT, {"run_key": uuid.UUID(run_id)})).first()
         return None if row is None else LoggedEvent(row.seq, row.data)
 
-    async def notify(self, *messages: str) -> None:
-        """Tell every instance listening; delivered when the transaction commits."""
-        if messages:
-            values = {"messages": list(messages), "channel": NOTIFY_CHANNEL}
-            await self._connection.execute(_NOTIFY, values)
-
     async def prune(self, *, older_than_seconds: float, limit: int) -> int:
-        """Delete the events of up to `limit` runs finished longer ago than that."""
-        expired = (
-            select(RunRow.id)
-            .where(
-                RunRow.status != RunStatus.ACTIVE.value,
-                RunRow.finished_at < datetime.now(UTC) - timedelta(seconds=older_than_seconds),
-                select(literal_column("1")).where(RunEventRow.run_id == RunRow.id).exists(),
-            )
-            .limit(limit)
-        )
-        statement = delete(RunEventRow).where(RunEventRow.run_id.in_(expired))
-        result = await self._connection.execute(statement)
-        return int(result.rowcount or 0)
+        """Delete the events of up to `limit` runs that ended longer ago than that; how many
+        runs."""
+        keys = {"older_than": older_than_seconds, "limit": limit}
+        return int((await self._connection.execute(_PRUNE, keys)).scalar_one())
 
 
 def event_arrays(events: Sequence[tuple[str, LoggedEvent]]) -> dict[str, list[Any]]:

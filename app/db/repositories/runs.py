@@ -12,12 +12,10 @@ from sqlalchemy import (
     func,
     select,
     text,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import RunRow
-from app.db.repositories.run_events import NOTIFY_CHANNEL, event_arrays
 from app.domain import (
     Idempotency,
     NewMessage,
@@ -96,13 +94,17 @@ SELECT conversation_id, id, nextval(pg_get_serial_sequence('messages', 'id')) FR
 
 _RESERVE_MESSAGE_ID = text("SELECT nextval(pg_get_serial_sequence('messages', 'id'))")
 
-# A run's end in one statement: its status, its answer (with the id reserved at its start),
-# the conversation's activity, its last events and their notification; nothing at all if the
-# run had already ended (another instance closed it).
-_END_RUN = text("""
-WITH finished AS (
+CANCELS_CHANNEL = "todo_chat_cancels"
+"""Where a cancel asked on one instance is announced to the others: the run's id."""
+
+# A run's end: its status and final event, its answer (with the id reserved at its start), the
+# conversation's activity; nothing at all if the run had already ended (another closer was
+# first). The `WITH` clauses of a statement (`finished` is what it ended), so that the
+# PostgreSQL event log can end a run and log its last events in one statement
+# (`app.db.repositories.run_events`).
+END_RUN = """finished AS (
     UPDATE runs SET status = :run_status, assistant_message_id = :answer_key,
-        last_seq = :last_seq, finished_at = now()
+        last_seq = :final_seq, final_event = :final_data, finished_at = now()
     WHERE id = :run_key AND status = 'active'
     RETURNING conversation_id
 ), answer AS (
@@ -112,15 +114,32 @@ WITH finished AS (
     FROM finished
 ), touched AS (
     UPDATE conversations SET updated_at = now() WHERE id IN (SELECT conversation_id FROM finished)
-), appended AS (
-    INSERT INTO run_events (run_id, seq, data)
-    SELECT events.* FROM unnest(
-        CAST(:run_keys AS uuid[]), CAST(:seq_values AS integer[]), CAST(:data_values AS text[])
-    ) AS events
-    WHERE EXISTS (SELECT FROM finished)
-    ON CONFLICT DO NOTHING
+)"""
+
+# The end alone, answering the final event stored before if the run had ended already (the
+# snapshot the statement reads is from before its own update).
+_END_RUN = text(f"""
+WITH {END_RUN}
+SELECT true AS ended, NULL AS final_seq, NULL AS final_data FROM finished
+UNION ALL
+SELECT false, last_seq, final_event FROM runs
+WHERE id = :run_key AND NOT EXISTS (SELECT FROM finished)
+""")
+
+# How a run stands, for a reader of its log: its final event only while its events are kept.
+_STATE = text("""
+SELECT status, last_seq,
+    CASE WHEN finished_at >= now() - make_interval(secs => :kept) THEN final_event END
+FROM runs WHERE id = :run_key
+""")
+
+# A cancel and its announcement in one statement: only an active run is asked.
+_REQUEST_CANCEL = text("""
+WITH asked AS (
+    UPDATE runs SET cancel_requested = true WHERE id = :run_key AND status = 'active'
+    RETURNING id
 )
-SELECT pg_notify(:channel, CAST(:notification AS text)) FROM finished
+SELECT pg_notify(:channel, CAST(id AS text)) FROM asked
 """)
 
 
@@ -162,30 +181,28 @@ class RunRepository:
         return StartedRun(*(await self._connection.execute(statement, values)).one())
 
     async def end(
-        self,
-        run_id: str,
-        status: RunStatus,
-        answer: NewMessage,
-        answer_id: int,
-        last_events: Sequence[tuple[str, LoggedEvent]],
-        notification: str,
-    ) -> bool:
-        """End an active run with its answer and last events (see `_END_RUN`); False, and
-        nothing stored, if it had already ended."""
-        values = {
-            "run_key": uuid.UUID(run_id),
-            "run_status": status.value,
-            "answer_key": answer_id,
-            "last_seq": last_events[-1][1].seq if last_events else 0,
-            "content": storable(answer.content),
-            "message_status": answer.status.value,
-            "tool_calls": _jsonb([call.as_dict() for call in answer.tool_calls]),
-            "usage": None if answer.usage is None else json.dumps(answer.usage.as_dict()),
-            "notification": notification,
-            "channel": NOTIFY_CHANNEL,
-            **event_arrays(last_events),
-        }
-        return (await self._connection.execute(_END_RUN, values)).first() is not None
+        self, run_id: str, status: RunStatus, answer: NewMessage, answer_id: int, final: LoggedEvent
+    ) -> LoggedEvent | None:
+        """End an active run with its answer and final event; if it had ended already, nothing
+        is stored and the answer is the final event stored then (None: none was, or no such
+        run)."""
+        values = end_values(run_id, status, answer, answer_id, final)
+        row = (await self._connection.execute(_END_RUN, values)).first()
+        if row is None or row.ended:
+            return None if row is None else final
+        return None if row.final_data is None else LoggedEvent(row.final_seq, row.final_data)
+
+    async def state(
+        self, run_id: str, *, final_kept_seconds: float
+    ) -> tuple[RunStatus, LoggedEvent | None] | None:
+        """The run's status, and its final event if it ended less than `final_kept_seconds`
+        ago; None if there is no such run."""
+        keys = {"run_key": uuid.UUID(run_id), "kept": final_kept_seconds}
+        row = (await self._connection.execute(_STATE, keys)).first()
+        if row is None:
+            return None
+        status, last_seq, final_data = row
+        return RunStatus(status), None if final_data is None else LoggedEvent(last_seq, final_data)
 
     async def get(self, user_id: str, run_id: str) -> Run | None:
         try:
@@ -214,12 +231,9 @@ class RunRepository:
         return int((await self._connection.execute(_COUNT_ACTIVE_RUNS, keys)).scalar_one())
 
     async def request_cancel(self, run_id: str) -> None:
-        statement = (
-            update(RunRow)
-            .where(RunRow.id == uuid.UUID(run_id), RunRow.status == RunStatus.ACTIVE.value)
-            .values(cancel_requested=True)
-        )
-        await self._connection.execute(statement)
+        """Ask an active run to stop, and tell every instance (`CANCELS_CHANNEL`)."""
+        keys = {"run_key": uuid.UUID(run_id), "channel": CANCELS_CHANNEL}
+        await self._connection.execute(_REQUEST_CANCEL, keys)
 
     async def cancel_requested(self, run_ids: Sequence[str]) -> list[str]:
         """Which of these active runs have been asked to stop."""
@@ -239,6 +253,23 @@ class RunRepository:
     async def reserve_message_id(self) -> int:
         """An id for a message stored later (an orphaned run's answer)."""
         return int((await self._connection.execute(_RESERVE_MESSAGE_ID)).scalar_one())
+
+
+def end_values(
+    run_id: str, status: RunStatus, answer: NewMessage, answer_id: int, final: LoggedEvent
+) -> dict[str, Any]:
+    """The parameters of `END_RUN`."""
+    return {
+        "run_key": uuid.UUID(run_id),
+        "run_status": status.value,
+        "answer_key": answer_id,
+        "final_seq": final.seq,
+        "final_data": final.data,
+        "content": storable(answer.content),
+        "message_status": answer.status.value,
+        "tool_calls": _jsonb([call.as_dict() for call in answer.tool_calls]),
+        "usage": None if answer.usage is None else json.dumps(answer.usage.as_dict()),
+    }
 
 
 def _jsonb(value: Any) -> str:

@@ -55,6 +55,12 @@ class EventLog(ABC):
         and on other instances. Idempotent by (run, seq): an event already kept stays as it
         is. Raises what the backend raises when it cannot be reached (`is_outage` tells)."""
 
+    def is_outage(self, error: BaseException) -> bool:
+        """Whether `error`, raised by this backend, says it cannot be reached right now (it is
+        restarting, the network dropped): waited out and retried, where any other error is a
+        refusal that retrying would not change. A backend in this process is never out."""
+        return False
+
     @abstractmethod
     async def read(
         self,

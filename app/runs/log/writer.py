@@ -1,9 +1,14 @@
-"""The batched writer of every run's events to PostgreSQL.
+"""The batched writer of every run's events to the event log, whichever backend keeps it.
 
-A run hands each event to its local followers at once and to this log, which writes what
-gathered in `BATCH_SECONDS` from every run as one statement, with one NOTIFY per run in it, so
-that other instances (and later readers) can follow. A run's last events are not left to it:
-the run's end takes them back (`take_unwritten`) and writes them with its final event.
+A run hands each event to its local followers at once and to this writer, which appends what
+gathered in `BATCH_SECONDS` from every run as one `EventLog.append`, so that a stream of tokens
+costs one write per batch, not one per token, and other instances (and later readers) can follow.
+A run's last events are not left to it: the run's end takes them back (`take_unwritten`) and
+hands them to `EventLog.end_run` with its final event.
+
+A failed append is retried run by run: a run whose events the log refuses (its row was deleted
+with its conversation) loses them, and holds up no other run; events that failed because the
+log cannot be reached (`EventLog.is_outage`) go back in the queue, written once it is back.
 """
 
 from __future__ import annotations
@@ -11,65 +16,46 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from app.db.gate import Priority
-from app.db.outage import is_outage
-from app.db.uow import Database
 from app.events import LoggedEvent
 from app.metrics import EVENT_LOG_BATCH, EVENT_LOG_WRITE
+from app.runs.log.base import EventLog, RunEvents
 
 logger = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.02
 RETRY_SECONDS = 1.0
 
-RunEvents = list[tuple[str, LoggedEvent]]
+Queued = list[tuple[str, LoggedEvent]]
 """Events with the id of their run, in the order they are to be written."""
 
-WriteBatch = Callable[[RunEvents], Awaitable[None]]
 
+class EventWriter:
+    """Appends the runs' events to `log` in batches; see the module's docstring."""
 
-class EventLog:
-    """Writes the runs' events in batches; see the module's docstring."""
-
-    def __init__(self, write: WriteBatch) -> None:
-        self._write = write
-        self._pending: RunEvents = []
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+        self._pending: Queued = []
         self._writing: set[str] = set()
         self._wakeup = anyio.Event()
         self._written = anyio.Event()
 
-    @classmethod
-    def to(cls, database: Database) -> EventLog:
-        """A log writing to `database`: each batch one statement, with its notifications."""
-
-        async def write(batch: RunEvents) -> None:
-            last: dict[str, int] = {}
-            for run_id, event in batch:
-                last[run_id] = event.seq
-            async with database.single_statement(Priority.END) as uow:
-                notifications = (f"{run_id}:{seq}" for run_id, seq in last.items())
-                await uow.run_events.append_and_notify(batch, *notifications)
-
-        return cls(write)
-
-    def append(self, run_id: str, event: LoggedEvent) -> None:
+    def add(self, run_id: str, event: LoggedEvent) -> None:
         self._pending.append((run_id, event))
         self._wakeup.set()
 
-    async def take_unwritten(self, run_id: str) -> RunEvents:
+    async def take_unwritten(self, run_id: str) -> Queued:
         """Take back a finishing run's unwritten events, once none of its events is being
-        written, so that its last statement writes them, in order, with its final event."""
+        written, so that its end writes them, in order, with its final event."""
         while run_id in self._writing:
             await self._written.wait()
         mine = [item for item in self._pending if item[0] == run_id]
         self._pending = [item for item in self._pending if item[0] != run_id]
         return mine
 
-    def put_back(self, events: Sequence[tuple[str, LoggedEvent]]) -> None:
+    def put_back(self, events: RunEvents) -> None:
         """Return events taken by `take_unwritten()` whose writing failed, ahead of the rest."""
         self._pending[:0] = events
         self._wakeup.set()
@@ -87,7 +73,7 @@ class EventLog:
             EVENT_LOG_BATCH.observe(len(batch))
             began = time.perf_counter()
             try:
-                await self._write(batch)
+                await self._log.append(batch)
                 EVENT_LOG_WRITE.observe(time.perf_counter() - began)
             except Exception:
                 logger.exception("could not write %d run events; retrying run by run", len(batch))
@@ -99,21 +85,18 @@ class EventLog:
             if unreachable:
                 await anyio.sleep(RETRY_SECONDS)
 
-    async def _write_each_run(self, batch: RunEvents) -> bool:
-        """After a failed batch: write each run's events on their own, so that one run whose
-        events cannot be written (its conversation was deleted) does not hold up the others.
-        Events that fail for an unreachable database (`is_outage`: a restart too) go back in
-        the queue; those of a run the database refuses are dropped. True if the database
+    async def _write_each_run(self, batch: Queued) -> bool:
+        """After a failed batch: append each run's events on their own. True if the log
         seemed unreachable."""
-        by_run: dict[str, RunEvents] = defaultdict(list)
+        by_run: dict[str, Queued] = defaultdict(list)
         for item in batch:
             by_run[item[0]].append(item)
         unreachable = False
         for run_id, events in by_run.items():
             try:
-                await self._write(events)
+                await self._log.append(events)
             except Exception as error:
-                if is_outage(error):  # they wait, and are written once it is back
+                if self._log.is_outage(error):  # they wait, and are written once it is back
                     unreachable = True
                     self.put_back(events)
                 else:

@@ -1,0 +1,134 @@
+"""The registry on the in-memory log and record, no database: a turn, followers here and on
+another instance, resuming, cancelling, reading an ended run, and a run someone else ended."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import anyio
+
+from app.domain import MessageStatus, NewMessage, Role, RunStatus
+from app.events import LoggedEvent, encode, interrupted
+from app.runs.ending import RunEnd
+from app.runs.log.memory import MemoryEventLog
+from app.runs.record.memory import MemoryRunRecord
+from tests.unit.runs.engine import Script, ended, everything, going, instance
+
+
+def _types(events: list[LoggedEvent]) -> list[str]:
+    return [event.type for event in events]
+
+
+def _seqs(events: list[LoggedEvent]) -> list[int]:
+    return [event.seq for event in events]
+
+
+async def test_a_turn_streams_to_its_follower_and_ends_in_the_log_and_the_record() -> None:
+    async with instance() as here:
+        run = here.begin(str(uuid.uuid4()))
+        script = Script(here.registry, run)
+        script.go.set()
+        live = here.start(run.id, script)
+        with anyio.fail_after(10):
+            streamed = await everything(live.subscribe(0).batches())
+        await here.registry.wait_idle()
+        logged = await here.log.read(run.id, 0)
+        state = await here.record.state(run.id)
+    assert _types(streamed) == ["start", "text", "text", "done"]
+    assert _seqs(streamed) == [1, 2, 3, 4]
+    assert logged == streamed, "the log holds what the follower was shown, its end included"
+    assert state is not None and state.status is RunStatus.COMPLETE
+    assert state.final == streamed[-1]
+    answer = here.record.answer(run.id)
+    assert answer is not None and answer.content == "Hello"
+
+
+async def test_a_follower_joining_late_gets_every_event_once() -> None:
+    async with instance() as here:
+        run, script, _ = await going(here)
+        following = everything(here.registry.follow(run, 0))
+        script.go.set()
+        with anyio.fail_after(10):
+            joined = await following
+    assert _seqs(joined) == [1, 2, 3, 4] and joined[-1].type == "done"
+
+
+async def test_followers_on_another_instance_resume_after_the_seq_they_had() -> None:
+    """The run goes on on one instance; on the other, a follower reads it from the shared log
+    after the seq it names, woken by the owner's appends."""
+    log, record = MemoryEventLog(), MemoryRunRecord()
+    async with instance(log, record) as owner, instance(log, record) as other:
+        run, script, _ = await going(owner)
+        assert not other.registry.is_running_here(run.id)
+        async with anyio.create_task_group() as group:
+            resumed: list[LoggedEvent] = []
+            whole: list[LoggedEvent] = []
+
+            async def follow(after: int, into: list[LoggedEvent]) -> None:
+                into.extend(await everything(other.registry.follow(run, after)))
+
+            group.start_soon(follow, 2, resumed)
+            group.start_soon(follow, 0, whole)
+            await anyio.wait_all_tasks_blocked()
+            script.go.set()
+    assert _seqs(resumed) == [3, 4] and resumed[-1].type == "done"
+    assert _seqs(whole) == [1, 2, 3, 4]
+
+
+async def test_a_cancel_asked_on_another_instance_stops_the_run_where_it_runs() -> None:
+    log, record = MemoryEventLog(), MemoryRunRecord()
+    async with instance(log, record) as owner, instance(log, record) as other:
+        run, _, live = await going(owner)
+        await other.registry.cancel(run)
+        with anyio.fail_after(10):
+            await live.ended.wait()
+        followed = await everything(other.registry.follow(run, 0))
+        state = await record.state(run.id)
+    final = json.loads(followed[-1].data)
+    assert (final["type"], final["status"]) == ("done", "cancelled")
+    assert state is not None and state.status is RunStatus.CANCELLED
+
+
+async def test_a_cancel_asked_where_the_run_runs_stops_it() -> None:
+    async with instance() as here:
+        run, _, live = await going(here)
+        await here.registry.cancel(run)
+        with anyio.fail_after(10):
+            events = await everything(live.subscribe(0).batches())
+    assert json.loads(events[-1].data)["status"] == "cancelled"
+
+
+async def test_a_follower_of_an_ended_run_reads_it_from_the_log() -> None:
+    log, record = MemoryEventLog(), MemoryRunRecord()
+    async with instance(log, record) as owner:
+        run = await ended(owner)
+    async with instance(log, record) as later:
+        whole = await everything(later.registry.follow(run, 0))
+        rest = await everything(later.registry.follow(run, 3))
+        past_the_end = await everything(later.registry.follow(run, 4))
+    assert _seqs(whole) == [1, 2, 3, 4] and whole[-1].type == "done"
+    assert rest == whole[3:]
+    assert past_the_end == []
+
+
+async def test_an_end_stored_first_by_another_closer_is_the_one_followers_get() -> None:
+    """Another instance closed the run (it took this one for dead) while it still ran: its
+    late finish stores nothing, and its followers get the final event stored first."""
+    async with instance() as here:
+        run, script, live = await going(here)
+        following = live.subscribe(0)
+        earlier = encode(interrupted(retryable=True), 4)
+        said = NewMessage(run.conversation_id, Role.ASSISTANT, "Hello", MessageStatus.INCOMPLETE)
+        closed = await here.record.store_end(
+            RunEnd(run.id, RunStatus.INCOMPLETE, said, 99, earlier)
+        )
+        assert closed == earlier
+        script.go.set()
+        with anyio.fail_after(10):
+            events = await everything(following.batches())
+        state = await here.record.state(run.id)
+        logged_final = await here.log.final(run.id)
+    assert events[-1] == earlier, "followers get the final event stored first"
+    assert state is not None and state.status is RunStatus.INCOMPLETE
+    assert logged_final == earlier
