@@ -147,8 +147,10 @@ async def test_the_resume_get_answers_the_rest_of_a_run_or_204_or_a_json_error(
     assert (await _get(user, thread)).status_code == 204, "nothing going in the thread"
     assert (await _get(user, new_thread())).status_code == 204, "a thread never run"
 
-    stranger = server.user()
-    for asker, on in [(user, new_thread()), (stranger, thread)]:
+    # A run of this user's, named on another of their threads, is not found there.
+    other_thread, stranger = new_thread(), server.user()
+    clean((await run_agents(agent_run(server, user, other_thread, [user_message("hi")])))[0])
+    for asker, on in [(user, other_thread), (user, new_thread()), (stranger, thread)]:
         refused = await _get(asker, on, Last_Event_ID=f"{run_id}:1")
         assert (refused.status_code, refused.json()["error"]["code"]) == (404, "run_not_found")
     for bad in ({"Last_Event_ID": "x"}, {"runId": "a\\b"}, {"protocolVersion": "one"}):
