@@ -8,8 +8,9 @@ the request, `app.protocols.ag_ui` frames the events; these are the same runs as
   last message is read, the user's new one; its `id` keys the send, so a retried run of the
   same message joins (or replays) the run the first one started, never a second turn. The
   stream's state is the user's task list, read as `GET /tasks` reads it (the first
-  `MAX_TASKS`, in the order they were added), before the send: a send refused for a database
-  outage has then stored nothing.
+  `MAX_TASKS`, in the order they were added), before the send: a database error reading it
+  then refuses a run that was never stored, rather than answering an error for one that goes
+  on.
 - `GET /ag-ui/{thread_id}/stream` is a resume, which AG-UI itself lacks (a client's `connect()`
   calls it; README, "AG-UI"). With `Last-Event-ID: <run_id>:<seq>` it follows that run of the
   thread from there, on any instance, from the durable log; without one, the run going in the
