@@ -235,6 +235,15 @@ class ChatService:
                 return None
             return await uow.runs.active_in_conversation(conversation_id)
 
+    async def thread_run(self, user_id: str, thread: Thread, run_id: str) -> Run:
+        """A run of the conversation the user's thread names; `RunNotFound` for any other."""
+        async with self._database.unit_of_work() as uow:
+            conversation_id = await uow.threads.conversation(user_id, thread)
+            run = None if conversation_id is None else await uow.runs.get(user_id, run_id)
+        if run is None or run.conversation_id != conversation_id:
+            raise RunNotFound(run_id)
+        return run
+
     async def cancel(self, user_id: str, run_id: str) -> Run:
         """Stop a run and wait for its end; cancelling an ended run changes nothing."""
         run = await self.get_run(user_id, run_id)

@@ -38,7 +38,10 @@ from app.protocols.client_input import (
     user_text_problem,
 )
 
+# AG-UI's threads among the threads (`app.domain.Thread`): stored, never to change.
+PROTOCOL = "ag-ui"
 _VERSION = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")
+PROTOCOL_VERSION_PATTERN = f"^{_VERSION.pattern}$"
 
 
 class AgUiVersion(enum.Enum):
@@ -49,6 +52,17 @@ class AgUiVersion(enum.Enum):
     React packages pin)."""
     V1 = "1.0"
     """`protocolVersion` "1.0" or a later 1.x: `@ag-ui/client` 1.0.0 and on."""
+
+    @classmethod
+    def of(cls, protocol_version: str | None) -> AgUiVersion:
+        """The line of a client that sent this `protocolVersion` (None: it sent none).
+        ValueError for a value that is not `digits.digits`."""
+        if protocol_version is None:
+            return cls.LEGACY
+        match = _VERSION.fullmatch(protocol_version)
+        if match is None:
+            raise ValueError(f"not a protocol version: {protocol_version!r}")
+        return cls.V1 if int(match[1]) >= 1 else cls.LEGACY
 
 
 class AgUiMessage(BaseModel):
@@ -84,7 +98,7 @@ class AgUiRunRequest(BaseModel):
 
     threadId: str = Field(json_schema_extra=CLIENT_ID_SCHEMA)  # the protocol's names
     runId: str = Field(json_schema_extra=CLIENT_ID_SCHEMA)
-    protocolVersion: str | None = Field(default=None, pattern=f"^{_VERSION.pattern}$")
+    protocolVersion: str | None = Field(default=None, pattern=PROTOCOL_VERSION_PATTERN)
     messages: list[AgUiMessage] = Field(min_length=1)
     tools: list[dict[str, Any]] = Field(default_factory=list)
     context: list[dict[str, Any]] = Field(default_factory=list)
@@ -125,8 +139,7 @@ class AgUiRunRequest(BaseModel):
 
     @property
     def version(self) -> AgUiVersion:
-        match = _VERSION.fullmatch(self.protocolVersion or "")
-        return AgUiVersion.V1 if match and int(match[1]) >= 1 else AgUiVersion.LEGACY
+        return AgUiVersion.of(self.protocolVersion)
 
     @property
     def idempotency_key(self) -> str:

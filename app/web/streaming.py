@@ -73,16 +73,19 @@ def stream_response(
 async def writes(wire_format: WireFormat, batches: Batches) -> AsyncIterator[bytes]:
     """What the transport writes: one write per batch (at most `BATCH_BYTES` of events, not
     one write per token), the opening with the first, the closing with the run's final event,
-    and nothing after it."""
+    and nothing after it. A batch that frames to nothing (a resume's events the client has
+    already had) is no write at all."""
     first = wire_format.opening()
     async with aclosing(batches):  # type: ignore[type-var]
         async for batch in batches:
             out = first + wire_format.frames(batch)
             first = b""
             if wire_format.ended:
-                yield out + wire_format.closing()
+                out += wire_format.closing()
+            if out:
+                yield out
+            if wire_format.ended:
                 return
-            yield out
 
 
 class _Ping(ServerSentEvent):

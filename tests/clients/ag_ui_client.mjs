@@ -4,18 +4,22 @@
 // pipeline: its SSE parser, schema enforcement (1.0), verifyEvents, and the reducer that builds
 // agent.messages and agent.state. With `resumeUrl`, the agent is ag_ui_resuming_agent.mjs's.
 //
-//   node ag_ui_client.mjs '{"runs": [{"client", "url", "threadId", "messages",
-//                                      "resumeUrl"?, "abortOn"?, "clone"?,
-//                                      "then"?: [{"url", "message"}]}]}'
+//   node ag_ui_client.mjs '{"runs": [{"client", "url", "threadId", "messages", "headers"?,
+//                                      "resumeUrl"?, "abortOn"?, "clone"?, "connect"?,
+//                                      "then"?: [{"url"?, "message"}]}]}'
 //
+// `headers`: sent with every request (the service's Authorization).
 // `clone`: run a clone of the agent, as CopilotKit's runtime does for each request.
+// `connect`: `connectAgent()` instead of `runAgent()`, as CopilotKit does when a chat mounts.
 // `then`: more runs on the same agent (the same thread, its messages kept), each after adding
 // `message`, as a chat's next turn does.
 //
 // Runs them in turn and prints {"runs": [...]}, each with: `events` (the types the subscriber
-// saw, in order), `failed` (onRunFailed), `threw` (what runAgent() rejected with), `runErrors`
-// (onRunErrorEvent), `finished` (onRunFinishedEvent's outcome and result), `warnings`
-// (everything written to console.warn or console.error), `messages`, `state`, `result`.
+// saw, in order), `failed` (onRunFailed), `threw` (what runAgent() rejected with: its message,
+// and for an HTTP error its `status` and `payload`), `runErrors` (onRunErrorEvent), `finished`
+// (onRunFinishedEvent's outcome and result), `warnings` (everything written to console.warn or
+// console.error), `messages`, `state`, `result`. Each event's type is also written to stderr
+// as it arrives (`event TYPE`), for a test that watches a run while it streams.
 import * as current from '@ag-ui/client';
 import * as pinned from 'ag-ui-client-0.0.59';
 import { resumingAgentClass } from './ag_ui_resuming_agent.mjs';
@@ -27,16 +31,19 @@ let warnings = [];
 console.warn = (...args) => warnings.push(args.map(String).join(' '));
 console.error = (...args) => warnings.push(args.map(String).join(' '));
 
-async function run({ client, url, threadId, messages, resumeUrl, abortOn, clone, then = [] }) {
+async function run({
+  client, url, threadId, messages, headers, resumeUrl, abortOn, clone, connect, then = [],
+}) {
   const module = CLIENTS[client];
   const Agent = resumeUrl ? resumingAgentClass(module) : module.HttpAgent;
-  const made = new Agent({ url, threadId, initialMessages: messages, resumeUrl });
+  const made = new Agent({ url, threadId, initialMessages: messages, headers, resumeUrl });
   const agent = clone ? made.clone() : made;
   const seen = { events: [], failed: [], runErrors: [], finished: [] };
   warnings = [];
   const subscriber = {
     onEvent: ({ event }) => {
       seen.events.push(event.type);
+      process.stderr.write(`event ${event.type}\n`);
       if (event.type === abortOn) agent.abortRun();
     },
     onRunFailed: ({ error }) => { seen.failed.push(String(error?.message ?? error)); },
@@ -48,14 +55,20 @@ async function run({ client, url, threadId, messages, resumeUrl, abortOn, clone,
   let result = null;
   let threw = null;
   try {
-    ({ result } = await agent.runAgent({}, subscriber));
+    ({ result } = connect
+      ? await agent.connectAgent({}, subscriber)
+      : await agent.runAgent({}, subscriber));
     for (const next of then) {
-      agent.url = next.url;
+      agent.url = next.url ?? agent.url;
       agent.addMessage(next.message);
       ({ result } = await agent.runAgent({}, subscriber));
     }
   } catch (error) {
-    threw = String(error?.message ?? error);
+    threw = {
+      message: String(error?.message ?? error),
+      status: error?.status ?? null,
+      payload: error?.payload ?? null,
+    };
   }
   return { ...seen, warnings, threw, result: result ?? null, messages: agent.messages, state: agent.state };
 }

@@ -1,6 +1,6 @@
 // An @ag-ui/client HttpAgent that resumes a dropped run from todo-chat's durable log, through
-// the client's own `connect()` hook (docs/ag-ui.md, "Resume"). AG-UI defines no resume; the
-// service offers one: a GET that follows a run of a thread from a Last-Event-ID.
+// the client's own `connect()` hook (README, "AG-UI"). AG-UI defines no resume; the service
+// offers one: a GET that follows a run of a thread from a Last-Event-ID.
 //
 // - Every group of blocks the service sends for one of its events ends with an
 //   `id: <run_id>:<seq>` line. The response body is passed to the client's parser one whole
@@ -8,10 +8,16 @@
 //   always exactly what the cursor names, so a cut never leaves half a tool call applied.
 // - A connection that fails (or ends) before RUN_FINISHED or RUN_ERROR is not an error here:
 //   the body ends cleanly at the last whole group, and `runAgent()` goes on with
-//   `connectAgent()`, whose `connect(input)` GETs `resumeUrl` with `Last-Event-ID: <cursor>`
-//   (without it when no whole group came: then the service sends the run from its start).
+//   `connectAgent()`, whose `connect(input)` GETs `resumeUrl` with `Last-Event-ID: <cursor>`.
 //   The service answers with a fresh RUN_STARTED, the tasks, the message left open, and the
-//   rest, so `agent.messages` and `agent.state` end as an uncut run leaves them.
+//   rest, so `agent.messages` and `agent.state` end as an uncut run leaves them. When no whole
+//   group came, there is no cursor, and the run's POST is sent again: the service keys a run
+//   by its last user message's id, so the same input joins the run the first POST started
+//   (or replays it, if it has ended), and starts one only if that POST never arrived.
+// - A 204 is "nothing to follow" (no run going in the thread, or the client has the run's
+//   end): an empty stream, and no more resumes.
+// - Outside a run, `connectAgent()` (CopilotKit calls it when a chat mounts) follows the run
+//   going in the thread, if any, from its start.
 // - `abortRun()` only drops the connection, as for every HttpAgent: nothing resumes after it,
 //   and the run goes on on the server (POST .../cancel stops it).
 //
@@ -64,6 +70,7 @@ export function resumingAgentClass({ HttpAgent, runHttpRequest, transformHttpEve
     }
 
     connect(input) {
+      if (this.answered && this.cursor === undefined) return this.run(input);
       const url = new URL(this.resumeUrl);
       url.searchParams.set('runId', input.runId);
       // The service serves each client line what it accepts; a GET has no body to say which.
@@ -81,6 +88,10 @@ export function resumingAgentClass({ HttpAgent, runHttpRequest, transformHttpEve
     }
 
     wholeGroups(response, signal) {
+      if (response.status === 204) {
+        this.ended = true;
+        return new Response('', { status: 200, headers: { 'content-type': 'text/event-stream' } });
+      }
       if (!response.ok || !response.body) return response;
       this.answered = true;
       const reader = response.body.getReader();

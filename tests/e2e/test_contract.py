@@ -78,12 +78,17 @@ def test_the_service_keeps_its_documented_contract(service: str) -> None:
             case.headers["Idempotency-Key"] = uuid.uuid4().hex
         if case.query and case.operation.path == "/api/{user_id}/conversations":
             case.query.pop("before", None)  # an opaque cursor: made-up ones are all 422
-        if case.operation.path == "/api/{user_id}/ai/chat" and isinstance(case.body, dict):
+        last_users = {
+            "/api/{user_id}/ai/chat": USER_MESSAGE,
+            "/api/{user_id}/ag-ui": {"id": uuid.uuid4().hex, "role": "user", "content": "hello"},
+        }
+        if case.operation.path in last_users and isinstance(case.body, dict):
             # The last message must be the user's, with text: a rule about the last item of a
             # list, which a JSON schema cannot say. Schemathesis checks the body again after.
             messages = case.body.get("messages")
             if isinstance(messages, list) and messages:
-                case.body = {**case.body, "messages": [*messages, USER_MESSAGE]}
+                last = last_users[case.operation.path]
+                case.body = {**case.body, "messages": [*messages, last]}
         if case.path_parameters and "user_id" in case.path_parameters:
             case.path_parameters["user_id"] = user
         # Not checked: the Allow header of a 405. Starlette answers with the methods of the first

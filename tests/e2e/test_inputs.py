@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.main import create_app
@@ -85,6 +85,8 @@ async def _read_whole_stream(user: User, response: httpx.Response) -> None:
             "/tasks/{}",
             "/ai/chat/{}/stream",
             "/ai/chat/{}/cancel",
+            "/ag-ui/{}/stream",
+            "/ag-ui/{}/cancel",
         ]
     ),
     method=st.sampled_from(["GET", "DELETE", "PATCH", "POST"]),
@@ -227,11 +229,142 @@ async def test_any_ai_sdk_chat_request(
     assert json.loads(data[-2])["type"] in ("finish", "error"), data[-2:]
 
 
+# What AG-UI's HttpAgent POSTs (RunAgentInput), and everything near it: any thread id.
+_HI = {"id": "m", "role": "user", "content": "hi"}
+thread_ids = segments | st.sampled_from(
+    ["", ".", "..", "a/b", "a\\b", "t\x00", "é", "x" * 201, "%2F", "?", "#"]
+)
+ag_ui_contents = st.text() | st.lists(
+    st.fixed_dictionaries({"type": st.sampled_from(["text", "image"]) | json_values})
+    | st.fixed_dictionaries({"type": st.just("text"), "text": json_values | st.text()}),
+    max_size=3,
+)
+ag_ui_messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.text(max_size=20) | json_values,
+            "role": st.sampled_from(["user", "assistant", "tool"]) | json_values,
+        },
+        optional={"content": ag_ui_contents | json_values},
+    )
+    | json_values,
+    max_size=3,
+)
+ag_ui_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {
+            "threadId": st.text(max_size=30) | json_values,
+            "runId": st.text(max_size=30) | json_values,
+            "messages": ag_ui_messages,
+        },
+        optional={
+            "protocolVersion": st.sampled_from(["1.0", "0.9", "2.1"]) | st.text() | json_values,
+            "tools": json_values,
+            "context": json_values,
+            "state": json_values,
+            "forwardedProps": json_values,
+        },
+    ),
+    st.tuples(st.text(min_size=1, max_size=50), thread_ids | st.just("\ud800")).map(
+        lambda drawn: {
+            "threadId": drawn[1],
+            "runId": "r",
+            "messages": [{"id": "m", "role": "user", "content": drawn[0]}],
+        }
+    ),
+)
+
+
+@EXAMPLES
+@given(body=ag_ui_bodies)
+@example(body={"threadId": "t\x00", "runId": "r", "messages": [_HI]})
+@example(body={"threadId": "t", "runId": "r\x00", "messages": [_HI]})
+async def test_any_ag_ui_run_request(live: LiveServer, body: Any) -> None:
+    """A stream that began ends with RUN_FINISHED or RUN_ERROR, each event one block that
+    ends in "\n\n" (what the client splits on), and nothing after it."""
+    user = live.user()
+    # As JSON escapes it: a lone surrogate in a thread id is text httpx would not encode.
+    content = json.dumps(body)
+    headers = {**user.headers, "Content-Type": "application/json"}
+    async with user.client.stream(
+        "POST", user.url("/ag-ui"), content=content, headers=headers
+    ) as response:
+        if response.status_code != 200:
+            await response.aread()
+            _check(response)
+            return
+        text = (await response.aread()).decode()
+    blocks = [block for block in text.split("\n\n") if block.startswith("data: ")]
+    events = [json.loads(block.split("\n")[0][6:]) for block in blocks]
+    assert "\r" not in text and text.endswith("\n\n"), text[-200:]
+    assert events[0]["type"] == "RUN_STARTED", events[:1]
+    assert events[-1]["type"] in ("RUN_FINISHED", "RUN_ERROR"), events[-1:]
+
+
+_AG_UI_RUNS: dict[int, tuple[User, str]] = {}
+
+
+async def _ag_ui_run(live: LiveServer) -> tuple[User, str]:
+    """A user with one ended run on thread "t", made once per server."""
+    if id(live) not in _AG_UI_RUNS:
+        user = live.user()
+        body = {
+            "threadId": "t",
+            "runId": "r",
+            "messages": [{"id": "m", "role": "user", "content": "hi"}],
+        }
+        response = await user.client.post(user.url("/ag-ui"), json=body, headers=user.headers)
+        run_id = response.text.split("id: ", 1)[1].split(":", 1)[0]
+        _AG_UI_RUNS[id(live)] = user, run_id
+    return _AG_UI_RUNS[id(live)]
+
+
+@EXAMPLES
+@given(
+    thread=st.just("t") | thread_ids,
+    last_event_id=st.none() | header_values | st.integers(min_value=0, max_value=9),
+    run_id=st.none() | st.text(max_size=30),
+    protocol_version=st.none() | st.text(max_size=10),
+)
+@example(thread="t\x00", last_event_id=None, run_id=None, protocol_version=None)
+async def test_any_ag_ui_resume_and_cancel(
+    live: LiveServer,
+    thread: str,
+    last_event_id: bytes | int | None,
+    run_id: str | None,
+    protocol_version: str | None,
+) -> None:
+    """Any thread id, cursor (a drawn one, or one of the run of thread "t"), run id and
+    version: a 4xx, a 204, or the rest of the run, ending with its final event; and a cancel
+    of any thread id."""
+    user, ended_run = await _ag_ui_run(live)
+    if isinstance(last_event_id, int):
+        last_event_id = f"{ended_run}:{last_event_id}".encode()
+    query = {
+        name: value
+        for name, value in (("runId", run_id), ("protocolVersion", protocol_version))
+        if value is not None
+    }
+    headers = [(b"Authorization", user.headers["Authorization"].encode())]
+    if last_event_id is not None:
+        headers.append((b"Last-Event-ID", last_event_id))
+    path = f"/ag-ui/{quote(thread, safe='')}"
+    response = await user.client.get(user.url(f"{path}/stream"), params=query, headers=headers)
+    _check(response)
+    _check(await user.post(f"{path}/cancel"))
+    if response.status_code == 200:
+        events = [
+            json.loads(line[6:]) for line in response.text.split("\n") if line[:6] == "data: "
+        ]
+        assert events[0]["type"] == "RUN_STARTED" and events[-1]["type"] == "RUN_FINISHED"
+
+
 @EXAMPLES
 @given(body=st.binary(max_size=200))
 async def test_any_bytes_as_a_body(live: LiveServer, body: bytes) -> None:
     user = live.user()
-    for path in ("/tasks", "/chat", "/ai/chat"):
+    for path in ("/tasks", "/chat", "/ai/chat", "/ag-ui"):
         response = await user.client.post(
             user.url(path),
             content=body,

@@ -120,6 +120,42 @@ async def test_ai_sdk_streams_are_counted_as_open_streams(paced: LiveServer) -> 
     assert value(both, "todo_chat_streams_open", source="followed") == 1
 
 
+async def test_ag_ui_streams_are_counted_as_open_streams_and_a_resume_as_one(
+    paced: LiveServer,
+) -> None:
+    user = paced.user()
+    before = await scrape(paced.client)
+    body = {
+        "threadId": "metrics-thread",
+        "runId": "r1",
+        "messages": [{"id": "m1", "role": "user", "content": "hi"}],
+    }
+    async with paced.client.stream(
+        "POST", user.url("/ag-ui"), json=body, headers=user.headers
+    ) as stream:
+        lines = stream.aiter_lines()
+        async for line in lines:
+            if line.startswith("id: "):
+                cursor = line[4:]
+                break
+        during = await scrape(paced.client)
+        async with paced.client.stream(
+            "GET",
+            user.url("/ag-ui/metrics-thread/stream"),
+            headers={**user.headers, "Last-Event-ID": cursor},
+        ) as resumed:
+            assert resumed.status_code == 200
+            both = await scrape(paced.client)
+            async for _ in resumed.aiter_lines():
+                pass
+        async for _ in lines:
+            pass
+    after = await _streams_closed(paced)
+    assert value(during, "todo_chat_streams_open", source="local") == 1
+    assert value(both, "todo_chat_streams_open", source="followed") == 1
+    assert value(after, "todo_chat_resumes_total") - value(before, "todo_chat_resumes_total") == 1
+
+
 async def test_a_tool_that_fails_is_counted_by_its_error(server: LiveServer) -> None:
     user = server.user()
     before = await scrape(server.client)

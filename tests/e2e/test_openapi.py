@@ -43,6 +43,17 @@ async def test_every_route_is_documented_and_the_document_validates(server: Live
         if p["name"] == "limit"
     )
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
+    ag_ui = document["paths"]["/api/{user_id}/ag-ui"]["post"]
+    assert ag_ui["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AgUiRunRequest"
+    }
+    assert {"200", "409", "413", "422", "429"} <= set(ag_ui["responses"])
+    resume = document["paths"]["/api/{user_id}/ag-ui/{thread_id}/stream"]["get"]
+    assert "text/event-stream" in resume["responses"]["200"]["content"]
+    assert {"204", "404", "422"} <= set(resume["responses"])
+    assert {"Last-Event-ID", "runId", "protocolVersion"} <= {
+        p["name"] for p in resume["parameters"]
+    }
     event = document["components"]["schemas"]["Event"]
     assert event["discriminator"]["propertyName"] == "type"
     assert set(event["discriminator"]["mapping"]) == {

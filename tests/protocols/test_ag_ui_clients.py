@@ -40,9 +40,10 @@ Result = dict[str, Any]
 
 @dataclass
 class Route:
-    """A scripted run as the server serves it; `cut` drops the POST's connection once that
-    many bytes are sent (`end_cleanly`: as a finished body, without the run's end); `hold`
-    stops after that many batches until the client goes away."""
+    """A scripted run as the server serves it; `cut` drops the first POST's connection once
+    that many bytes are sent (`end_cleanly`: as a finished body, without the run's end), and
+    a POST sent again is answered whole, as the service replays a run; `hold` stops after that
+    many batches until the client goes away."""
 
     run: ScriptedRun
     cut: int | None = None
@@ -50,6 +51,7 @@ class Route:
     hold: int | None = None
     service_run_id: str = RUN
     mangle: Callable[[bytes], bytes] = lambda wire: wire
+    cut_made: bool = False
 
 
 @dataclass
@@ -101,15 +103,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        left = route.cut if route and route.cut is not None else None
+        left = route.cut if route and route.cut is not None and not route.cut_made else None
         for number, data in enumerate(writes):
             if route is not None and number == route.hold:
                 self.rfile.read()  # until the client closes the connection
                 self.close_connection = True
                 return
-            if left is not None and len(data) >= left:
+            if route is not None and left is not None and len(data) >= left:
+                route.cut_made = True
                 self._chunk(data[:left])
-                if route is not None and route.end_cleanly:
+                if route.end_cleanly:
                     self._chunk(b"")
                 else:
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -323,6 +326,21 @@ async def test_the_resuming_agent_rebuilds_a_cut_run(
     assert seen["messages"] == TOOL_TURN_MESSAGES
     assert seen["state"] == {"tasks": TOOL_TURN.tasks_after}
     assert seen["result"]["status"] == "complete"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_a_run_cut_before_its_first_whole_group_is_sent_again(
+    frames: FramesServer, client: str
+) -> None:
+    """No whole group came, so there is no cursor to resume from: the agent POSTs the same
+    input again (the service joins or replays the run by the last message's id)."""
+    route = Route(TOOL_TURN, cut=10)
+    seen = await _one(frames, client, route, resumeUrl=_resume_url(frames))
+    _clean(seen)
+    first, again = frames.posts
+    assert (again.message_id, again.runId) == (first.message_id, first.runId)
+    assert frames.resumes == []
+    assert seen["messages"] == TOOL_TURN_MESSAGES
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from app.web.routes import ai_sdk, conversations, ops, runs, tasks
+from app.web.routes import ag_ui, ai_sdk, conversations, ops, runs, tasks
 
 user_routes: list[BaseRoute] = [
     *runs.routes,
     *conversations.routes,
     *tasks.routes,
     *ai_sdk.routes,
+    *ag_ui.routes,
 ]
 """Under /api/{user_id}: each acts for the token's user, and no other."""
 

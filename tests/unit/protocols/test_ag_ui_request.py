@@ -64,6 +64,13 @@ def test_the_client_line_is_read_from_protocol_version(
     if version is None:
         del body["protocolVersion"]
     assert _parse(body).version is line
+    assert AgUiVersion.of(version) is line  # as the resume GET reads it from its query
+
+
+@pytest.mark.parametrize("version", ["", "1", "v1.0", "1.0.0", "1.0\n", "\u0661.\u0660", "12345.0"])
+def test_a_protocol_version_that_is_not_one_is_refused(version: str) -> None:
+    with pytest.raises(ValueError, match="not a protocol version"):
+        AgUiVersion.of(version)
 
 
 def test_a_retried_run_of_the_same_message_has_the_same_key_and_another_message_another() -> None:

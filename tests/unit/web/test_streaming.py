@@ -66,6 +66,22 @@ async def test_a_stream_cut_before_the_final_event_has_no_closing() -> None:
     assert out == [b"open;1;", b"2;3;"]
 
 
+class _Replaying(_Tagged):
+    """A protocol that frames the events up to seq 2 as nothing, as a resume frames the events
+    its client already has."""
+
+    def opening(self) -> bytes:
+        return b""
+
+    def frames(self, batch: Sequence[LoggedEvent]) -> bytes:
+        return super().frames([event for event in batch if event.seq > 2])
+
+
+async def test_a_batch_that_frames_to_nothing_is_no_write() -> None:
+    out = [w async for w in writes(_Replaying(), _batches(TEXT[:1], TEXT[1:2], [TEXT[2], FINAL]))]
+    assert out == [b"3;4;close;"]
+
+
 async def test_a_run_with_no_events_left_writes_nothing() -> None:
     assert [w async for w in writes(_Tagged(), _batches())] == []
 
