@@ -24,7 +24,7 @@ import bisect
 from collections.abc import AsyncGenerator, Callable, Sequence
 from enum import StrEnum
 
-from app.events import LoggedEvent
+from app.events import MAX_SEQ, LoggedEvent
 
 BATCH_BYTES = 64 * 1024
 """The most event JSON a follower is handed at once, in UTF-8 bytes: what uvicorn's write buffer
@@ -156,8 +156,10 @@ class LiveRun:
         self.on_cancel: Callable[[], None] | None = None
         self.ended = Ended()
         self._window = window
-        self._shown = 0
-        """How many of `events`, from the first, followers have been handed."""
+        self._shown_through = MAX_SEQ if window is None else window
+        """The highest seq followers may be shown now."""
+        self._held = 0
+        """How many of `events`, at its end, are held back."""
         self._subscribers: set[Subscription] = set()
 
     @property
@@ -166,24 +168,31 @@ class LiveRun:
 
     def shows(self, seq: int) -> bool:
         """Whether an event with this seq may be shown now: within the window."""
-        return self._window is None or seq <= self.logged_seq + self._window
+        return seq <= self._shown_through
 
     def publish(self, event: LoggedEvent) -> None:
         """Keep the event, and hand it to followers now if the window allows, else once the
         log has caught up (`logged`)."""
         self.events.append(event)
-        if self._shown == len(self.events) - 1 and self.shows(event.seq):
-            self._shown += 1
-            self._push(event)
+        if self._held or event.seq > self._shown_through:
+            self._held += 1
+            return
+        for subscriber in list(self._subscribers):  # `_push`, inline: this runs for each token
+            if subscriber.gone:
+                self._subscribers.discard(subscriber)
+            elif event.seq > subscriber.after_seq:
+                subscriber.push(event)
 
     def logged(self, seq: int) -> None:
         """The log holds the run's events up to `seq`: show what that lets through."""
         if seq <= self.logged_seq:
             return
         self.logged_seq = seq
-        while self._shown < len(self.events) and self.shows(self.events[self._shown].seq):
-            self._shown += 1
-            self._push(self.events[self._shown - 1])
+        if self._window is not None:
+            self._shown_through = seq + self._window
+        while self._held and self.events[-self._held].seq <= self._shown_through:
+            self._push(self.events[-self._held])
+            self._held -= 1
 
     def _push(self, event: LoggedEvent) -> None:
         for subscriber in list(self._subscribers):
@@ -195,8 +204,9 @@ class LiveRun:
     def subscribe(self, after_seq: int) -> Subscription:
         """Everything shown after `after_seq`, then what comes, until the run ends."""
         subscription = Subscription(after_seq)
-        start = bisect.bisect_right(self.events, after_seq, hi=self._shown, key=_seq)
-        for event in self.events[start : self._shown]:
+        shown = len(self.events) - self._held
+        start = bisect.bisect_right(self.events, after_seq, hi=shown, key=_seq)
+        for event in self.events[start:shown]:
             subscription.push(event)
         if self.ended.is_set():
             subscription.close()
@@ -217,9 +227,10 @@ class LiveRun:
         stored). Events still held back are never shown: the final event says where the
         stored answer ends."""
         if final is not None:
-            del self.events[self._shown :]
+            if self._held:
+                del self.events[-self._held :]
+                self._held = 0
             self.events.append(final)
-            self._shown += 1
             self._push(final)
         self.end()
 
