@@ -61,6 +61,17 @@ class Error:
     code: str
     message: str
     retryable: bool = False
+    stored_through: int | None = field(
+        default=None,
+        metadata={
+            "description": (
+                "Only on the final event of a run closed after the instance running it was "
+                "gone: the last seq the stored answer holds. Clients may have been shown "
+                "events past it, which were never stored; the seqs between it and this "
+                "event's are never used."
+            )
+        },
+    )
 
 
 # What users are told when a run ends in an error: one message per code (the codes are stable;
@@ -85,9 +96,10 @@ def error_event(code: str, *, retryable: bool = False) -> Error:
     return Error(code, ERROR_MESSAGES[code], retryable)
 
 
-def interrupted(*, retryable: bool) -> Error:
-    """The final event of a run that could not finish, or whose end could not be stored."""
-    return error_event("interrupted", retryable=retryable)
+def interrupted(*, retryable: bool, stored_through: int | None = None) -> Error:
+    """The final event of a run that could not finish, or whose end could not be stored;
+    `stored_through` when the stored answer may hold less than clients were shown."""
+    return Error("interrupted", ERROR_MESSAGES["interrupted"], retryable, stored_through)
 
 
 AgentEvent = Thinking | ToolCallEvent | ToolResultEvent | Text
@@ -101,10 +113,23 @@ TERMINAL_TYPES = frozenset({Done.type, Error.type})
 
 
 def to_payload(event: Event) -> dict[str, Any]:
+    """The event's fields by name, `type` first. A field whose default is None is left out
+    while it is None: adding one changes no other event on the wire."""
     payload: dict[str, Any] = {"type": event.type}
     for name in _FIELD_NAMES[event.type]:
-        payload[name] = getattr(event, name)
+        value = getattr(event, name)
+        if value is not None or name not in _OMITTED_WHEN_NONE[event.type]:
+            payload[name] = value
     return payload
+
+
+def stored_through(final: LoggedEvent) -> int | None:
+    """The last seq of the stored answer that a run's final event declares, if it declares
+    one: the events of the log end there, and the next is this final event."""
+    if final.type != Error.type:
+        return None
+    value = json.loads(final.data).get("stored_through")
+    return value if type(value) is int else None
 
 
 # The largest `seq` there can be: every event log keeps it in a PostgreSQL integer's range.
@@ -142,6 +167,16 @@ _EVENT_TYPES: dict[str, type[Event]] = {
 _FIELD_NAMES = {
     name: tuple(item.name for item in fields(cls)) for name, cls in _EVENT_TYPES.items()
 }
+_OMITTED_WHEN_NONE = {
+    name: frozenset(item.name for item in fields(cls) if item.default is None)
+    for name, cls in _EVENT_TYPES.items()
+}
+
+
+def omitted_when_none(cls: type[Event]) -> frozenset[str]:
+    """The fields of an event type that its JSON leaves out while they are None (for the
+    schema /openapi.json shows: present, they are never null)."""
+    return _OMITTED_WHEN_NONE[cls.type]
 
 
 def decode(event: LoggedEvent) -> Event:

@@ -51,6 +51,11 @@ class CuttingProxy:
         self.requests = 0
         self.cut_made = asyncio.Event()
 
+    def send_new_connections_to(self, upstream_port: int) -> None:
+        """Forward connections made from now on to another port: a balancer whose instance
+        died (the connections it had end with that instance)."""
+        self._upstream_port = upstream_port
+
     @property
     def base_url(self) -> str:
         assert self._server is not None

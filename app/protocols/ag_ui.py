@@ -35,7 +35,10 @@ Choices made on purpose, do not "fix" them:
    resolves with). A cancelled run is `outcome: {"type": "cancelled"}` for 1.0; the 0.0 line
    knows no such outcome (its schema refuses it, failing the run), so there it is a plain
    finish whose `result.status` is "cancelled". `RUN_ERROR` has our code and our message
-   only. Our ids and `retryable` ride in `metadata.todo_chat`, a field both lines know.
+   only. Our ids and `retryable` ride in `metadata.todo_chat`, a field both lines know; so
+   does `stored_through`, on the final event of a run closed after its instance died (the
+   last seq the stored answer holds, as in our `id:` lines: a client shown more knows the
+   rest was never stored).
 5. **Resume** (`after_seq`, the seq in the client's Last-Event-ID): the route feeds the run
    from its first event even then; those up to `after_seq` only rebuild this translator's
    state. At the crossing it sends what a fresh client pipeline needs before the rest:
@@ -281,11 +284,14 @@ class AgUiStream(WireFormat):
         return finished
 
     def _failed(self, event: Error) -> AgUiEvent:
+        ours: dict[str, Any] = {"retryable": event.retryable}
+        if event.stored_through is not None:
+            ours["stored_through"] = event.stored_through
         return {
             "type": "RUN_ERROR",
             "message": event.message,
             "code": event.code,
-            "metadata": self._metadata(retryable=event.retryable),
+            "metadata": self._metadata(**ours),
         }
 
 

@@ -29,7 +29,9 @@ purpose, do not "fix" them:
    "retryable"}}`: the same shape as the service's HTTP error bodies, which the transport
    surfaces as `error.message` (the body's text) for a 409 or a 429. One parse serves both.
    Only our codes and chosen messages: a provider's words never reach it (they are never in
-   our events).
+   our events). The final event of a run closed after its instance died adds
+   `stored_through` (`app.events.Error`): this stream has no seqs, but the SDK resumes by
+   replaying the run from its start, and what that replay holds is the stored answer.
 5. **A cancelled run** ends with `finish` and `finishReason: "other"` (metadata `status:
    "cancelled"`); a complete one with `"stop"`.
 6. **Framing is not `app.protocols.native`'s.** The transport reads standard SSE `data:`
@@ -244,7 +246,13 @@ class UiMessageStream(WireFormat):
             reason = "stop" if event.status == "complete" else "other"
             return [*out, {"type": "finish", "finishReason": reason, "messageMetadata": metadata}]
         assert isinstance(event, Error)
-        return [*out, error_chunk(event.code, event.message, retryable=event.retryable)]
+        failed = error_chunk(
+            event.code,
+            event.message,
+            retryable=event.retryable,
+            stored_through=event.stored_through,
+        )
+        return [*out, failed]
 
     def _close_text(self) -> list[Chunk]:
         if self._text is None:
@@ -275,10 +283,15 @@ def tool_output(event: ToolResultEvent) -> Chunk:
     return {"type": "tool-output-available", "toolCallId": event.call_id, "output": output}
 
 
-def error_chunk(code: str, message: str, *, retryable: bool) -> Chunk:
-    """Choice 4: our error, in the shape of the service's HTTP error bodies."""
-    body = {"error": {"code": code, "message": message, "retryable": retryable}}
-    return {"type": "error", "errorText": _json(body)}
+def error_chunk(
+    code: str, message: str, *, retryable: bool, stored_through: int | None = None
+) -> Chunk:
+    """Choice 4: our error, in the shape of the service's HTTP error bodies; with the error
+    event's `stored_through` when it has one."""
+    error: dict[str, Any] = {"code": code, "message": message, "retryable": retryable}
+    if stored_through is not None:
+        error["stored_through"] = stored_through
+    return {"type": "error", "errorText": _json({"error": error})}
 
 
 def frame(chunks: list[Chunk]) -> bytes:

@@ -11,7 +11,13 @@
   closed 10 to 13 s after the kill.
 - **Orphans.** The runs of gone instances, and this instance's own runs whose end could not be
   stored (`RunRegistry.finish`): what their log holds becomes an incomplete answer, stored the
-  one way runs end (`EventLog.end_run`), with `interrupted` as the final event.
+  one way runs end (`EventLog.end_run`), with `interrupted` as the final event. A gone
+  instance may have shown its clients events its log never got, up to
+  `live.UNLOGGED_WINDOW` past what the log holds: its run's final event is numbered above that
+  bound and says where the stored answer ends (`stored_through`), so that no seq a client was
+  shown names another event, and a client back with any id it was shown gets that final
+  event. This instance's own runs keep their unwritten events, stored with the end: their
+  final event follows the last one, as the run's own end would.
 - **Cancels** asked of this instance's runs whose announcement it missed.
 - **Old event logs**, pruned every `PRUNE_SECONDS`, and instances long gone.
 
@@ -32,6 +38,7 @@ import anyio
 from app.domain import NewMessage, Role, Run, RunStatus
 from app.events import Transcript, decode, encode, interrupted
 from app.runs.ending import RunEnd
+from app.runs.live import UNLOGGED_WINDOW
 from app.runs.log.base import EventLog
 from app.runs.record.base import RunRecord
 from app.runs.registry import RunRegistry
@@ -120,11 +127,15 @@ class Recovery:
                     or not self._registry.is_left_to_recovery(run.id)
                 ):
                     continue  # still running here, or about to end by itself
-                if await self._step(f"closing run {run.id}", partial(self._close, run)):
+                close = partial(self._close, run, gone=instance != mine)
+                if await self._step(f"closing run {run.id}", close):
                     closed += 1
         return closed
 
-    async def _close(self, run: Run) -> None:
+    async def _close(self, run: Run, *, gone: bool) -> None:
+        """Close the run with what its log holds (and, for a run of this instance, its events
+        not yet written); `gone`: the instance that ran it is gone (see the module's
+        docstring)."""
         unwritten = await self._registry.take_unwritten(run.id)  # ours, not yet in the log
         try:
             logged = await self._log.read(run.id, 0, limit=WHOLE_LOG)
@@ -139,8 +150,12 @@ class Recovery:
                 status,
                 tuple(transcript.tool_calls.values()),
             )
-            final_event = interrupted(retryable=transcript.safe_to_retry)
-            final = encode(final_event, (events[-1].seq if events else 0) + 1)
+            last = events[-1].seq if events else 0
+            if gone:
+                final_event = interrupted(retryable=transcript.safe_to_retry, stored_through=last)
+                final = encode(final_event, last + UNLOGGED_WINDOW + 1)
+            else:
+                final = encode(interrupted(retryable=transcript.safe_to_retry), last + 1)
             end = RunEnd(run.id, RunStatus(status.value), answer, answer_id, final)
             stored = await self._log.end_run(end, unwritten, partial(self._record.store_end, end))
         except BaseException:

@@ -1,13 +1,17 @@
 """The runs this instance owns, and following any run from any instance.
 
 A run's events are numbered (`seq`) and handed at once to its followers in this process (see
-`live`); the writer appends them to the event log (`log`), whose appends wake the followers on
-other instances, who read them from the log. The registry starts runs outside any request (so a
-run outlives its client), cancels them (here, or through the record, which tells the instance
-that owns them), and stops them at shutdown after a grace period. A run ends through `finish`,
-which ends it in the log and the record (`EventLog.end_run`), retrying while either cannot be
-reached; one whose end could not be stored in time is left to `recovery`, which closes it from
-its log with the same final event.
+`live`), up to `live.UNLOGGED_WINDOW` past what the writer has told it the log holds; the writer
+appends them to the event log (`log`), whose appends wake the followers on other instances, who
+read them from the log. A reader of the log sees each seq after the one before, or a final
+event that declares where the stored answer ends (`events.stored_through`): any other gap is
+`EventsMissing`, never passed off as a whole run.
+
+The registry starts runs outside any request (so a run outlives its client), cancels them (here,
+or through the record, which tells the instance that owns them), and stops them at shutdown
+after a grace period. A run ends through `finish`, which ends it in the log and the record
+(`EventLog.end_run`), retrying while either cannot be reached; one whose end could not be
+stored in time is left to `recovery`, which closes it from its log with the same final event.
 
 The log, its writer and the record come from the composition root (`app.main`): the registry
 builds none of them, and reaches no database but through them.
@@ -26,11 +30,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from app.domain import Run, RunStatus
-from app.events import LoggedEvent, Transcript, decode, encode, interrupted
+from app.events import LoggedEvent, Transcript, decode, encode, interrupted, stored_through
 from app.metrics import RunTiming, count_tokens
 from app.runs.ending import RunEnd
 from app.runs.live import BATCH_BYTES, CancelReason, LiveRun
-from app.runs.log.base import EventLog, RunEvents
+from app.runs.log.base import EventLog, EventsMissing, RunEvents
 from app.runs.log.writer import EventWriter
 from app.runs.record.base import RunRecord, RunState
 from app.settings import FINISH_TIMEOUT_SECONDS
@@ -72,6 +76,7 @@ class RunRegistry:
         self._shutdown_started = False
         self._grace_over = False
         record.hear_cancels(self.cancel_here)
+        writer.hear_logged(self._logged)
 
     # Runs of this process
 
@@ -98,12 +103,17 @@ class RunRegistry:
                 self._left_to_recovery.add(live.id)
                 said = Transcript.of(decode(event) for event in live.events)
                 final = interrupted(retryable=said.safe_to_retry)
-                self._publish_end(live, encode(final, live.next_seq))
+                self._publish_end(live, encode(final, live.next_seq), stored=False)
 
     def emit(self, live: LiveRun, event: LoggedEvent) -> None:
         live.publish(event)
         self._writer.add(live.id, event)
         self._timings[live.id].saw(event)
+
+    def _logged(self, run_id: str, seq: int) -> None:
+        live = self._local.get(run_id)
+        if live is not None:
+            live.logged(seq)
 
     async def finish(self, live: LiveRun, end: RunEnd) -> None:
         """End the run in the log and the record, with its events not yet in the log, then
@@ -117,7 +127,9 @@ class RunRegistry:
             self._writer.put_back(unwritten)
             self._left_to_recovery.add(live.id)
             final = encode(interrupted(retryable=not end.answer.tool_calls), end.final.seq)
-        self._publish_end(live, final)
+            self._publish_end(live, final, stored=False)
+        else:
+            self._publish_end(live, final, stored=True)
 
     async def _store_end_in_time(self, end: RunEnd, unwritten: RunEvents) -> LoggedEvent | None:
         with anyio.move_on_after(FINISH_TIMEOUT_SECONDS, shield=True):
@@ -136,9 +148,18 @@ class RunRegistry:
         logger.error("could not store the end of run %s in time", end.run_id)
         return None
 
-    def _publish_end(self, live: LiveRun, final: LoggedEvent) -> None:
-        live.publish(final)
-        live.end()
+    def _publish_end(self, live: LiveRun, final: LoggedEvent, *, stored: bool) -> None:
+        """Hand the followers here the run's final event and end the run.
+
+        Stored right after the run's last event (its own end, which stored every event before
+        it): followers get the events held back first, then it. Stored by another closer (who
+        took this instance for gone): only that event, which says where the stored answer
+        ends. Not stored (recovery stores it later, with the events still unwritten): only if
+        the window shows it, every event before it shown; else followers get no final event
+        from here (their streams end cut) and read the one stored from the log."""
+        if stored and final.seq == live.next_seq:
+            live.logged(final.seq)
+        live.finish(final if stored or live.shows(final.seq) else None)
         self._local.pop(live.id, None)
         self._timings.pop(live.id).ended(final)
         logger.info("run %s ended: %s", live.id, final.data[:80])
@@ -219,7 +240,7 @@ class RunRegistry:
         """The in-memory copy of another instance's run, filled from its log by one reader."""
         remote = self._remote.get(run.id)
         if remote is None:
-            remote = self._remote[run.id] = LiveRun(run.id)
+            remote = self._remote[run.id] = LiveRun(run.id, window=None)
             self._task_group.start_soon(self._copy_log, run, remote)
         return remote
 
@@ -227,7 +248,8 @@ class RunRegistry:
         try:
             while not remote.ended.is_set():
                 try:
-                    async for batch in self._read_log(run, len(remote.events)):
+                    after = remote.events[-1].seq if remote.events else 0
+                    async for batch in self._read_log(run, after):
                         for event in batch:
                             remote.publish(event)
                     break
@@ -248,7 +270,9 @@ class RunRegistry:
         waits up to `POLL_SECONDS` for an append; one that brings nothing asks the record
         whether the run has ended. Once it has, every event before its final one is in the
         log (the end-of-run contract, `app.runs.log.base`): the log is read to its end, and
-        the final event comes from the record if the log does not hold it."""
+        the final event comes from the record if the log does not hold it. Every event read is
+        checked to follow on from the one before (`_following_on`): past a gap nothing
+        declares, the reader gets what came before it, then `EventsMissing`."""
         last = after_seq
         ended: RunState | None = None
         if run.status is not RunStatus.ACTIVE:
@@ -266,13 +290,20 @@ class RunRegistry:
             if events:
                 terminal = next((i for i, e in enumerate(events) if e.terminal), None)
                 if terminal is not None:
-                    yield events[: terminal + 1]
+                    events = events[: terminal + 1]
+                whole = _following_on(last, events)
+                if whole:
+                    yield events[:whole]
+                    last = events[whole - 1].seq
+                if whole < len(events):
+                    raise EventsMissing(run.id, last, events[whole].seq)
+                if terminal is not None:
                     return
-                yield events
-                last = events[-1].seq
                 continue
             if ended is not None:
                 if ended.final is not None and ended.final.seq > last:
+                    if not _following_on(last, [ended.final]):
+                        raise EventsMissing(run.id, last, ended.final.seq)
                     yield [ended.final]
                 return  # (a final event no longer kept: the log was pruned too)
             state = await self._record.state(run.id)
@@ -311,3 +342,16 @@ class RunRegistry:
         self.begin_shutdown()
         with anyio.move_on_after(self._grace_seconds + FINISH_TIMEOUT_SECONDS):
             await self.wait_idle()
+
+
+def _following_on(last: int, events: list[LoggedEvent]) -> int:
+    """How many of these events, from the first, follow on from `last` and from each other:
+    each the next seq, or a final event that declares the stored answer ends at or before the
+    one before it (the seqs between are never used)."""
+    for count, event in enumerate(events):
+        if event.seq != last + 1:
+            declared = stored_through(event) if event.terminal else None
+            if declared is None or declared > last or event.seq <= last:
+                return count
+        last = event.seq
+    return len(events)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from app.domain import MessageStatus, NewMessage, Role, Run, RunStatus
 from app.events import Done, LoggedEvent, Start, Text, encode, interrupted
 from app.runs.ending import RunEnd
-from app.runs.live import batch_size, utf8_length
+from app.runs.live import UNLOGGED_WINDOW, batch_size, utf8_length
 from app.runs.log.base import EventLog
 from app.runs.log.writer import EventWriter
 from app.runs.record.base import RunRecord
@@ -328,6 +328,34 @@ async def test_a_reader_takes_the_final_event_from_the_record_when_the_log_lacks
         resumed = [e async for batch in other.follow(run, 2) for e in batch]
     assert followed == [*said, end.final]
     assert resumed == [said[2], end.final]
+
+
+async def test_a_final_event_after_the_gap_it_declares_is_kept_and_read_across_it(
+    backend: Backend,
+) -> None:
+    """The run of a gone instance, closed by another: its final event is numbered above
+    anything that instance could have shown, and says where the stored answer ends. The log
+    keeps it, a reader on another instance crosses the gap from any seq, and the record holds
+    it as the run's last."""
+    run_id = await backend.begin(ONE)
+    said = _said(run_id)
+    await backend.one.log.append([(run_id, event) for event in said])
+    conversation_id, answer_id = backend.begun[run_id]
+    final = encode(interrupted(retryable=True, stored_through=3), 3 + UNLOGGED_WINDOW + 1)
+    answer = NewMessage(conversation_id, Role.ASSISTANT, "Hello", MessageStatus.INCOMPLETE)
+    end = RunEnd(run_id, RunStatus.INCOMPLETE, answer, answer_id, final)
+    assert await _end_run(backend.other.log, backend.other.record, end, []) == final
+    assert await backend.one.log.read(run_id, 0) == [*said, final]
+    assert await backend.one.log.read(run_id, 3) == [final]
+    assert await backend.one.log.read(run_id, 40) == [final], "a client shown more"
+    assert await backend.one.log.final(run_id) == final
+    async with _registry(backend.other.log, backend.other.record) as other:
+        run = await _run_as_stored(backend, run_id)
+        followed = {
+            after: [e async for batch in other.follow(run, after) for e in batch]
+            for after in (0, 2, 3, 40)
+        }
+    assert followed == {0: [*said, final], 2: [said[2], final], 3: [final], 40: [final]}
 
 
 async def _run_as_stored(backend: Backend, run_id: str) -> Run:

@@ -266,6 +266,28 @@ async def test_the_final_event_and_the_expiry_after_it(logs: OpenLog, servers: S
     assert await log.prune(older_than_seconds=0, limit=100) == 0
 
 
+async def test_a_final_event_after_the_gap_it_declares_is_kept(logs: OpenLog) -> None:
+    """The run of a gone instance, closed above what that instance could have shown: the
+    final event says the stored answer ends at 2 (or before the stream's last event); any
+    other gap is still refused."""
+    log = await logs()
+    run, ahead, refused = _run(), _run(), _run()
+    await log.append(_texts(run, range(1, 3)) + _texts(ahead, range(1, 4)))
+    declared = encode(Error("interrupted", "stopped", True, stored_through=2), 1003)
+    await log.append([(run, declared), (ahead, declared)])
+    assert _seqs(await log.read(run, 0)) == [1, 2, 1003]
+    assert await log.read(run, 40) == [declared]
+    assert await log.final(run) == declared
+    assert _seqs(await log.read(ahead, 0)) == [1, 2, 3, 1003]
+    await log.append(_texts(refused, range(1, 2)))
+    undeclared = encode(Error("interrupted", "stopped", True), 1003)
+    with pytest.raises(RunLogLost):
+        await log.append([(refused, undeclared)])
+    with pytest.raises(RunLogLost):
+        await log.append([(refused, encode(Error("interrupted", "stopped", True, 5), 1003))])
+    assert _seqs(await log.read(refused, 0)) == [1]
+
+
 async def test_a_redis_restarted_empty_is_told_and_healed(logs: OpenLog, servers: Servers) -> None:
     owner, reader = await logs(), await logs()
     run, untouched = _run(), _run()

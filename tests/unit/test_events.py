@@ -24,6 +24,8 @@ from app.events import (
     decode,
     encode,
     error_event,
+    interrupted,
+    stored_through,
     to_payload,
 )
 
@@ -43,7 +45,7 @@ events: st.SearchStrategy[Event] = st.one_of(
     st.builds(
         Done, st.integers(1), st.integers(1), _usage, st.sampled_from(["complete", "cancelled"])
     ),
-    st.builds(Error, st.text(), st.text(), st.booleans()),
+    st.builds(Error, st.text(), st.text(), st.booleans(), st.none() | st.integers(0, 2**31 - 1)),
 )
 
 
@@ -113,3 +115,15 @@ def test_the_json_on_the_wire_is_utf_8_and_an_error_is_final_unless_said_otherwi
     client); and `error_event`'s default is not retryable (make mutate found both untested)."""
     assert encode(Text("Café ☕"), 3).data == '{"type":"text","content":"Café ☕","seq":3}'
     assert error_event("agent_failed").retryable is False
+
+
+def test_where_the_stored_answer_ends_is_said_only_by_the_final_event_that_declares_it() -> None:
+    """Left out while None: every other event is on the wire as it was."""
+    plain = encode(error_event("interrupted", retryable=True), 4)
+    assert list(json.loads(plain.data)) == ["type", "code", "message", "retryable", "seq"]
+    declared = encode(interrupted(retryable=True, stored_through=3), 1004)
+    assert json.loads(declared.data)["stored_through"] == 3
+    assert decode(declared) == interrupted(retryable=True, stored_through=3)
+    assert (stored_through(declared), stored_through(plain)) == (3, None)
+    assert stored_through(encode(Done(1, 2, {}), 4)) is None
+    assert stored_through(encode(Text("x"), 4)) is None

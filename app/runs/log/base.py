@@ -25,6 +25,13 @@ A process that dies between 2 and 3 leaves a run ended whose final event is not 
 reader then takes it from the record, and every event before it is in the log (step 1). A
 backend that keeps its events in the record's own database (PostgreSQL) may do all three in one
 statement instead of calling `store`.
+
+**A final event may follow a gap it declares.** A run's events have seqs 1, 2, 3… with no gap,
+but the run of an instance that died is closed (`app.runs.recovery`) with a final event numbered
+above anything that instance could have shown its clients (`app.runs.live.UNLOGGED_WINDOW`),
+which declares the last seq of the stored answer (`app.events.stored_through`); the seqs
+between are never used. Every backend keeps such a final event as it keeps any other.
+Readers check the order (`app.runs.registry`): any other gap is `EventsMissing`.
 """
 
 from __future__ import annotations
@@ -40,6 +47,18 @@ RunEvents = Sequence[tuple[str, LoggedEvent]]
 
 READ_LIMIT = 500
 """The most events one read returns, whatever their size."""
+
+
+class EventsMissing(Exception):
+    """A reader of a run's log found a gap no final event declares: after `after_seq` it had,
+    the next event is `found` (or the run's final event is, and it says the stored answer
+    holds more). The events between were lost; what the reader has is not the whole run."""
+
+    def __init__(self, run_id: str, after_seq: int, found: int) -> None:
+        super().__init__(f"run {run_id}: after seq {after_seq} the event log holds seq {found}")
+        self.run_id = run_id
+        self.after_seq = after_seq
+        self.found = found
 
 
 class EventLog(ABC):

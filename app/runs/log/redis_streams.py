@@ -9,8 +9,9 @@ module that imports `redis`. Each decision is deliberate (docs/redis.md: sources
   first part is the one tools show and compare first (`0-<seq>` reads as one instant).
 - **A batch is appended by one script** (per slot in a cluster, pipelined: a round trip per
   shard): a command a batch, not one a run. It writes only the events that follow on from
-  each stream's last one, so a retried batch neither fails nor duplicates and a stream never
-  has a hole (it holds seq 1 to its last, or nothing); it sets each stream to expire
+  each stream's last one (the next seq, or a final event declaring that the stored answer ends
+  at or before it: `app.runs.log.base`), so a retried batch neither fails nor duplicates and a
+  stream never has a hole but a declared one; it sets each stream to expire
   `retention` after its last append, a run's final event: `prune` has nothing to do.
 - **Waiting**: one blocking reader per instance (`XREAD BLOCK` over every stream waited on;
   per slot in a cluster, as a command may not span slots) hands what it reads to the waiting
@@ -48,7 +49,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
 
-from app.events import LoggedEvent
+from app.events import LoggedEvent, stored_through
 from app.runs.live import batch_size
 from app.runs.log.base import READ_LIMIT, EventLog, RunEvents
 from app.runs.log.redis_waiting import BlockingReader
@@ -62,9 +63,10 @@ POOL_SIZE = 50
 """Connections to Redis (to each node of a cluster) an instance holds at most."""
 
 # KEYS: runs' streams (in a cluster, of one slot). ARGV[1]: how many ms to keep each after
-# this append; then for each stream in turn, its count of events n and n pairs of seq and data,
-# in order. Appends those after the stream's last event that follow on from it; answers each
-# stream's last seq afterwards.
+# this append; then for each stream in turn, its count of events n and n triples of seq, the
+# seq it must follow (seq - 1, or for a final event declaring a gap the last seq it declares
+# stored) and data, in order. Appends those after the stream's last event that follow on from
+# it; answers each stream's last seq afterwards.
 APPEND_SCRIPT = """
 local held = {}
 local at = 2
@@ -73,17 +75,17 @@ for k = 1, #KEYS do
   local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)
   local last = 0
   if top[1] then last = tonumber(string.match(top[1][1], '^%d+')) end
-  for i = at + 1, at + 2 * n, 2 do
+  for i = at + 1, at + 3 * n, 3 do
     local seq = tonumber(ARGV[i])
     if seq > last then
-      if seq ~= last + 1 then break end
-      redis.call('XADD', KEYS[k], ARGV[i] .. '-0', 'd', ARGV[i + 1])
+      if tonumber(ARGV[i + 1]) > last then break end
+      redis.call('XADD', KEYS[k], ARGV[i] .. '-0', 'd', ARGV[i + 2])
       last = seq
     end
   end
   redis.call('PEXPIRE', KEYS[k], ARGV[1])
   held[k] = last
-  at = at + 1 + 2 * n
+  at = at + 1 + 3 * n
 end
 return held
 """
@@ -163,6 +165,12 @@ def _events(entries: Any) -> list[LoggedEvent]:
     ]
 
 
+def _follows(event: LoggedEvent) -> int:
+    """The seq the stream must end at (or past, for a declared gap) for `event` to follow."""
+    declared = stored_through(event) if event.terminal else None
+    return event.seq - 1 if declared is None else declared
+
+
 def _page(events: list[LoggedEvent], limit: int, budget: int | None) -> list[LoggedEvent]:
     """The first `limit` events, and of those as many as fit in `budget` bytes (at least one)."""
     events = events[:limit]
@@ -227,7 +235,7 @@ class RedisStreamsLog(EventLog):
                         run_events = sorted(by_run[run_id], key=lambda event: event.seq)
                         arguments.append(len(run_events))
                         for event in run_events:
-                            arguments += (event.seq, event.data)
+                            arguments += (event.seq, _follows(event), event.data)
                     keys = [stream_key(run_id) for run_id in runs]
                     pipeline.evalsha(_APPEND_SHA, len(keys), *keys, *arguments)
                 results = await pipeline.execute(raise_on_error=False)

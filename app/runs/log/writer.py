@@ -9,6 +9,10 @@ hands them to `EventLog.end_run` with its final event.
 A failed append is retried run by run: a run whose events the log refuses (its row was deleted
 with its conversation) loses them, and holds up no other run; events that failed because the
 log cannot be reached (`EventLog.is_outage`) go back in the queue, written once it is back.
+
+After each append that succeeds, the writer tells who listens (`hear_logged`: the registry) the
+highest seq it wrote of each run: a run shows its followers no event too far past what the log
+holds (`app.runs.live.UNLOGGED_WINDOW`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import anyio
 
@@ -31,6 +36,9 @@ RETRY_SECONDS = 1.0
 Queued = list[tuple[str, LoggedEvent]]
 """Events with the id of their run, in the order they are to be written."""
 
+LoggedListener = Callable[[str, int], None]
+"""Told a run's id and the highest seq of it an append has just written; it must not block."""
+
 
 class EventWriter:
     """Appends the runs' events to `log` in batches; see the module's docstring."""
@@ -41,6 +49,11 @@ class EventWriter:
         self._writing: set[str] = set()
         self._wakeup = anyio.Event()
         self._written = anyio.Event()
+        self._listeners: list[LoggedListener] = []
+
+    def hear_logged(self, listener: LoggedListener) -> None:
+        """Have `listener` told, after each append that succeeds, each run's highest seq in it."""
+        self._listeners.append(listener)
 
     def add(self, run_id: str, event: LoggedEvent) -> None:
         self._pending.append((run_id, event))
@@ -74,10 +87,12 @@ class EventWriter:
             began = time.perf_counter()
             try:
                 await self._log.append(batch)
-                EVENT_LOG_WRITE.observe(time.perf_counter() - began)
             except Exception:
                 logger.exception("could not write %d run events; retrying run by run", len(batch))
                 unreachable = await self._write_each_run(batch)
+            else:
+                EVENT_LOG_WRITE.observe(time.perf_counter() - began)
+                self._tell_logged(batch)
             finally:
                 self._writing = set()
                 self._written.set()
@@ -101,4 +116,14 @@ class EventWriter:
                     self.put_back(events)
                 else:
                     logger.exception("dropping %d events of run %s", len(events), run_id)
+            else:
+                self._tell_logged(events)
         return unreachable
+
+    def _tell_logged(self, events: RunEvents) -> None:
+        highest: dict[str, int] = {}
+        for run_id, event in events:
+            highest[run_id] = max(highest.get(run_id, 0), event.seq)
+        for listener in self._listeners:
+            for run_id, seq in highest.items():
+                listener(run_id, seq)

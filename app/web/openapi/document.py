@@ -244,6 +244,8 @@ def event_schemas() -> dict[str, Any]:
     classes = get_args(events.Event)
     for cls in classes:
         schema = TypeAdapter(cls).json_schema()
+        for name in events.omitted_when_none(cls):
+            schema["properties"][name] = _never_null(schema["properties"][name])
         schema["properties"] = {
             "type": {"const": cls.type},
             **schema["properties"],
@@ -259,6 +261,14 @@ def event_schemas() -> dict[str, Any]:
         },
     }
     return found
+
+
+def _never_null(field: dict[str, Any]) -> dict[str, Any]:
+    """A field the event's JSON leaves out rather than sending null: its schema without the
+    null, and with no default."""
+    kept = {key: value for key, value in field.items() if key not in ("anyOf", "default")}
+    types = [option for option in field.get("anyOf", []) if option != {"type": "null"}]
+    return {**(types[0] if len(types) == 1 else {"anyOf": types}), **kept}
 
 
 def _model_schemas(models: Iterable[type[BaseModel]], settings: Settings) -> dict[str, Any]:

@@ -363,7 +363,7 @@ function handle(current, event) {
       }
       break;
     case "thinking":
-      answer.thinking(event.message);
+      answer.thinking(event.message, event.seq);
       break;
     case "tool_call":
       answer.toolCall(event);
@@ -373,7 +373,7 @@ function handle(current, event) {
       refreshTasks();
       break;
     case "text":
-      answer.text(event.content);
+      answer.text(event.content, event.seq);
       break;
     case "done":
       answer.finish(event.status, event.message_id);
@@ -381,6 +381,8 @@ function handle(current, event) {
       refreshConversations();
       break;
     case "error":
+      // With `stored_through`, the answer was stored up to there by another instance after
+      // this one stopped: the part shown past it is marked (render.js).
       answer.failed(event, () => retry(current));
       endTurn(current);
       break;

@@ -27,7 +27,10 @@ const STATUS_LABELS = {
   error: "The answer failed.",
 };
 
-// One assistant message: steps (thinking, tool calls) above the answer's text.
+// One assistant message: steps (thinking, tool calls) above the answer's text. While it streams,
+// each part remembers the seq of the event that drew it (`data-seq`; `texts` for the text), so
+// that a final event saying the stored answer ends earlier (`stored_through`) can mark what
+// was shown past it.
 export class Answer {
   constructor() {
     this.node = element("article", { class: "message assistant", "aria-label": "Assistant" });
@@ -36,6 +39,7 @@ export class Answer {
     this.footer = element("div", { class: "footer" });
     this.node.append(this.steps, this.content, this.footer);
     this.calls = new Map();
+    this.texts = []; // [seq, length] of each piece of the text, in order
   }
 
   static stored(message) {
@@ -50,15 +54,15 @@ export class Answer {
     return answer;
   }
 
-  thinking(text) {
-    this.steps.append(element("p", { class: "thinking", text }));
+  thinking(text, seq) {
+    this.steps.append(element("p", { class: "thinking", "data-seq": seq, text }));
   }
 
-  toolCall({ call_id, name, arguments: args }) {
+  toolCall({ call_id, name, arguments: args, seq }) {
     const result = element("pre", { class: "result", text: "running…" });
     const details = element(
       "details",
-      { class: "tool-call", "data-call-id": call_id },
+      { class: "tool-call", "data-call-id": call_id, "data-seq": seq },
       element("summary", {}, "Tool ", element("code", { text: name })),
       element("p", { class: "label", text: "Arguments" }),
       element("pre", { class: "arguments", text: JSON.stringify(args, null, 2) }),
@@ -69,13 +73,16 @@ export class Answer {
     this.steps.append(details);
   }
 
-  toolResult({ call_id, output }) {
+  toolResult({ call_id, output, seq }) {
     const result = this.calls.get(call_id);
-    if (result) result.textContent = JSON.stringify(output, null, 2);
+    if (!result) return;
+    result.textContent = JSON.stringify(output, null, 2);
+    if (seq !== undefined) result.dataset.seq = seq;
   }
 
-  text(content) {
+  text(content, seq) {
     this.content.textContent += content;
+    this.texts.push([seq, content.length]);
   }
 
   finish(status, messageId) {
@@ -85,8 +92,9 @@ export class Answer {
     if (label) this.footer.append(element("p", { class: `status ${status}`, text: label }));
   }
 
-  failed({ message, retryable }, retry) {
+  failed({ message, retryable, stored_through: storedThrough }, retry) {
     this.node.dataset.status = "error";
+    if (storedThrough !== undefined) this.unsaved(storedThrough);
     this.footer.append(element("p", { class: "error", role: "alert", text: message }));
     if (retryable) {
       const button = element("button", { type: "button", class: "retry", onclick: () => {
@@ -94,6 +102,35 @@ export class Answer {
         retry();
       } }, "Retry");
       this.footer.append(button);
+    }
+  }
+
+  // The service stopped and another instance stored the answer up to `storedThrough`: what
+  // this page was shown past it was never saved. It stays, struck through and said so, so
+  // that nothing read vanishes; a reload shows the stored answer alone.
+  unsaved(storedThrough) {
+    let kept = 0;
+    for (const [seq, length] of this.texts) if (seq <= storedThrough) kept += length;
+    const text = this.content.textContent;
+    let marked = false;
+    if (kept < text.length) {
+      this.content.replaceChildren(
+        text.slice(0, kept),
+        element("del", { class: "unsaved", text: text.slice(kept) }),
+      );
+      marked = true;
+    }
+    for (const part of this.steps.querySelectorAll("[data-seq]")) {
+      if (Number(part.dataset.seq) > storedThrough) {
+        part.classList.add("unsaved");
+        marked = true;
+      }
+    }
+    if (marked) {
+      this.footer.append(element("p", {
+        class: "unsaved-note",
+        text: "The service stopped before the struck-through part was saved: it is not part of the answer.",
+      }));
     }
   }
 }

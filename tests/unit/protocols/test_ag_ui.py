@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from app.agent.tools import TODO_TOOLS
 from app.agent.tools import task_json as tools_task_json
-from app.events import Done, Start, Text, ToolResultEvent, encode, error_event
+from app.events import Done, Start, Text, ToolResultEvent, encode, error_event, interrupted
 from app.protocols.ag_ui import PING, TASK_DELETING_TOOL, TASK_WRITING_TOOLS
 from app.protocols.ag_ui_request import AgUiVersion
 from tests.unit.protocols.ag_ui_runs import (
@@ -404,3 +404,31 @@ def test_a_resume_at_the_tip_of_a_running_run_answers_at_once() -> None:
         "STATE_SNAPSHOT",
         "TEXT_MESSAGE_START",
     ]
+
+
+@pytest.mark.parametrize("after", [0, 2, 3, 6])
+def test_a_run_closed_after_its_instance_died_ends_saying_where_the_stored_answer_ends(
+    after: int,
+) -> None:
+    """Its log holds events 1 to 3, then a final event above anything the dead instance could
+    have shown (a client may be back from 6): the client gets a valid run ending in RUN_ERROR,
+    whose metadata says the stored answer's last seq."""
+    logged = [
+        encode(Start(CONVERSATION, 11, RUN), 1),
+        encode(Text("Let me "), 2),
+        encode(Text("look"), 3),
+        encode(interrupted(retryable=True, stored_through=3), 1004),
+    ]
+    for version in AgUiVersion:
+        stream = FAILED.stream(version, after_seq=after)
+        groups = _groups(stream.frames(logged[:2]) + stream.frames(logged[2:]))
+        events = [e for group, _ in groups for e in group]
+        _valid_run(events, version)
+        assert groups[-1][1] == f"{RUN}:1004"
+        assert events[-1]["type"] == "RUN_ERROR"
+        assert events[-1]["metadata"]["todo_chat"] == {
+            "run_id": RUN,
+            "conversation_id": CONVERSATION,
+            "retryable": True,
+            "stored_through": 3,
+        }

@@ -24,6 +24,7 @@ from app.events import (
     ToolResultEvent,
     encode,
     error_event,
+    interrupted,
 )
 from app.protocols.ai_sdk import (
     CHAT_ID_SCHEMA,
@@ -343,3 +344,23 @@ def test_the_chat_id_schema_in_openapi_json_says_what_the_service_checks(chat_id
         and re.fullmatch(ID_SCHEMA["pattern"], chat_id) is not None
     )
     assert fits == chat_id_is_valid(chat_id)
+
+
+def test_the_end_of_a_run_closed_after_its_instance_died_says_where_the_stored_answer_ends() -> (
+    None
+):
+    """Its final event is numbered above what the dead instance could have shown and says
+    the stored answer's last seq: the error's body carries it (other errors do not)."""
+    stream = UiMessageStream()
+    logged = _logged(Start(1, 10, RUN), Text("Hal"), Text("f"))
+    logged.append(encode(interrupted(retryable=True, stored_through=3), 1004))
+    chunks = [chunk for event in logged for chunk in stream.chunks(event)]
+    assert [chunk["type"] for chunk in chunks[-3:]] == ["text-end", "finish-step", "error"]
+    assert json.loads(chunks[-1]["errorText"]) == {
+        "error": {
+            "code": "interrupted",
+            "message": "The answer was interrupted. Please send your message again.",
+            "retryable": True,
+            "stored_through": 3,
+        }
+    }

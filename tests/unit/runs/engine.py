@@ -3,8 +3,9 @@ process, and scripted runs whose steps a test releases."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from app.domain import MessageStatus, NewMessage, Role, Run, RunStatus
 from app.events import Done, LoggedEvent, Start, Text, encode
 from app.runs.ending import RunEnd
 from app.runs.live import LiveRun
+from app.runs.log.base import RunEvents
 from app.runs.log.memory import MemoryEventLog
 from app.runs.log.writer import EventWriter
 from app.runs.record.memory import MemoryRunRecord
@@ -29,6 +31,26 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class HeldLog(MemoryEventLog):
+    """The in-memory log, whose appends wait while it is `held` (a log that cannot be written
+    for a while, whose writes land once it can)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(clock=clock)
+        self._open = anyio.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        self._open = anyio.Event()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def append(self, events: RunEvents) -> None:
+        await self._open.wait()
+        await super().append(events)
 
 
 @dataclass
@@ -66,6 +88,19 @@ async def instance(
         yield Instance(registry, recovery, log, record)
         with anyio.fail_after(10):
             await registry.wait_idle()
+        group.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def doomed_instance(log: MemoryEventLog, record: MemoryRunRecord) -> AsyncIterator[Instance]:
+    """An instance that dies as the block ends, as a process killed with SIGKILL would: its
+    runs, its writer and its appends in flight stop where they are, and it beats no more."""
+    writer = EventWriter(log)
+    async with anyio.create_task_group() as group:
+        group.start_soon(writer.write_forever)
+        registry = RunRegistry(log, writer, record, group, grace_seconds=5)
+        recovery = Recovery(log, record, registry, retention_seconds=3_600.0)
+        yield Instance(registry, recovery, log, record)
         group.cancel_scope.cancel()
 
 

@@ -177,3 +177,92 @@ def test_a_run_cancelled_before_its_agent_started_is_just_marked() -> None:
     live = LiveRun("run")
     live.cancel(CancelReason.USER)
     assert live.cancel_reason is CancelReason.USER
+
+
+# The window: shown before logged, within UNLOGGED_WINDOW of the log
+
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.just(0)),
+        st.tuples(st.just("logged"), st.integers(0, 25)),
+        st.tuples(st.just("subscribe"), st.integers(0, 25)),
+    ),
+    max_size=40,
+)
+
+
+@given(_steps, st.integers(1, 4))
+async def test_followers_see_no_event_past_the_window_and_every_other_once_in_order(
+    steps: list[tuple[str, int]], window: int
+) -> None:
+    """Whatever the order of events published, the log's progress and followers joining (after
+    any seq), each follower has, at every moment, exactly the events after its seq up to
+    `window` past the highest seq logged (or the last published, if lower)."""
+    live = LiveRun("run", window=window)
+    followers: list[tuple[int, list[int]]] = []
+    published = logged = 0
+    async with anyio.create_task_group() as group:
+
+        async def follow(subscription: Subscription, into: list[int]) -> None:
+            async for batch in subscription.batches():
+                into.extend(event.seq for event in batch)
+
+        for step, value in steps:
+            if step == "publish":
+                published += 1
+                live.publish(_event(published))
+            elif step == "logged":
+                logged = max(logged, min(value, published))  # the log never runs ahead
+                live.logged(min(value, published))
+            else:
+                received: list[int] = []
+                followers.append((value, received))
+                group.start_soon(follow, live.subscribe(value), received)
+            await anyio.wait_all_tasks_blocked()
+            shown = min(published, logged + window)
+            for after, received in followers:
+                assert received == list(range(after + 1, shown + 1))
+        live.end()
+
+
+async def test_a_run_ends_with_its_final_event_after_what_was_shown_and_never_what_was_held() -> (
+    None
+):
+    """Its end was stored by another closer, who numbered the final event above the window:
+    followers get it after what they were shown; the events held back are never shown."""
+    live = LiveRun("run", window=2)
+    following = live.subscribe(0)
+    for seq in range(1, 6):
+        live.publish(_event(seq))
+    final = LoggedEvent(1003, '{"type":"error","code":"interrupted","stored_through":0,"seq":1003}')
+    live.finish(final)
+    late = live.subscribe(1)
+    with anyio.fail_after(5):
+        assert await _drain(following) == [[1, 2, 1003]]
+        assert await _drain(late) == [[2, 1003]]
+
+
+async def test_a_run_may_end_without_a_final_event_for_its_followers() -> None:
+    live = LiveRun("run", window=2)
+    following = live.subscribe(0)
+    for seq in range(1, 6):
+        live.publish(_event(seq))
+    live.finish(None)
+    with anyio.fail_after(5):
+        assert await _drain(following) == [[1, 2]]
+    assert live.ended.is_set()
+
+
+async def test_a_copy_of_the_log_shows_everything_and_resumes_by_seq_across_a_declared_gap() -> (
+    None
+):
+    copy = LiveRun("run", window=None)
+    final = LoggedEvent(1003, '{"type":"error","code":"interrupted","stored_through":2,"seq":1003}')
+    for event in (_event(1), _event(2), final):
+        copy.publish(event)
+    copy.end()
+    with anyio.fail_after(5):
+        assert await _drain(copy.subscribe(0)) == [[1, 2, 1003]]
+        assert await _drain(copy.subscribe(2)) == [[1003]]
+        assert await _drain(copy.subscribe(40)) == [[1003]], "a client shown more than was logged"
+        assert await _drain(copy.subscribe(1003)) == []

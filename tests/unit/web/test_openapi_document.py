@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from app.domain import RunNotFound
 from app.main import create_app
 from app.settings import Settings
-from app.web.openapi.document import UNDESCRIBED, document
+from app.web.openapi.document import UNDESCRIBED, document, event_schemas
 from app.web.openapi.operation import ID_SCHEMA, ApiRoute, Operation, limit_param
 from app.web.route_table import walk
 from app.web.schemas import ChatRequest
@@ -100,3 +100,11 @@ def test_every_route_of_the_service_but_its_pages_and_files_declares_its_operati
         "/docs/init.js",
         "/docs/assets/{path:path}",
     }
+
+
+def test_an_event_field_left_out_while_none_is_optional_and_never_null() -> None:
+    error = event_schemas()["ErrorEvent"]
+    stored_through = error["properties"]["stored_through"]
+    assert stored_through["type"] == "integer" and "anyOf" not in stored_through
+    assert "default" not in stored_through and "stored answer" in stored_through["description"]
+    assert "stored_through" not in error["required"]

@@ -177,3 +177,31 @@ async def test_a_round_with_nothing_to_write_leaves_the_log_writing() -> None:
         with anyio.fail_after(5):
             await log.wrote.wait()
         assert log.written() == [("b", 1)]
+
+
+async def test_who_listens_is_told_each_runs_highest_seq_once_the_log_has_it() -> None:
+    async with writing_log() as (writer, log):
+        told: list[tuple[str, int]] = []
+        writer.hear_logged(lambda run_id, seq: told.append((run_id, seq)))
+        writer.add("a", _event(1))
+        writer.add("b", _event(1))
+        writer.add("a", _event(2))
+        with anyio.fail_after(5):
+            await log.wrote.wait()
+        assert told == [("a", 2), ("b", 1)]
+
+
+async def test_nothing_is_told_of_events_the_log_has_not_taken() -> None:
+    """A run the log refuses is never told; events waiting for an unreachable log are told
+    once they are written."""
+    async with writing_log() as (writer, log):
+        told: list[tuple[str, int]] = []
+        writer.hear_logged(lambda run_id, seq: told.append((run_id, seq)))
+        log.refused_runs = {"deleted"}
+        log.unreachable_times = 2  # the batch, then run "a" on its own: it waits
+        writer.add("a", _event(1))
+        writer.add("deleted", _event(1))
+        with anyio.fail_after(10):
+            await log.wrote.wait()
+        assert log.written() == [("a", 1)]
+        assert told == [("a", 1)]
