@@ -183,9 +183,8 @@ def _refuse_a_memory_log_shared_by_processes(settings: Settings) -> None:
 
 
 # Young objects are collected after this many allocations instead of 700: a chat turn makes
-# thousands of short-lived objects, and each collection of the young generation costs time.
-# Measured under `make bench` (a32): 700 → 10.7 ms per turn, 10,000 → 9.7 to 10.0 ms, for a fixed
-# few MB more of garbage awaiting collection.
+# thousands of short-lived objects, and each collection of the young generation costs time; a
+# fixed few MB more of garbage await collection (docs/performance.md has the measurement).
 YOUNG_GENERATION_THRESHOLD = 10_000
 
 

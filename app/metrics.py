@@ -18,12 +18,9 @@ before it imports prometheus-client (hence the late import below; do not move it
 - `PROMETHEUS_MULTIPROC_DIR` set by the operator (gunicorn and the like) is used as it is;
 - a single process (`make run`, the tests) keeps its values in memory.
 
-**Cost.** Measured 2026-12-01: the calls one tool-using turn makes here (a run's clock, 12 text
-events, a tool result, its end, tokens, its HTTP request and request id, an event-log batch)
-take about 40 µs of CPU in one process, against 11 to 17 ms for the whole turn (`make bench`
-a32): about 0.3 %. The a32 scenario itself, before and after, on this machine shared with other
-work at the time (load average 6 on 2 cores): 16.5 and 17.1 ms per turn before, 13.1 after,
-noise far larger than the difference.
+**Cost.** The calls one tool-using turn makes here (a run's clock, its events, a tool result,
+its end, tokens, its HTTP request, an event-log batch) are a fraction of a percent of the turn's
+CPU (docs/performance.md, "What the code's choices rest on").
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ SCENARIOS = [
     ),
     # 2,000 streams open at the same moment: each about 40 s (35 tokens, 1.2 s apart), the
     # clients arriving over 20 s, so about 100 new turns a second at first, which the machine
-    # can hold (issue 17: 2,000 streams of 10 s meant 200 a second, 2.4 cores for the SDK alone).
+    # can hold (2,000 streams of 10 s meant 200 a second, 2.4 cores for the SDK alone).
     Scenario(
         "c2000",
         "2,000 streams open at once, each 35 tokens 1.2 s apart, arriving over 20 s, pool of 10",
@@ -477,7 +477,7 @@ def run_all(
             )
             results["scenarios"][scenario.name]["sdk_floor"] = floor
             # What the service needs to keep pace, over what the SDK alone and a bare
-            # sse-starlette need together (issue 17's target for b100: at most 1.15).
+            # sse-starlette need together (docs/performance.md has each round's target).
             service = results["scenarios"][scenario.name]["service"]
             reference = results["scenarios"][scenario.name].get("reference")
             if reference and service["cores_to_keep_pace"] and floor["cores_to_keep_pace"]:

@@ -76,7 +76,7 @@ def measure_paced(model: Model, *, concurrency: int, turns: int) -> dict[str, An
     """`turns` paced turns, `concurrency` at a time, under uvloop as the service runs."""
     # Warmed up as the bench warms the service up (50 turns): a warm-up of `concurrency` runs
     # at once left their memory in the baseline, and gave 5.6 KB per run for 2,000 at once
-    # where tracemalloc counts 44 KB (tools/stream_memory.py --sdk; issue 17).
+    # where tracemalloc counts 44 KB (tools/stream_memory.py --sdk).
     warm = min(concurrency, 50)
     uvloop.run(_turns(warm, model, warm))
     gc.collect()

@@ -52,7 +52,7 @@ class Subscription:
     def __init__(self, after_seq: int = 0) -> None:
         self.after_seq = after_seq
         # A list and a bare future made only while the follower waits: an asyncio.Event and
-        # a deque cost 1.3 KB of every open stream, each with a 624-byte block (issue 17).
+        # a deque would hold a preallocated block for every open stream.
         self._queue: list[LoggedEvent] = []
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
@@ -111,7 +111,7 @@ def utf8_length(text: str) -> int:
 
 class Ended:
     """Whether a run has ended, and a wait for it: anyio's Event held an asyncio.Event and its
-    624-byte deque for each run in flight (issue 17); this holds a future only while waited."""
+    preallocated deque for each run in flight; this holds a future only while waited."""
 
     __slots__ = ("_set", "_waiters")
 

@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 
 _LEEWAY_SECONDS = 10
 # Tokens verified with the configured secret or key, kept with their user until they expire:
-# a client sends the same token with every request, and python-jose's decode costs 44 µs
-# of CPU here (cached: 0.2 µs; issue 17). Bounded; the oldest entry goes first.
+# a client sends the same token with every request, and python-jose's decode costs a hundred
+# times a lookup (docs/performance.md). Bounded; the oldest entry goes first.
 VERIFIED_TOKENS_KEPT = 4096
 _QUERY_TOKEN_PATH = re.compile(r"^/api/[^/]+/(?:runs/[^/]+/events|conversations/[^/]+/stream)$")
 # The key type (and curve) each public-key algorithm verifies with.

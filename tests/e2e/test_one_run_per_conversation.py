@@ -2,7 +2,7 @@
 real lock, or a real uncommitted row, through the test's own connection to PostgreSQL, and
 letting go once the database says the service is waiting on it.
 
-What this found (issue 19): two instances of this release never reach the IntegrityError that
+What this found: two instances of this release never reach the IntegrityError that
 `ChatService.begin` turns into 409. Each start takes the user's advisory lock first and checks
 the conversation after it, so the second start waits for the first to commit and then sees its
 run: a plain `RunActive`. The unique index `uq_runs_conversation_id_active` (`ACTIVE_RUN_INDEX`)

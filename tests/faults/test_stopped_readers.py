@@ -48,8 +48,8 @@ TOKEN_CHARS = 4000  # one text event of about 4 KB per token
 HISTORY_TOKENS = 256  # said before the stopped readers join: 1 MB
 LATER_TOKENS = 32  # said while they do not read: 128 KB more
 INTERNET_MSS = 1460
-# What one stopped reader may cost the process. Any open stream costs 110 KB (issue 17's
-# bench); one whose client stopped reading holds besides a batch in uvicorn's write buffer (which
+# What one stopped reader may cost the process. Any open stream costs about 110 KB (`make
+# bench`); one whose client stopped reading holds besides a batch in uvicorn's write buffer (which
 # stops taking writes past 64 KB, so the batch that crossed that mark is in it too) and one batch
 # waiting to be sent: a batch is at most `BATCH_BYTES`, 64 KB. About 300 KB. Measured: 84 to 227
 # KB each in eight runs of `make faults` (200 readers), 129 to 273 KB in five of `make test`'s

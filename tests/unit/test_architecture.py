@@ -4,6 +4,7 @@ frameworks, and each outside library is used in one place."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
@@ -218,3 +219,28 @@ def test_only_the_postgres_event_log_reaches_the_run_events_table() -> None:
         if "app.db.repositories.run_events" in imported
     )
     assert users == ["app.runs.log.postgres"]
+
+
+ROOT = APP.parent
+# Where the project's code is: its own comments must read without the tracker at hand.
+CODE = ("app", "tools", "tests")
+
+
+def _code_files() -> list[Path]:
+    return [
+        path
+        for folder in CODE
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "node_modules" not in path.parts
+    ]
+
+
+def test_the_code_names_no_issue_numbers() -> None:
+    """Comments say why; which issue asked for a change is the history's (git log, docs/)."""
+    mentions = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in _code_files()
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\bissues? \d+", line, re.IGNORECASE)
+    ]
+    assert mentions == []

@@ -1,4 +1,4 @@
-"""The offline model against a corpus of everyday requests (issue 18), judged on the tool calls
+"""The offline model against a corpus of everyday requests, judged on the tool calls
 it makes and the task list it leaves, not on the wording of its replies.
 
 `make bench-intent` (tools/bench_intent.py) prints the failures, the pass rate and the time

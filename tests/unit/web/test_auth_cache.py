@@ -1,5 +1,5 @@
-"""Verified tokens are kept, with their user, until they expire (issue 17: python-jose's
-decode was ~0.2 ms of every request's CPU), and no longer; the cache is bounded."""
+"""Verified tokens are kept, with their user, until they expire (python-jose's decode
+was ~0.2 ms of every request's CPU), and no longer; the cache is bounded."""
 
 from __future__ import annotations
 
