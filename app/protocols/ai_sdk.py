@@ -51,7 +51,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.domain import has_unstorable
 from app.events import (
     Done,
     Error,
@@ -64,6 +63,12 @@ from app.events import (
     decode,
 )
 from app.protocols.base import WireFormat
+from app.protocols.client_input import (
+    CLIENT_ID_RULE,
+    CLIENT_ID_SCHEMA,
+    client_id_is_valid,
+    user_text_problem,
+)
 
 # The AI SDK's chat ids among the threads (`app.domain.Thread`): stored, never to change.
 PROTOCOL = "ai-sdk"
@@ -71,15 +76,6 @@ PROTOCOL = "ai-sdk"
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "x-accel-buffering": "no"}
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
-MAX_CHAT_ID_CHARS = 200
-# `chat_id_is_valid` in JSON Schema, for /openapi.json (a chat id in a body or in a path).
-CHAT_ID_SCHEMA: dict[str, Any] = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_CHAT_ID_CHARS,
-    "pattern": "^(?!\\.\\.?$)[ -.0-\\[\\]-~]+$",
-}
-
 Chunk = dict[str, Any]
 
 
@@ -108,10 +104,10 @@ class AiChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    # The schema /openapi.json shows says what `chat_id_is_valid` checks, and that a regenerate
+    # The schema /openapi.json shows says what `client_id_is_valid` checks, and that a regenerate
     # is refused (422 `regenerate_unsupported`). That the last message must be the user's, with
     # text, no JSON schema can say.
-    id: str = Field(json_schema_extra=CHAT_ID_SCHEMA)
+    id: str = Field(json_schema_extra=CLIENT_ID_SCHEMA)
     messages: list[_UiMessage] = Field(min_length=1)
     trigger: Literal["submit-message", "regenerate-message"] = Field(
         default="submit-message", json_schema_extra={"enum": ["submit-message"]}
@@ -121,10 +117,8 @@ class AiChatRequest(BaseModel):
     @field_validator("id")
     @classmethod
     def _chat_id(cls, value: str) -> str:
-        if not chat_id_is_valid(value):
-            raise ValueError(
-                f"must be 1 to {MAX_CHAT_ID_CHARS} printable ASCII characters, without / or \\"
-            )
+        if not client_id_is_valid(value):
+            raise ValueError(f"must be {CLIENT_ID_RULE}")
         return value
 
     @model_validator(mode="after")
@@ -132,14 +126,9 @@ class AiChatRequest(BaseModel):
         last = self.messages[-1]
         if last.role != "user":
             raise ValueError("messages: the last message must be the user's")
-        text = last.text
-        if not text.strip():
-            raise ValueError("messages: the last message must have text")
-        limit = (info.context or {}).get("max_message_chars")
-        if limit is not None and len(text) > limit:
-            raise ValueError(f"messages: the last message must be at most {limit} characters")
-        if has_unstorable(text):
-            raise ValueError("messages: must not contain U+0000 or unpaired surrogates")
+        problem = user_text_problem(last.text, (info.context or {}).get("max_message_chars"))
+        if problem is not None:
+            raise ValueError(f"messages: the last message {problem}")
         return self
 
     @property
@@ -156,18 +145,6 @@ class AiChatRequest(BaseModel):
         if self.messageId is not None or not last_id:
             return None
         return f"ai-sdk:{self.id}:{last_id}"
-
-
-def chat_id_is_valid(chat_id: str) -> bool:
-    """A chat id that fits the resume URL's one path segment (the transport percent-encodes
-    it, and refuses "." and ".."): printable ASCII without slashes."""
-    return (
-        0 < len(chat_id) <= MAX_CHAT_ID_CHARS
-        and chat_id.isascii()
-        and chat_id.isprintable()
-        and not any(c in chat_id for c in "/\\")
-        and chat_id not in (".", "..")
-    )
 
 
 class UiMessageStream(WireFormat):

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from app.domain import Thread
+from app.protocols.client_input import client_id_is_valid
 from app.protocols.native import parse_event_id
 from app.web.errors import ApiError, invalid_request
 from app.web.state import state_of
@@ -28,6 +30,15 @@ def user_id(request: Request) -> str:
     """The user the request acts for: the path's, which `RequireUser` held to the token's."""
     user: str = request.path_params["user_id"]
     return user
+
+
+def thread_in_path(request: Request, protocol: str, name: str) -> Thread:
+    """The client's thread (a chat, an AG-UI thread) the path names; 404 for an id no thread
+    can have."""
+    client_id: str = request.path_params[name]
+    if not client_id_is_valid(client_id):
+        raise ApiError(404, "not_found", "No such resource.")
+    return Thread(protocol, client_id)
 
 
 def is_number(raw: str, *, digits: int) -> bool:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from app.domain import Run, RunNotFound, RunStatus, Task, Thread, TooManyFollowers
 from app.metrics import RESUMES
@@ -55,8 +55,9 @@ from app.web.openapi.operation import (
     Stream,
     stream_content,
 )
-from app.web.requests import last_event_id, read_body, sent_last_event_id, user_id
+from app.web.requests import last_event_id, read_body, sent_last_event_id, thread_in_path, user_id
 from app.web.routes.tasks import MAX_TASKS
+from app.web.routes.threads import cancel_in_thread
 from app.web.schemas import RunOut
 from app.web.state import AppState, state_of
 from app.web.streaming import stream_response
@@ -108,10 +109,7 @@ _PROTOCOL_VERSION = Param(
 
 
 def _thread(request: Request) -> Thread:
-    thread_id: str = request.path_params["thread_id"]
-    if not client_id_is_valid(thread_id):
-        raise ApiError(404, "not_found", "No such resource.")
-    return Thread(PROTOCOL, thread_id)
+    return thread_in_path(request, PROTOCOL, "thread_id")
 
 
 async def _tasks(state: AppState, user: str) -> list[Task]:
@@ -215,12 +213,7 @@ _RESUME = Operation(
 
 async def cancel(request: Request) -> Response:
     """The cancelled run (`RunOut`), or 204 when nothing was going in that thread."""
-    thread = _thread(request)
-    chat, user = state_of(request).chat, user_id(request)
-    active = await chat.thread_active_run(user, thread)
-    if active is None:
-        return Response(status_code=204)
-    return JSONResponse(RunOut.of(await chat.cancel(user, active.id)))
+    return await cancel_in_thread(request, _thread(request))
 
 
 _CANCEL = Operation(

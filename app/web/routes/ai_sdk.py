@@ -20,18 +20,16 @@ the SDK by the same transport.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from app.domain import RegenerateUnsupported, RunNotFound, Thread, TooManyFollowers
 from app.protocols.ai_sdk import (
-    CHAT_ID_SCHEMA,
     DONE,
     PROTOCOL,
     AiChatRequest,
     UiMessageStream,
-    chat_id_is_valid,
 )
-from app.web.errors import ApiError
+from app.protocols.client_input import CLIENT_ID_SCHEMA
 from app.web.openapi.operation import (
     BODY_ERRORS,
     IDEMPOTENCY_KEY,
@@ -41,7 +39,8 @@ from app.web.openapi.operation import (
     Stream,
     stream_content,
 )
-from app.web.requests import idempotency_key, read_body, user_id
+from app.web.requests import idempotency_key, read_body, thread_in_path, user_id
+from app.web.routes.threads import cancel_in_thread
 from app.web.schemas import RunOut
 from app.web.state import state_of
 from app.web.streaming import stream_response
@@ -65,14 +64,11 @@ UI_CHUNKS = Stream(
 """The Vercel AI SDK's UI message stream, described in words: the `ai` package is its schema,
 and tests/clients runs that package against us."""
 
-_CHAT_ID = {"chat_id": {**CHAT_ID_SCHEMA, "description": "The `id` the SDK's chat was given."}}
+_CHAT_ID = {"chat_id": {**CLIENT_ID_SCHEMA, "description": "The `id` the SDK's chat was given."}}
 
 
 def _thread(request: Request) -> Thread:
-    chat_id: str = request.path_params["chat_id"]
-    if not chat_id_is_valid(chat_id):
-        raise ApiError(404, "not_found", "No such resource.")
-    return Thread(PROTOCOL, chat_id)
+    return thread_in_path(request, PROTOCOL, "chat_id")
 
 
 async def ai_chat(request: Request) -> Response:
@@ -128,12 +124,7 @@ _AI_CHAT_STREAM = Operation(
 
 async def ai_chat_cancel(request: Request) -> Response:
     """The cancelled run (`RunOut`), or 204 when nothing was going in that chat."""
-    thread = _thread(request)
-    chat, user = state_of(request).chat, user_id(request)
-    active = await chat.thread_active_run(user, thread)
-    if active is None:
-        return Response(status_code=204)
-    return JSONResponse(RunOut.of(await chat.cancel(user, active.id)))
+    return await cancel_in_thread(request, _thread(request))
 
 
 _AI_CHAT_CANCEL = Operation(

@@ -27,12 +27,11 @@ from app.events import (
     interrupted,
 )
 from app.protocols.ai_sdk import (
-    CHAT_ID_SCHEMA,
     DONE,
     AiChatRequest,
     UiMessageStream,
-    chat_id_is_valid,
 )
+from app.protocols.client_input import CLIENT_ID_SCHEMA, client_id_is_valid
 from app.web.streaming import writes
 
 RUN = "7c9e0000-0000-0000-0000-000000000001"
@@ -283,7 +282,7 @@ def test_a_plain_send_is_keyed_by_chat_and_message_id_an_edit_is_not() -> None:
     ],
 )
 def test_a_chat_id_fits_one_path_segment(chat_id: str, valid: bool) -> None:
-    assert chat_id_is_valid(chat_id) is valid
+    assert client_id_is_valid(chat_id) is valid
     if not valid:
         with pytest.raises(ValidationError):
             _request(_body(id=chat_id))
@@ -329,10 +328,10 @@ def test_any_body_is_a_request_whose_text_is_the_users_or_a_validation_error(bod
         return
     assert request.messages[-1].role == "user"
     assert request.text.strip() and len(request.text) <= 4000
-    assert chat_id_is_valid(request.id)
+    assert client_id_is_valid(request.id)
 
 
-ID_SCHEMA = CHAT_ID_SCHEMA
+ID_SCHEMA = CLIENT_ID_SCHEMA
 
 
 @given(st.text(max_size=210) | st.from_regex(ID_SCHEMA["pattern"]) | st.sampled_from([".", ".."]))
@@ -343,7 +342,7 @@ def test_the_chat_id_schema_in_openapi_json_says_what_the_service_checks(chat_id
         ID_SCHEMA["minLength"] <= len(chat_id) <= ID_SCHEMA["maxLength"]
         and re.fullmatch(ID_SCHEMA["pattern"], chat_id) is not None
     )
-    assert fits == chat_id_is_valid(chat_id)
+    assert fits == client_id_is_valid(chat_id)
 
 
 def test_the_end_of_a_run_closed_after_its_instance_died_says_where_the_stored_answer_ends() -> (
