@@ -140,9 +140,9 @@ class ChatService:
                 if earlier is not None:
                     return earlier
                 if conversation_id is None:
-                    if await uow.runs.count_active(user_id) >= self._max_active_runs:
-                        raise TooManyRuns(self._max_active_runs)
                     if thread is not None:
+                        if await uow.runs.count_active(user_id) >= self._max_active_runs:
+                            raise TooManyRuns(self._max_active_runs)
                         title = conversation_title(message)
                         conversation_id = await uow.threads.add(user_id, thread, title)
                 else:
@@ -162,9 +162,15 @@ class ChatService:
                     else Idempotency.of(idempotency_key, message, conversation_id)
                 )
                 if conversation_id is None:
-                    started = await uow.runs.start_in_new_conversation(
-                        run_id, user_id, conversation_title(message), message, instance, idempotency
+                    # The limit on active runs is checked in the same statement.
+                    title = conversation_title(message)
+                    limit = self._max_active_runs
+                    new = await uow.runs.start_in_new_conversation_within(
+                        limit, run_id, user_id, title, message, instance, idempotency
                     )
+                    if new is None:
+                        raise TooManyRuns(self._max_active_runs)
+                    started = new
                 else:
                     started = await uow.runs.start(
                         run_id, user_id, conversation_id, message, instance, idempotency
