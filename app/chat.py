@@ -5,7 +5,7 @@ holding no connection: `send()`, the one way every protocol starts a turn, begin
 transaction (the user's lock, the checks, the history, a client thread's conversation the first
 time, then the user's message and the run in one statement, which reserves the answer's id); each
 tool call is one statement; the end of the run stores the assistant's message with the run's
-last events in one statement. The run goes on when its client goes away.
+last events in one statement (`app.answer`). The run goes on when its client goes away.
 """
 
 from __future__ import annotations
@@ -15,25 +15,20 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 import anyio
 from sqlalchemy.exc import IntegrityError
 
-from app.agent import AgentRun, TodoAgent
-from app.db.gate import Priority
+from app.agent import TodoAgent
+from app.answer import TurnAnswer
 from app.db.uow import Database, UnitOfWork
 from app.domain import (
-    AgentFailed,
     ChatTurn,
     Conversation,
     ConversationNotFound,
     Idempotency,
     IdempotencyKeyReused,
     Message,
-    MessageStatus,
-    NewMessage,
-    Role,
     Run,
     RunActive,
     RunNotFound,
@@ -44,21 +39,9 @@ from app.domain import (
     TooManyRuns,
     conversation_title,
 )
-from app.events import (
-    MAX_SEQ,
-    Done,
-    Event,
-    LoggedEvent,
-    Start,
-    Transcript,
-    encode,
-    error_event,
-    interrupted,
-)
-from app.runs.ending import RunEnd
-from app.runs.live import CancelReason, LiveRun
+from app.events import MAX_SEQ, LoggedEvent
+from app.runs.live import LiveRun
 from app.runs.registry import RunRegistry
-from app.tasks import UserTasks
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +140,9 @@ class ChatService:
                 if earlier is not None:
                     return earlier
                 if conversation_id is None:
-                    if await uow.runs.count_active(user_id) >= self._max_active_runs:
-                        raise TooManyRuns(self._max_active_runs)
                     if thread is not None:
+                        if await uow.runs.count_active(user_id) >= self._max_active_runs:
+                            raise TooManyRuns(self._max_active_runs)
                         title = conversation_title(message)
                         conversation_id = await uow.threads.add(user_id, thread, title)
                 else:
@@ -179,9 +162,15 @@ class ChatService:
                     else Idempotency.of(idempotency_key, message, conversation_id)
                 )
                 if conversation_id is None:
-                    started = await uow.runs.start_in_new_conversation(
-                        run_id, user_id, conversation_title(message), message, instance, idempotency
+                    # The limit on active runs is checked in the same statement.
+                    title = conversation_title(message)
+                    limit = self._max_active_runs
+                    new = await uow.runs.start_in_new_conversation_within(
+                        limit, run_id, user_id, title, message, instance, idempotency
                     )
+                    if new is None:
+                        raise TooManyRuns(self._max_active_runs)
+                    started = new
                 else:
                     started = await uow.runs.start(
                         run_id, user_id, conversation_id, message, instance, idempotency
@@ -204,7 +193,8 @@ class ChatService:
 
     def start(self, turn: ChatTurn) -> LiveRun:
         """Answer the turn in the background. Subscribe to the returned run for its events."""
-        return self._registry.start_run(turn.run_id, partial(self._answer, turn))
+        answer = TurnAnswer(turn, self._agent, self._registry, self._database)
+        return self._registry.start_run(turn.run_id, answer)
 
     def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
         """The run's events after `after_seq`, from whichever instance runs it. A user may
@@ -299,66 +289,6 @@ class ChatService:
                 raise ConversationNotFound(conversation_id)
             await uow.commit()
 
-    async def _answer(self, turn: ChatTurn, live: LiveRun) -> None:
-        """The run's work: the agent's events as they come, then the run's end."""
-
-        def emit(event: Event) -> None:
-            self._registry.emit(live, encode(event, live.next_seq))
-
-        transcript = Transcript()
-        agent_run: AgentRun | None = None
-        failure: AgentFailed | None = None
-        try:
-            emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
-            tasks = UserTasks(self._database, turn.user_id, Priority.RUN)
-            agent_run = self._agent.answer(turn.history, turn.message, tasks)
-            live.on_cancel = agent_run.cancel
-            if live.cancel_reason is not None:
-                agent_run.cancel()  # cancelled before the agent had started
-            async for event in agent_run.events():
-                transcript.record(event)
-                emit(event)
-        except AgentFailed as error:
-            failure = error
-            logger.error(
-                "run %s failed (conversation %s): %s",
-                turn.run_id,
-                turn.conversation_id,
-                error.code,
-                exc_info=error.__cause__,
-            )
-        except BaseException as error:
-            # Cancelled (the service is stopping) or a bug: keep what was said, then go on
-            # unwinding (a bug is logged by the registry).
-            status = transcript.failed_status()
-            stopped = interrupted(retryable=transcript.safe_to_retry)
-            await self._finish(turn, live, transcript, agent_run, status, stopped)
-            raise error
-        status, final_event = _ending(turn, live, transcript, agent_run, failure)
-        await self._finish(turn, live, transcript, agent_run, status, final_event)
-
-    async def _finish(
-        self,
-        turn: ChatTurn,
-        live: LiveRun,
-        transcript: Transcript,
-        agent_run: AgentRun | None,
-        status: MessageStatus,
-        final_event: Event,
-    ) -> None:
-        """Store the answer with the run's final event (see `RunRegistry.finish`)."""
-        answer = NewMessage(
-            conversation_id=turn.conversation_id,
-            role=Role.ASSISTANT,
-            content=transcript.content,
-            status=status,
-            tool_calls=tuple(transcript.tool_calls.values()),
-            usage=None if agent_run is None else agent_run.usage,
-        )
-        final = encode(final_event, live.next_seq)
-        end = RunEnd(turn.run_id, RunStatus(status.value), answer, turn.answer_message_id, final)
-        await self._registry.finish(live, end)
-
 
 async def _named(
     uow: UnitOfWork,
@@ -380,26 +310,3 @@ async def _named(
     if digest != Idempotency.of(key, message, conversation_id).digest:
         raise IdempotencyKeyReused
     return conversation_id, run
-
-
-def _ending(
-    turn: ChatTurn,
-    live: LiveRun,
-    transcript: Transcript,
-    agent_run: AgentRun | None,
-    failure: AgentFailed | None,
-) -> tuple[MessageStatus, Event]:
-    """How a run that was not interrupted ends: the answer's status, and its final event."""
-    usage = {} if agent_run is None else agent_run.usage.as_dict()
-    answer = turn.answer_message_id
-    if live.cancel_reason is CancelReason.USER:
-        return MessageStatus.CANCELLED, Done(turn.conversation_id, answer, usage, "cancelled")
-    retryable = transcript.safe_to_retry
-    if live.cancel_reason is CancelReason.SHUTDOWN:
-        return transcript.failed_status(), error_event("server_restarting", retryable=retryable)
-    if live.cancel_reason is CancelReason.CUT_OFF:
-        return transcript.failed_status(), interrupted(retryable=retryable)
-    if failure is not None:
-        failed = error_event(failure.code, retryable=failure.retryable and retryable)
-        return transcript.failed_status(), failed
-    return MessageStatus.COMPLETE, Done(turn.conversation_id, answer, usage)

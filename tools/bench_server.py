@@ -156,6 +156,10 @@ def main() -> None:
         os.environ.update(BENCH_DELAY_MS=str(delay_ms), BENCH_TOKENS=str(tokens))
         # Several workers each build it; one builds it here.
         app = "tools.bench_server:service_app" if workers > 1 else service_app()
+        if os.environ.get("BENCH_PHASES") and not isinstance(app, str):
+            from tools.start_phases import instrument
+
+            app = instrument(os.environ["BENCH_PHASES"])(app)
     else:
         app = reference_app(delay_ms, tokens)
     uvicorn.run(

@@ -136,6 +136,8 @@ def report(
         components[_component(stat.traceback)] += stat.size_diff
     for name, size in components.most_common():
         print(f"  {size / streams / 1024:7.1f} KB  {name}")
+    print("\nthe Agents SDK's and the model's part, by the innermost line of theirs:")
+    print_lines(busy.compare_to(idle, "traceback"), streams, top)
     print("\nobjects per stream, by type (the collector's):")
     grown = Counter({k: busy_types[k] - idle_types.get(k, 0) for k in busy_types})
     for name, count in grown.most_common(top):
@@ -158,6 +160,26 @@ _COMPONENTS = (
 )
 
 
+def print_lines(stats: list[tracemalloc.StatisticDiff], runs: int, top: int) -> None:
+    """The SDK's and the model's allocations (by `_component`), each under the innermost line
+    of the SDK or the model that made it: what holds the memory, in the SDK's own source."""
+    lines: Counter[str] = Counter()
+    for stat in stats:
+        component = _component(stat.traceback)
+        if component not in ("the Agents SDK", "the offline model"):
+            continue
+        for frame in reversed(list(stat.traceback)):
+            if any(marker in frame.filename for marker in _SDK_MARKERS):
+                name = frame.filename.split("site-packages/")[-1].split("/app/")[-1]
+                lines[f"{name}:{frame.lineno}"] += stat.size_diff
+                break
+    for where, size in lines.most_common(top):
+        print(f"  {size / runs:9.0f} B  {where}")
+
+
+_SDK_MARKERS = ("agents/", "app/agent/offline", "tools/bench_server")
+
+
 def _component(traceback: tracemalloc.Traceback) -> str:
     for frame in reversed(list(traceback)):
         for marker, name in _COMPONENTS:
@@ -166,12 +188,12 @@ def _component(traceback: tracemalloc.Traceback) -> str:
     return "other"
 
 
-async def measure_sdk(runs: int) -> None:
+async def measure_sdk(runs: int, top: int, frames: int) -> None:
     """The Agents SDK alone (the floor's runs: no HTTP, no database), `runs` paced runs open."""
     model = StampingModel(delay_ms=1000, tokens=40)
     await _turns(5, model, 5)  # warm up
     gc.collect()
-    tracemalloc.start(5)
+    tracemalloc.start(frames)
     idle = tracemalloc.take_snapshot()
     work = asyncio.ensure_future(_turns(runs, model, runs))
     await asyncio.sleep(6.0)  # every run past its tool call, a few tokens in
@@ -179,11 +201,18 @@ async def measure_sdk(runs: int) -> None:
     busy = tracemalloc.take_snapshot()
     tracemalloc.stop()
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
-    stats = busy.filter_traces(ignore).compare_to(idle.filter_traces(ignore), "filename")
+    stats = busy.filter_traces(ignore).compare_to(idle.filter_traces(ignore), "traceback")
     total = sum(stat.size_diff for stat in stats)
     print(
         f"the Agents SDK alone, {runs} paced runs open: {total / runs / 1024:.1f} KB traced per run"
     )
+    components: Counter[str] = Counter()
+    for stat in stats:
+        components[_component(stat.traceback)] += stat.size_diff
+    for name, size in components.most_common():
+        print(f"  {size / runs / 1024:7.1f} KB  {name}")
+    print("\nthe Agents SDK's and the model's part, by the innermost line of theirs:")
+    print_lines(stats, runs, top)
     work.cancel()
 
 
@@ -195,7 +224,7 @@ def main() -> None:
     parser.add_argument("--sdk", action="store_true", help="the Agents SDK alone, in-process")
     args = parser.parse_args()
     if args.sdk:
-        uvloop.run(measure_sdk(args.streams))
+        uvloop.run(measure_sdk(args.streams, args.top, args.frames))
         return
     database_url = measuring_database("memory")
     asyncio.run(measure(database_url, args.streams, args.top, args.frames))

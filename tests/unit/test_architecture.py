@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.runs.log", "app.runs.record"),
     ("app.runs.registry",),
     ("app.runs.recovery",),
-    ("app.chat", "app.tasks"),
+    ("app.chat", "app.answer", "app.tasks"),
     (
         "app.web.errors",
         "app.web.schemas",

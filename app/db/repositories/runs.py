@@ -57,10 +57,16 @@ _COUNT_ACTIVE_RUNS = select(func.count()).where(
 
 # A run's start, with its user's message, in one statement (after the user's lock): the
 # conversation (new, or touched), the message, the run for it; then the ids, the answer's
-# reserved.
-_START_RUN_IN_NEW_CONVERSATION = text("""
+# reserved. In a new conversation, nothing at all past `max_active` active runs of the user
+# (the check a round trip of its own would make; the user's lock keeps it true until commit).
+_START_IN_NEW = text("""
 WITH conversation AS (
-    INSERT INTO conversations (user_id, title) VALUES (:user_key, :title) RETURNING id
+    INSERT INTO conversations (user_id, title)
+    SELECT CAST(:user_key AS text), CAST(:title AS text)
+    WHERE CAST(:max_active AS integer) IS NULL OR (
+        SELECT count(*) FROM runs WHERE user_id = :user_key AND status = 'active'
+    ) < :max_active
+    RETURNING id
 ), message AS (
     INSERT INTO messages (conversation_id, role, content, status, tool_calls)
     SELECT id, 'user', CAST(:content AS text), 'complete', '[]' FROM conversation
@@ -176,9 +182,25 @@ class RunRepository:
     ) -> StartedRun:
         """Store a run and its user's message in a new conversation with this title."""
         values = _start_values(run_id, user_id, message, instance, idempotency)
-        values["title"] = storable(title)
-        statement = _START_RUN_IN_NEW_CONVERSATION
-        return StartedRun(*(await self._connection.execute(statement, values)).one())
+        values.update(title=storable(title), max_active=None)
+        return StartedRun(*(await self._connection.execute(_START_IN_NEW, values)).one())
+
+    async def start_in_new_conversation_within(
+        self,
+        max_active: int,
+        run_id: str,
+        user_id: str,
+        title: str,
+        message: str,
+        instance: str,
+        idempotency: Idempotency | None = None,
+    ) -> StartedRun | None:
+        """`start_in_new_conversation` if the user has fewer than `max_active` active runs;
+        else None, and nothing is stored. (Under the user's lock, the count stays true.)"""
+        values = _start_values(run_id, user_id, message, instance, idempotency)
+        values.update(title=storable(title), max_active=max_active)
+        row = (await self._connection.execute(_START_IN_NEW, values)).one_or_none()
+        return None if row is None else StartedRun(*row)
 
     async def end(
         self, run_id: str, status: RunStatus, answer: NewMessage, answer_id: int, final: LoggedEvent
