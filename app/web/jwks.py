@@ -94,7 +94,8 @@ class KeySet:
 
     def _retry_after(self) -> float:
         """How long to wait after the last failed fetch while there is no set at all."""
-        return min(self._cool_down, RETRY_FIRST_SECONDS * 2 ** min(self._failures - 1, 16))
+        doublings: int = min(self._failures - 1, 16)
+        return min(self._cool_down, RETRY_FIRST_SECONDS * 2.0**doublings)
 
     async def _refresh(self) -> None:
         attempts = self._attempts
