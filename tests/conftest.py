@@ -25,7 +25,7 @@ from app.main import create_app
 from app.settings import Settings, normalize_database_url
 from tests.support import LiveServer, PlainSql, serve
 
-TEST_SECRET = "test-secret-" + "x" * 40
+TEST_SECRET = "test-secret-c0fe2ae3e0dba5d717f4eb70ae41705b6cd32f154dc01248"
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,11 @@ Deliberate choices (tests/auth/test_jwks.py holds each one):
   is nothing to open or close in the lifespan.
 - One fetch at a time in a process; a request that waited for another's fetch takes its outcome
   instead of fetching again.
-- No set yet (the provider has been down since start-up): every use tries again. The service
-  starts while its provider is down, answers 503 `auth_unavailable` meanwhile, and is back as
-  soon as the provider is.
+- No set yet (the provider has been down since start-up): the service starts anyway and
+  answers 503 `auth_unavailable` meanwhile. It tries again after a failed fetch only once
+  RETRY_FIRST has passed, then after twice that, and so on up to COOL_DOWN: whatever the
+  provider's state, requests (with any token, made-up or not) cannot make the service hammer
+  it, and a short outage at start-up still ends within seconds.
 - A set is kept for MAX_AGE, then fetched again on its next use, so a key the provider removed
   stops verifying within MAX_AGE. If that fetch fails the old set stays in use (a provider's
   outage signs nobody out), retried at most once per COOL_DOWN.
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 600.0
 COOL_DOWN_SECONDS = 30.0
+RETRY_FIRST_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 3.0
 FETCH_TIMEOUT_SECONDS = 5.0
 MAX_BYTES = 1024 * 1024
@@ -63,6 +66,7 @@ class KeySet:
         self._attempted_at = 0.0
         self._attempts = 0
         self._failed = False
+        self._failures = 0  # failed fetches since the last success
         self._lock = anyio.Lock()
 
     async def key(self, kid: str | None) -> Jwk | None:
@@ -76,6 +80,8 @@ class KeySet:
             fresh = now - self._fetched_at < self._max_age
             if (found is not None and (fresh or cooling)) or (found is None and cooling):
                 return self._answer(found)
+        elif self._failures and now - self._attempted_at < self._retry_after():
+            raise KeysUnavailable(f"cannot fetch {self.url}")
         await self._refresh()
         if self._keys is None:
             raise KeysUnavailable(f"cannot fetch {self.url}")
@@ -85,6 +91,11 @@ class KeySet:
         if found is None and self._failed:
             raise KeysUnavailable(f"cannot fetch {self.url}")
         return found
+
+    def _retry_after(self) -> float:
+        """How long to wait after the last failed fetch while there is no set at all."""
+        doublings: int = min(self._failures - 1, 16)
+        return min(self._cool_down, RETRY_FIRST_SECONDS * 2.0**doublings)
 
     async def _refresh(self) -> None:
         attempts = self._attempts
@@ -96,8 +107,10 @@ class KeySet:
             except (httpx.HTTPError, TimeoutError, ValueError) as error:
                 logger.warning("cannot fetch the signing keys from %s: %r", self.url, error)
                 self._failed = True
+                self._failures += 1
             else:
                 self._keys, self._fetched_at, self._failed = keys, self._clock(), False
+                self._failures = 0
             finally:
                 self._attempts += 1
                 self._attempted_at = self._clock()

@@ -78,11 +78,13 @@ class SigningKey:
 
 
 class IdentityProvider:
-    """A JWKS endpoint at `url`, serving `keys`; `fetches` counts the requests it answered."""
+    """A JWKS endpoint at `url`, serving `keys`; `fetches` counts the requests it answered.
+    While `broken`, it is up but answers every fetch 503 (and still counts it)."""
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
         self.fetches = 0
+        self.broken = False
         self._socket = _bound(0)
         self.port: int = self._socket.getsockname()[1]
         self._server: uvicorn.Server | None = None
@@ -115,6 +117,8 @@ class IdentityProvider:
 
     async def _jwks(self, request: Request) -> JSONResponse:
         self.fetches += 1
+        if self.broken:
+            return JSONResponse({"error": "unavailable"}, status_code=503)
         return JSONResponse({"keys": self.keys}, headers={"Cache-Control": "max-age=600"})
 
     async def __aenter__(self) -> IdentityProvider:

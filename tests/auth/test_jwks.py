@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.web.auth import AuthUnavailable, InvalidToken, TokenVerifier
-from app.web.jwks import COOL_DOWN_SECONDS, MAX_AGE_SECONDS, KeySet
+from app.web.jwks import COOL_DOWN_SECONDS, MAX_AGE_SECONDS, RETRY_FIRST_SECONDS, KeySet
 from tests.auth.provider import IdentityProvider, SigningKey
 
 RSA_A = SigningKey.rsa("rsa-a")
@@ -161,9 +161,42 @@ async def test_the_provider_down_at_start(clock: Clock) -> None:
         for _ in range(2):
             with pytest.raises(AuthUnavailable):
                 await rs256.verify(RSA_A.token())
-        await provider.start()  # no cool-down while there is no key set at all
+        await provider.start()
+        with pytest.raises(AuthUnavailable):  # tried a moment ago: not again yet
+            await rs256.verify(RSA_A.token())
+        clock.turn(RETRY_FIRST_SECONDS)  # a short outage at start-up ends within seconds
         assert await rs256.verify(RSA_A.token()) == "alice"
         assert provider.fetches == 1
+
+
+async def test_a_provider_failing_since_start_is_fetched_from_at_most_once_per_back_off(
+    clock: Clock,
+) -> None:
+    async with IdentityProvider() as provider:
+        provider.publish(RSA_A)
+        provider.broken = True  # up, answering 503: each fetch is counted
+        await provider.start()
+        rs256 = verifier(provider, clock)
+        tokens = [RSA_A.token(), SigningKey.rsa("made-up").token(), RSA_A.token(kid=None)]
+
+        async def thirty_requests() -> None:
+            for token in tokens * 10:
+                with pytest.raises(AuthUnavailable):
+                    await rs256.verify(token)
+
+        await thirty_requests()
+        assert provider.fetches == 1
+        for fetches, back_off in enumerate((1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0), start=2):
+            clock.turn(back_off - 0.01)
+            await thirty_requests()  # not yet
+            assert provider.fetches == fetches - 1
+            clock.turn(0.01)
+            await thirty_requests()  # one fetch, the others wait again
+            assert provider.fetches == fetches
+        provider.broken = False
+        clock.turn(COOL_DOWN_SECONDS)
+        assert await rs256.verify(RSA_A.token()) == "alice"
+        assert provider.fetches == 9
 
 
 async def test_the_provider_down_mid_run(provider: IdentityProvider, clock: Clock) -> None:

@@ -1,5 +1,6 @@
 """The service over real HTTP with JWT_JWKS_URL: it starts while the identity provider is down,
-answers 503 `auth_unavailable` meanwhile (never 500), and serves as soon as the provider is up."""
+answers 503 `auth_unavailable` meanwhile (never 500), and serves once the provider is up (within
+the back-off between fetches, a second after the first failure)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.auth.provider import IdentityProvider, SigningKey
 from tests.conftest import with_settings
-from tests.support import serve
+from tests.support import eventually, serve
 
 EC_KEY = SigningKey.ec("provider-es256")
 
@@ -40,8 +41,14 @@ async def test_the_service_starts_while_the_provider_is_down(settings: Settings)
             assert "identity provider" in down.json()["error"]["message"]
 
             await provider.start()
-            up = await live.client.get("/api/dora/tasks", headers=headers)
-            assert up.status_code == 200, up.text
+
+            async def up() -> bool:
+                answer = await live.client.get("/api/dora/tasks", headers=headers)
+                assert answer.status_code in (200, 503), answer.text
+                return answer.status_code == 200
+
+            await eventually(up, "the service verifies tokens once the provider is up")
+            assert provider.fetches == 1  # the requests meanwhile did not fetch
             _answer(await live.client.get("/api/someone/tasks", headers=headers), 403, "forbidden")
 
             stranger = SigningKey.ec("stranger").token(claims={"user_id": "dora"})

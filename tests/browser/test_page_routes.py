@@ -9,7 +9,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from app.web.routes.page import STATIC
+from app.web.routes.page import STATIC, TEMPLATE
 from tests.conftest import with_settings
 from tests.support import serve
 
@@ -22,11 +22,30 @@ async def test_the_page_and_its_files_come_from_this_service_alone(settings: Set
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert '<meta name="todo-chat-sign-in" content="host">' in page.text
         for path in sorted(STATIC.iterdir()):
+            if path == TEMPLATE:
+                continue
             served = await live.client.get(f"/static/{path.name}")
             assert served.status_code == 200, path.name
             assert served.text == path.read_text()
             # No CDN, no other origin: every URL a file names is a path on this service.
             assert not re.search(r"https?://|//cdn", served.text), path.name
+
+
+async def test_only_the_root_serves_the_page(settings: Settings) -> None:
+    """The template served raw has no CSP and unfilled placeholders, and the page it draws
+    forgets the user's remembered token: under /static it is a 404, however it is spelled."""
+    async with serve(create_app(settings), settings) as live:
+        spellings = ["index.html", "./index.html", "app.css/../index.html", "%69ndex.html"]
+        for spelling in spellings:
+            raw = f"/static/{spelling}"
+            # Sent as written: httpx would resolve the dot segments itself.
+            response = await live.client.get(
+                live.client.base_url.join(raw), extensions={"target": raw.encode()}
+            )
+            assert response.status_code == 404, spelling
+            assert response.json()["error"]["code"] == "not_found"
+            assert "{{" not in response.text
+        assert "{{" not in (await live.client.get("/")).text
 
 
 @pytest.mark.parametrize("app_env", ["test", "production"])

@@ -34,7 +34,7 @@ def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
         PORT=str(port),
         JWT_SECRET=TEST_SECRET,
         APP_ENV="production",
-        METRICS_TOKEN="metrics-" + "x" * 32,
+        METRICS_TOKEN="metrics-a5f437d0e41f56f7610db59cfd6d480287b30030f2906e3c",
     )
     release = subprocess.run(
         procfile("release"), shell=True, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=60
@@ -62,7 +62,8 @@ def test_python_m_app_serve_migrates_and_serves(fresh_database: str) -> None:
         DATABASE_URL=fresh_database,
         PORT=str(port),
         JWT_SECRET=TEST_SECRET,
-        METRICS_TOKEN="metrics-" + "x" * 32,  # production: a DATABASE_URL and no APP_ENV
+        # production: a DATABASE_URL and no APP_ENV
+        METRICS_TOKEN="metrics-a5f437d0e41f56f7610db59cfd6d480287b30030f2906e3c",
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve"],

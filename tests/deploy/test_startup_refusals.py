@@ -12,7 +12,7 @@ from app.settings import PROJECT_ROOT
 from tests.deploy.test_heroku import procfile
 from tests.support import environment, free_port
 
-STRONG = "s" * 40
+STRONG = "strong-8d1e5c0a9b7f4e2d6c3a1b0f9e8d7c6b5a4f3e2d"
 PRODUCTION_BECAUSE = (
     " (DATABASE_URL is set and APP_ENV is not, so this is production; "
     "APP_ENV=development runs a development server)"
@@ -30,8 +30,8 @@ def test_the_release_phase_refuses_a_weak_secret_when_app_env_is_forgotten() -> 
     )
     assert release.returncode != 0
     assert release.stderr.decode().strip().splitlines()[-1] == (
-        "configuration error: JWT_SECRET must be a random string of at least 32 characters in "
-        "production" + PRODUCTION_BECAUSE
+        "configuration error: JWT_SECRET must be a random string of at least 32 characters and "
+        "128 bits of estimated entropy (openssl rand -hex 32) in production" + PRODUCTION_BECAUSE
     )
 
 
@@ -80,8 +80,8 @@ def test_a_bad_configuration_stops_start_up_with_one_line() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.decode().strip().splitlines() == [
-        "configuration error: JWT_SECRET must be a random string of at least 32 characters "
-        "in production"
+        "configuration error: JWT_SECRET must be a random string of at least 32 characters and "
+        "128 bits of estimated entropy (openssl rand -hex 32) in production"
     ]
 
 

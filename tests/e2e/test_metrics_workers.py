@@ -19,7 +19,7 @@ from tests.deploy.test_heroku import _until_ready, _worker_of, procfile
 from tests.e2e.test_metrics import scrape, value
 from tests.support import environment, free_port
 
-TOKEN = "metrics-" + "t" * 32
+TOKEN = "metrics-a5f437d0e41f56f7610db59cfd6d480287b30030f2906e3c"
 
 
 async def _one_round(database_url: str) -> None:

@@ -10,7 +10,8 @@ import pytest
 from app import settings as settings_module
 from app.settings import ConfigError, Settings, normalize_database_url
 
-STRONG = "s" * 40
+STRONG = "strong-8d1e5c0a9b7f4e2d6c3a1b0f9e8d7c6b5a4f3e2d"
+METRICS = "metrics-a5f437d0e41f56f7610db59cfd6d480287b30030f2906e3c"
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,7 @@ def test_defaults_are_the_embedded_development_setup() -> None:
             "APP_ENV": "production",
             "DATABASE_URL": "postgres://h/db",
             "JWT_SECRET": STRONG,
-            "METRICS_TOKEN": "m",
+            "METRICS_TOKEN": METRICS,
         }
     )
     assert production.cors_origins == ()
@@ -118,7 +119,7 @@ def test_every_setting_is_read() -> None:
             "JWT_JWKS_URL": "https://id.example/.well-known/jwks.json",
             "JWT_ALGORITHM": "ES256",
             "JWT_USER_CLAIM": "user_id",
-            "METRICS_TOKEN": "p",
+            "METRICS_TOKEN": METRICS,
         }
     )
     assert (provider.jwt_jwks_url, provider.jwt_user_claim, provider.jwt_algorithm) == (
@@ -155,7 +156,7 @@ def test_every_setting_is_read() -> None:
             "SHUTDOWN_GRACE_SECONDS": "3",
             "SEND_TIMEOUT_SECONDS": "4",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
-            "METRICS_TOKEN": "metrics-token",
+            "METRICS_TOKEN": METRICS,
             "API_DOCS": "on",
             "LOG_FORMAT": "json",
             "REDIS_URL": "rediss://:p@redis.example:6380",
@@ -229,7 +230,7 @@ def test_every_setting_is_read() -> None:
                 "APP_ENV": "production",
                 "DATABASE_URL": "postgres://h/db",
                 "JWT_SECRET": STRONG,
-                "METRICS_TOKEN": "m",
+                "METRICS_TOKEN": METRICS,
                 "CORS_ORIGINS": "https://app.example,*",
             },
             r"^CORS_ORIGINS=\* lets any website call the API in production: list the origins",
@@ -262,7 +263,7 @@ def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: 
             {
                 "DATABASE_URL": "postgres://h/db",
                 "JWT_SECRET": STRONG,
-                "METRICS_TOKEN": "m",
+                "METRICS_TOKEN": METRICS,
                 "CORS_ORIGINS": "*",
             },
             r"CORS_ORIGINS=\*",
@@ -287,7 +288,7 @@ def test_production_with_good_settings_starts() -> None:
         {
             "DATABASE_URL": "postgres://h/db",
             "JWT_SECRET": STRONG,
-            "METRICS_TOKEN": "m",
+            "METRICS_TOKEN": METRICS,
             "CORS_ORIGINS": "https://a.b",
         }
     )
@@ -296,7 +297,7 @@ def test_production_with_good_settings_starts() -> None:
         {
             "DATABASE_URL": "postgres://h/db",
             "JWT_JWKS_URL": "http://127.0.0.1:9/jwks",
-            "METRICS_TOKEN": "m",
+            "METRICS_TOKEN": METRICS,
         }
     )
     assert (provider.jwt_algorithm, provider.jwt_secret, provider.cors_origins) == (
@@ -312,7 +313,7 @@ def test_an_error_that_is_not_about_production_gets_no_production_hint() -> None
             {
                 "DATABASE_URL": "postgres://h/db",
                 "JWT_SECRET": STRONG,
-                "METRICS_TOKEN": "m",
+                "METRICS_TOKEN": METRICS,
                 "AGENT_MODEL": "gpt-4.1",
             }
         )

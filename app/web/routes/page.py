@@ -12,12 +12,18 @@
 - it gets a Content-Security-Policy: scripts, styles and connections from this origin only,
   and frames only by this origin and `CORS_ORIGINS`.
 
+The template is served by that route alone: `/static/index.html` is a 404 (`_Assets`). Served
+raw, it would carry no CSP and unfilled placeholders, and the page would read the user from a
+claim literally named `{{user_claim}}`, judge every stored token unusable and forget the
+remembered one: a link to it would sign the user out in every tab.
+
 The token never goes into a URL here: `/dev/token` takes the name in a JSON body.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,25 +39,35 @@ from app.web.errors import error_response
 from app.web.state import state_of
 
 STATIC = Path(__file__).parents[1] / "static"
+TEMPLATE = STATIC / "index.html"
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def page_routes(settings: Settings) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route("/", _index(settings), methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Mount("/static", _Assets(directory=STATIC), name="static"),
     ]
     if settings.app_env == "development":
         routes.append(Route("/dev/token", dev_token, methods=["POST"]))
     return routes
 
 
+class _Assets(StaticFiles):
+    """The page's files, less its template (only `/` serves the page, filled in)."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        full_path, stat = super().lookup_path(path)
+        if full_path and os.path.realpath(full_path) == os.path.realpath(TEMPLATE):
+            return "", None
+        return full_path, stat
+
+
 def _index(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
     development = settings.app_env == "development"
     origins = " ".join(settings.cors_origins)
     page = (
-        (STATIC / "index.html")
-        .read_text(encoding="utf-8")
+        TEMPLATE.read_text(encoding="utf-8")
         .replace("{{sign_in}}", "development" if development else "host")
         .replace("{{host_origins}}", html.escape(origins, quote=True))
         .replace("{{user_claim}}", html.escape(settings.jwt_user_claim, quote=True))
