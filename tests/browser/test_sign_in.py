@@ -18,6 +18,7 @@ from tests.support import running
 
 # The host application's page: the chat in an iframe, signed in once it says it is ready.
 HOST_PAGE = """<!doctype html>
+<link rel="icon" href="data:,">
 <script>
   addEventListener("message", (event) => {
     if (event.origin !== "%(chat)s" || event.data.type !== "todo-chat:ready") return;
