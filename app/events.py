@@ -74,32 +74,55 @@ class Error:
     )
 
 
-# What users are told when a run ends in an error: one message per code (the codes are stable;
-# the words may change). Provider and database details never reach them: they go to the log.
+# What users are told when a run ends in an error, per code (the codes are stable; the words may
+# change): what happened, then what to do, worded from the error's `retryable` flag, so that a
+# message never invites the resend its flag advises against (after a tool ran, a resend would do
+# it twice). Provider and database details never reach users: they go to the log.
 ERROR_MESSAGES = {
-    "agent_failed": "Sorry, something went wrong while answering. Please try again.",
+    "agent_failed": "Sorry, something went wrong while answering.",
     "max_turns_exceeded": (
-        "The assistant took too many steps on this request and was stopped before it could "
-        "reply. What it already did to your list stays done: check your list before sending "
-        "the request again."
+        "The assistant took too many steps on this request and was stopped before it could reply."
     ),
-    "rate_limited": "The assistant is busy right now. Please try again in a moment.",
-    "model_timeout": "The assistant took too long to answer. Please try again.",
-    "model_unavailable": "The assistant can't be reached right now. Please try again shortly.",
-    "model_error": "The assistant gave an answer that could not be used. Please try again.",
-    "interrupted": "The answer was interrupted. Please send your message again.",
-    "server_restarting": "The service is restarting. Please send your message again.",
+    "rate_limited": "The assistant is busy right now.",
+    "model_timeout": "The assistant took too long to answer.",
+    "model_unavailable": "The assistant can't be reached right now.",
+    "model_error": "The assistant gave an answer that could not be used.",
+    "interrupted": "The answer was interrupted.",
+    "server_restarting": "The service is restarting.",
 }
+
+RETRY_ADVICE = "Please try again."
+"""What a retryable error adds (the page offers its Retry button beside it); some codes say
+when, in `_RETRY_WHEN`."""
+
+_RETRY_WHEN = {
+    "rate_limited": "Please try again in a moment.",
+    "model_unavailable": "Please try again shortly.",
+    "interrupted": "Please send your message again.",
+    "server_restarting": "Please send your message again.",
+}
+
+NO_RETRY_ADVICE = (
+    "Anything it already did to your list stays done: check your list before asking for more."
+)
+"""What an error that is not retryable adds instead: it may have changed the list already."""
+
+
+def error_message(code: str, *, retryable: bool) -> str:
+    """The message of an error event: its code's words and the advice its flag calls for."""
+    advice = _RETRY_WHEN.get(code, RETRY_ADVICE) if retryable else NO_RETRY_ADVICE
+    return f"{ERROR_MESSAGES[code]} {advice}"
 
 
 def error_event(code: str, *, retryable: bool = False) -> Error:
-    return Error(code, ERROR_MESSAGES[code], retryable)
+    return Error(code, error_message(code, retryable=retryable), retryable)
 
 
 def interrupted(*, retryable: bool, stored_through: int | None = None) -> Error:
     """The final event of a run that could not finish, or whose end could not be stored;
     `stored_through` when the stored answer may hold less than clients were shown."""
-    return Error("interrupted", ERROR_MESSAGES["interrupted"], retryable, stored_through)
+    message = error_message("interrupted", retryable=retryable)
+    return Error("interrupted", message, retryable, stored_through)
 
 
 AgentEvent = Thinking | ToolCallEvent | ToolResultEvent | Text

@@ -160,7 +160,10 @@ class TokenVerifier:
                 issuer=self.issuer,
                 options={
                     "require_exp": True,
-                    "require_sub": self.user_claim == "sub",
+                    # python-jose would refuse a numeric `sub` (and requiring it turns that
+                    # check back on): the user claim, required, is checked by `user_of` alone,
+                    # by the same rule whichever claim it is.
+                    "verify_sub": False,
                     "verify_aud": self.audience is not None,
                     # python-jose checks `aud` only when the token has one: require it.
                     "require_aud": self.audience is not None,
@@ -171,10 +174,25 @@ class TokenVerifier:
             raise InvalidToken("token_expired", "The token has expired.") from None
         except JWTError:
             raise InvalidToken("invalid_token", "The token is not valid.") from None
-        user_id = claims.get(self.user_claim)
-        if not isinstance(user_id, str) or not user_id:
-            raise InvalidToken("invalid_token", "The token names no user.")
-        return user_id, float(claims["exp"])
+        return user_of(claims.get(self.user_claim), self.user_claim), float(claims["exp"])
+
+
+def user_of(value: Any, claim: str) -> str:
+    """The user id a token's user claim holds: a non-empty string as it is, or a whole number
+    as its decimal digits (identity providers that number their users, up to any size); any
+    other type is refused, saying so. The page reads the claim by the same rule (`userOf` in
+    static/api.js), so that it never signs in a user whose every call would be refused."""
+    if isinstance(value, str) and value:
+        return value
+    # bool is an int in Python, never an id; a float (1.0, 1e3) is refused as the page does.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if value is None or value == "":
+        raise InvalidToken("invalid_token", "The token names no user.")
+    raise InvalidToken(
+        "invalid_token",
+        f'The token\'s "{claim}" claim must be a user id: a string or a whole number.',
+    )
 
 
 def _fits(key: Jwk, algorithm: str) -> bool:

@@ -18,7 +18,15 @@ from typing import Any
 
 import pytest
 from agents import Model
-from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    async_playwright,
+    expect,
+)
 
 from app.main import create_app
 from app.settings import Settings
@@ -74,6 +82,8 @@ class Site:
     settings: Settings
     context: BrowserContext
     requests: list[Request] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    expected_errors: list[re.Pattern[str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -86,10 +96,29 @@ class Site:
     async def page(self) -> Page:
         page = await self.context.new_page()
         page.on("request", self._record)
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
         return page
+
+    def expect_console_error(self, pattern: str) -> None:
+        """A console error this test provokes on purpose (a refused request, say): matched by
+        `pattern` (re.search), it does not fail the test."""
+        self.expected_errors.append(re.compile(pattern))
+
+    def unexpected_console_errors(self) -> list[str]:
+        return [
+            text
+            for text in self.console_errors
+            if not any(pattern.search(text) for pattern in self.expected_errors)
+        ]
 
     def _record(self, request: Request) -> None:
         self.requests.append(request)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            where = message.location.get("url", "")
+            self.console_errors.append(f"{message.text} ({where})" if where else message.text)
 
     def tokens_in_urls(self) -> list[str]:
         """Every URL the pages asked for with a token in it, but EventSource's."""
@@ -135,3 +164,6 @@ async def start_site(settings: Settings, browser: Browser) -> AsyncIterator[Site
         yield start
     for site in sites:
         assert site.tokens_in_urls() == [], "a token went into a URL"
+        # Every page a test opens, the chat page's `/` as much as `/docs`: a console error (a
+        # missing resource, a refused script, an uncaught exception) fails the test.
+        assert site.unexpected_console_errors() == [], "the browser's console logged errors"

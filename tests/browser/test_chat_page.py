@@ -160,6 +160,7 @@ async def test_a_connection_cut_in_the_middle_of_an_answer_is_followed_to_its_en
     start_site: SiteFactory,
 ) -> None:
     site = await start_site(token_delay_ms=40)
+    site.expect_console_error(r"net::ERR_\w+ \(\S+/chat/stream\)$")  # the cut, on purpose
     port = int(site.url.rstrip("/").rsplit(":", 1)[1])
     # The network fails inside the fifth text event of the answer's POST.
     cut = Cut(b'"type":"text"', occurrence=5, offset=3)
@@ -182,6 +183,7 @@ async def test_a_send_whose_answer_never_came_back_is_sent_again_and_answered_on
     arrived, sends it again with the same Idempotency-Key, and the service joins the first
     send's run: one answer, one run."""
     site = await start_site(token_delay_ms=20)
+    site.expect_console_error(r"net::ERR_\w+ \(\S+/chat/stream\)$")  # the cut, on purpose
     port = int(site.url.rstrip("/").rsplit(":", 1)[1])
     cut = Cut(b"content-type: text/event-stream", offset=4)  # its headers, before any event
     async with CuttingProxy(port, cut) as proxy:
@@ -219,6 +221,7 @@ async def test_two_tabs_on_one_conversation_both_see_the_answer_and_a_409_offers
     start_site: SiteFactory,
 ) -> None:
     site = await start_site(token_delay_ms=80)
+    site.expect_console_error(r"status of 409 \(Conflict\) \(\S+/chat/stream\)$")  # its 409
     first, user_id = await sign_in(site)
     await send(first, "add buy milk")
     await finished(first)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import quote
 
-from jose import jwt
+from jose import jws, jwt
 from playwright.async_api import Frame, Page, expect
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -18,6 +19,7 @@ from tests.support import running
 
 # The host application's page: the chat in an iframe, signed in once it says it is ready.
 HOST_PAGE = """<!doctype html>
+<link rel="icon" href="data:,">
 <script>
   addEventListener("message", (event) => {
     if (event.origin !== "%(chat)s" || event.data.type !== "todo-chat:ready") return;
@@ -94,3 +96,104 @@ async def test_the_token_lasts_as_long_as_the_tab_unless_the_user_asks(
     await third_tab.get_by_role("button", name="Sign out").click()
     await expect(third_tab.get_by_label("Your name")).to_be_visible()
     assert await storage(third_tab) == {"local": [], "session": []}
+
+
+# User claims as an identity provider might write them, in JSON (what the page and the service
+# each parse for themselves): strings, whole numbers past what a JavaScript number holds exactly,
+# numbers that are not whole (1.0 is a float to Python), and other types.
+USER_CLAIMS = [
+    '"alice"',
+    '"Jos\\u00e9"',
+    '"José"',
+    '"12"',
+    '""',
+    "0",
+    "-0",
+    "42",
+    "-7",
+    "9007199254740993",
+    "12345678901234567890123",
+    "1.0",
+    "1e3",
+    "1.5",
+    "-2.5e-3",
+    "true",
+    "false",
+    "null",
+    "[]",
+    '["alice"]',
+    "{}",
+    '{"id": "nested"}',
+]
+
+
+async def test_the_page_reads_the_user_claim_as_the_service_does(start_site: SiteFactory) -> None:
+    """Each token the page would sign in with is one the service answers for that same user,
+    and each the page refuses, the service refuses too (a numeric claim was accepted by the
+    page, then every call answered 401)."""
+    site = await start_site(app_env="production", jwt_user_claim="id")
+    page = await site.page()
+    await page.goto(site.url)
+    await expect(page.get_by_text("Waiting for the application")).to_be_visible()
+    exp = int(time.time()) + 3600
+    payloads = [f'{{"sub": "s", "exp": {exp}, "id": {claim}}}' for claim in USER_CLAIMS]
+    payloads.append(f'{{"sub": "s", "exp": {exp}}}')  # no user claim at all
+    for payload in payloads:
+        token = jws.sign(payload.encode(), site.settings.jwt_secret or "", algorithm="HS256")
+        read = await page.evaluate(
+            """async (token) => {
+              const api = await import("/static/api.js");
+              return [api.userOf(token), api.tokenProblem(token)];
+            }""",
+            token,
+        )
+        page_user, problem = read
+        answer = await site.live.client.get(
+            f"/api/{quote(page_user or 'nobody', safe='')}/tasks",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if page_user:
+            assert problem is None, payload
+            assert answer.status_code == 200, (payload, page_user, answer.text)
+        else:
+            assert problem is not None, payload
+            assert answer.status_code == 401, (payload, answer.text)
+            # The same words on both sides, but for the page's "That token" for "The token".
+            said = answer.json()["error"]["message"]
+            assert problem.removeprefix("That token") == said.removeprefix("The token"), payload
+
+
+async def test_the_host_signs_in_a_user_whose_id_is_a_number(start_site: SiteFactory) -> None:
+    """A provider that numbers its users (past 2^53 here): the page and the service agree on
+    the id's digits, and the user's calls work; a number that is not whole is refused on the
+    page with words that say why."""
+    host_page: dict[str, str] = {}
+    host_app = Starlette(routes=[Route("/", lambda _: HTMLResponse(host_page["html"]))])
+    async with running(host_app) as host:
+        site = await start_site(app_env="production", cors_origins=(host,), jwt_user_claim="id")
+        chat = site.url.rstrip("/")
+        secret, exp = site.settings.jwt_secret or "", int(time.time()) + 3600
+        user_id = str(2**64 + int(uuid.uuid4().int % 10**6))
+        numeric = f'{{"sub": "p|1", "exp": {exp}, "id": {user_id}}}'
+        host_page["html"] = HOST_PAGE % {
+            "chat": chat,
+            "token": jws.sign(numeric.encode(), secret, algorithm="HS256"),
+        }
+        page = await site.page()
+        await page.goto(f"{host}/")
+        frame = page.frame_locator("#chat")
+        await expect(frame.locator("#user-name")).to_have_text(user_id)
+        await frame.get_by_label("Message", exact=True).fill("add buy milk")
+        await frame.get_by_label("Message", exact=True).press("Enter")
+        await expect(frame.locator("#tasks .title")).to_have_text(["Buy milk"])
+
+        fractional = f'{{"sub": "p|1", "exp": {exp}, "id": 7.5}}'
+        host_page["html"] = HOST_PAGE % {
+            "chat": chat,
+            "token": jws.sign(fractional.encode(), secret, algorithm="HS256"),
+        }
+        refused = await site.page()
+        await refused.goto(f"{host}/")
+        await expect(refused.frame_locator("#chat").locator("#sign-in-error")).to_have_text(
+            'That token\'s "id" claim must be a user id: a string or a whole number.'
+        )

@@ -100,3 +100,5 @@ async def test_a_retry_of_a_run_that_called_tools_is_not_offered(settings: Setti
     assert "tool_call" in [e["type"] for e in with_tool]
     assert (with_tool[-1]["code"], with_tool[-1]["retryable"]) == ("server_restarting", False)
     assert (without[-1]["code"], without[-1]["retryable"]) == ("server_restarting", True)
+    # Its words agree with its flag: the page shows them without a Retry button.
+    assert "again" not in with_tool[-1]["message"] and "again" in without[-1]["message"]

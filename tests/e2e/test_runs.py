@@ -17,7 +17,7 @@ from httpx_sse import aconnect_sse
 from openai.types.responses import ResponseTextDeltaEvent
 
 from app.agent.offline import OfflineModel
-from app.events import ERROR_MESSAGES
+from app.events import error_message
 from app.main import create_app
 from app.runs import registry
 from app.settings import Settings
@@ -461,7 +461,7 @@ async def test_a_run_whose_end_cannot_be_stored_in_time_has_one_final_event_all_
     assert events[-1] == {
         "type": "error",
         "code": "interrupted",
-        "message": ERROR_MESSAGES["interrupted"],
+        "message": error_message("interrupted", retryable=False),
         "retryable": False,  # its tool added the task: sending again would add it twice
         "seq": events[-2]["seq"] + 1,
     }

@@ -19,7 +19,7 @@ from openai.types.responses.response_reasoning_item import Summary
 from sqlalchemy.pool import QueuePool
 
 from app.agent.offline import OfflineModel
-from app.events import ERROR_MESSAGES
+from app.events import error_message
 from app.main import create_app
 from app.settings import Settings
 from app.web.state import state_of
@@ -260,7 +260,7 @@ async def test_a_run_stopped_at_max_turns_after_its_tools_says_their_work_stays_
     assert events[-1] == {
         "type": "error",
         "code": "max_turns_exceeded",
-        "message": ERROR_MESSAGES["max_turns_exceeded"],
+        "message": error_message("max_turns_exceeded", retryable=False),
         "retryable": False,
         "seq": events[-1]["seq"],
     }

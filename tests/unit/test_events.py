@@ -24,6 +24,7 @@ from app.events import (
     decode,
     encode,
     error_event,
+    error_message,
     interrupted,
     stored_through,
     to_payload,
@@ -73,14 +74,48 @@ def test_what_postgresql_cannot_store_becomes_a_replacement_character() -> None:
 
 
 def test_every_error_code_has_its_message_and_unknown_codes_are_refused() -> None:
-    for code, message in ERROR_MESSAGES.items():
-        assert error_event(code, retryable=True) == Error(code, message, True)
+    for code in ERROR_MESSAGES:
+        for retryable in (True, False):
+            message = error_message(code, retryable=retryable)
+            assert error_event(code, retryable=retryable) == Error(code, message, retryable)
     try:
         error_event("no_such_code")
     except KeyError:
         pass
     else:
         raise AssertionError("an error event with no message for its code")
+
+
+# Words that invite the user to send the same request once more.
+_RESEND = ("again", "retry", "resend", "re-send", "repeat")
+
+
+@given(
+    st.sampled_from(sorted(ERROR_MESSAGES)),
+    st.booleans(),
+    st.none() | st.integers(0, 2**31),
+)
+def test_an_error_message_invites_a_resend_exactly_when_its_flag_says_retryable(
+    code: str, retryable: bool, stored: int | None
+) -> None:
+    """Every error event (each code, both flags, the interrupted ones with or without
+    `stored_through`) is built by `error_event` or `interrupted`: its words must not contradict
+    its flag, which decides whether the page offers Retry. A resend after a tool ran would do it
+    twice, so a final error never says "send again" then."""
+    built = [error_event(code, retryable=retryable)]
+    if code == "interrupted":
+        built.append(interrupted(retryable=retryable, stored_through=stored))
+    for event in built:
+        assert event.retryable is retryable
+        words = event.message.lower()
+        invites = [word for word in _RESEND if word in words]
+        if retryable:
+            assert invites, f"{code}: a retryable error that does not say to send again"
+        else:
+            assert not invites, f"{code}: not retryable, yet says {invites}: {event.message!r}"
+            assert "check your list" in words
+        # The message rides the wire as it is, and reads back as itself.
+        assert decode(encode(event, 7)) == event
 
 
 def test_a_transcript_keeps_the_text_and_each_call_with_its_result() -> None:

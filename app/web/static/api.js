@@ -29,7 +29,7 @@ export class Session {
   static restore() {
     const token = sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
     if (!token) return null;
-    if (!usable(token)) {
+    if (tokenProblem(token) !== null) {
       Session.forget();
       return null;
     }
@@ -37,7 +37,8 @@ export class Session {
   }
 
   static start(token, { remember = false } = {}) {
-    if (!usable(token)) throw new Error("That token cannot be used (no user, or expired).");
+    const problem = tokenProblem(token);
+    if (problem !== null) throw new Error(problem);
     sessionStorage.setItem(KEY, token);
     if (remember) localStorage.setItem(KEY, token);
     return new Session(token);
@@ -103,23 +104,50 @@ export async function developmentToken(userId) {
   return json.token;
 }
 
-function claims(token) {
+// A JSON integer as JSON writes it: the only numbers that are user ids.
+const WHOLE_NUMBER = /^-?(0|[1-9][0-9]*)$/;
+
+// The token's claims (UTF-8 JSON), and the user claim's source text when it is a number:
+// JSON.parse alone rounds a whole number past 2^53 and cannot tell 1 from 1.0.
+function readClaims(token) {
   try {
-    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload));
+    const base64 = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const sources = new Map();
+    const claims = JSON.parse(new TextDecoder().decode(bytes), function (key, value, context) {
+      if (key === USER_CLAIM && typeof value === "number") sources.set(this, context?.source);
+      return value;
+    });
+    if (claims === null || typeof claims !== "object") return { claims: {} };
+    return { claims, numberSource: sources.get(claims) };
   } catch {
-    return {};
+    return { claims: {} };
   }
 }
 
-function userOf(token) {
-  const id = claims(token)[USER_CLAIM];
-  return typeof id === "string" || typeof id === "number" ? String(id) : "";
+// The user's id by the service's rule (`user_of` in app/web/auth.py): a non-empty string as it
+// is, a whole number as its decimal digits; "" for anything else. A browser without JSON.parse's
+// source text keeps the whole numbers a JavaScript number holds exactly.
+export function userOf(token) {
+  const { claims, numberSource } = readClaims(token);
+  const id = claims[USER_CLAIM];
+  if (typeof id === "string") return id;
+  if (typeof id !== "number") return "";
+  if (numberSource === undefined) return Number.isSafeInteger(id) ? String(id) : "";
+  return WHOLE_NUMBER.test(numberSource) ? BigInt(numberSource).toString() : "";
 }
 
-function usable(token) {
-  const { exp } = claims(token);
-  return userOf(token) !== "" && (!exp || exp * 1000 > Date.now());
+// Why a token cannot be used, in words for the sign-in screen; null when it can.
+export function tokenProblem(token) {
+  const { claims } = readClaims(token);
+  const id = claims[USER_CLAIM];
+  if (id === undefined || id === null || id === "") return "That token names no user.";
+  if (userOf(token) === "") {
+    return `That token's "${USER_CLAIM}" claim must be a user id: a string or a whole number.`;
+  }
+  const { exp } = claims;
+  if (exp && exp * 1000 <= Date.now()) return "That token has expired.";
+  return null;
 }
 
 // 128 random bits as hex. crypto.getRandomValues, not randomUUID: the page may be served over

@@ -22,7 +22,9 @@ let turn = null; // the answer being streamed in this view
 
 // ---- signing in ----
 
-function showSignIn(message = "") {
+// `ready`: tell the host the page waits for a token; not after the host's token was refused,
+// which would only bring the same token back, again and again.
+function showSignIn(message = "", { ready = true } = {}) {
   closeTurn();
   $("app").hidden = true;
   $("sign-in").hidden = false;
@@ -32,7 +34,9 @@ function showSignIn(message = "") {
     $("sign-in-name").focus();
   } else {
     $("sign-in-host").hidden = false;
-    if (window.parent !== window) window.parent.postMessage({ type: "todo-chat:ready" }, "*");
+    if (ready && window.parent !== window) {
+      window.parent.postMessage({ type: "todo-chat:ready" }, "*");
+    }
   }
 }
 
@@ -56,7 +60,7 @@ window.addEventListener("message", (event) => {
   try {
     begin(Session.start(data.token));
   } catch (error) {
-    showSignIn(error.message);
+    showSignIn(error.message, { ready: false });
   }
 });
 
