@@ -105,6 +105,13 @@ class Settings:
     # GET /docs: on outside production unless API_DOCS=off; off in production unless on.
     api_docs: bool = True
     log_format: Literal["text", "json"] = "text"
+    # What one request may take of a connection before it is answered by the HTTP protocol
+    # itself (`app.http_protocol`): 408 for a head or a body that does not arrive in time, 431
+    # for a head too large, 503 past the connections one process serves at once.
+    request_head_timeout_seconds: float = 10.0
+    request_body_timeout_seconds: float = 10.0
+    max_header_bytes: int = 32 * 1024
+    max_connections: int = 4000
     # The run event log on Redis Streams instead of PostgreSQL (app/runs/log/redis_streams.py).
     redis_url: str | None = None
     redis_cluster: bool = False
@@ -207,6 +214,16 @@ class Settings:
             )
             == "on",
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),  # type: ignore[arg-type]
+            request_head_timeout_seconds=_integer(
+                env, "REQUEST_HEAD_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
+            ),
+            request_body_timeout_seconds=_integer(
+                env, "REQUEST_BODY_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
+            ),
+            max_header_bytes=_integer(
+                env, "MAX_HEADER_BYTES", 32 * 1024, minimum=1024, maximum=1024 * 1024
+            ),
+            max_connections=_integer(env, "MAX_CONNECTIONS", 4000, minimum=1),
             redis_url=_redis_url(env),
             redis_cluster=_choice(env, "REDIS_CLUSTER", ("0", "1"), "0") == "1",
         )

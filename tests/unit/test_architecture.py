@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.web.openapi.operation",),
     ("app.web.routes",),
     ("app.web.route_table", "app.web.openapi"),
-    ("app.main", "app.__main__"),
+    ("app.main", "app.http_protocol", "app.__main__"),
 ]
 
 # Each outside library, and the only modules that may import it.
@@ -47,6 +47,7 @@ CONFINED = {
     "agents": ("app.agent",),
     "openai": ("app.agent",),
     "starlette": ("app.web", "app.main"),
+    "uvicorn": ("app.http_protocol", "app.__main__"),
 }
 
 FRAMEWORK_FREE = ("app.domain", "app.events")

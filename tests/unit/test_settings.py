@@ -155,6 +155,10 @@ def test_every_setting_is_read() -> None:
             "EVENT_LOG": "memory",
             "SHUTDOWN_GRACE_SECONDS": "3",
             "SEND_TIMEOUT_SECONDS": "4",
+            "REQUEST_HEAD_TIMEOUT_SECONDS": "5",
+            "REQUEST_BODY_TIMEOUT_SECONDS": "6",
+            "MAX_HEADER_BYTES": "2048",
+            "MAX_CONNECTIONS": "50",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
             "METRICS_TOKEN": METRICS,
             "API_DOCS": "on",
@@ -174,6 +178,8 @@ def test_every_setting_is_read() -> None:
     assert (settings.max_active_runs, settings.db_pool_timeout_seconds) == (8, 9)
     assert (settings.run_retention_hours, settings.shutdown_grace_seconds) == (2, 3)
     assert settings.send_timeout_seconds == 4
+    assert (settings.request_head_timeout_seconds, settings.request_body_timeout_seconds) == (5, 6)
+    assert (settings.max_header_bytes, settings.max_connections) == (2048, 50)
     defaults = Settings()
     unread = {
         field.name
