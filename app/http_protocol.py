@@ -161,6 +161,12 @@ class HttpProtocol(HttpToolsProtocol):
         if cycle is None or cycle.response_started:
             self.transport.close()  # answered already (without reading the body): just end
             return
+        if cycle.waiting_for_100_continue or self.flow.read_paused:
+            # The wait is this side's: the client waits for `100 Continue` until the app asks
+            # for the body, and a body past uvicorn's buffer is not read until the app takes
+            # some. The deadline starts again.
+            self._arm(self._body_seconds, self._body_expired)
+            return
         self._refuse(REQUEST_TIMEOUT)
         # The app waiting for the body is told the client left; what it answers goes nowhere.
         cycle.disconnected = True
