@@ -10,17 +10,20 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvicorn
 
+from app.http_protocol import protocol_for
 from app.settings import Settings
 from app.web.auth import issue_token
 from tests.conftest import TEST_SECRET
@@ -241,3 +244,60 @@ async def test_a_connection_past_the_cap_is_answered_503(capped: Service) -> Non
             return (await client.get("/health")).status_code == 200
 
         await eventually(served, "a request is served once the held connections are gone")
+
+
+async def test_a_body_the_app_has_not_asked_for_yet_is_not_timed_out() -> None:
+    """With `Expect: 100-continue` the client sends its body once the app asks for it: a body
+    deadline passing before then is this side's wait, not the client's stall. Here the app
+    asks only after the deadline has passed (the protocol says so), and the request is served."""
+    settings = replace(Settings(), request_body_timeout_seconds=0.05)
+    deadline_passed = asyncio.Event()
+    release = asyncio.Event()
+
+    class Watched(protocol_for(settings)):  # type: ignore[misc]
+        def _body_expired(self) -> None:
+            super()._body_expired()
+            deadline_passed.set()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await release.wait()
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"got " + body})
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, http=Watched, lifespan="off", log_level="warning"
+        )
+    )
+    sock = socket.create_server(("127.0.0.1", 0))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(*sock.getsockname())
+        writer.write(
+            request("POST", "/", "Expect: 100-continue", "Content-Length: 5", "Connection: close")
+        )
+        await writer.drain()
+        await asyncio.wait_for(deadline_passed.wait(), GIVE_UP_SECONDS)
+        release.set()
+        continued = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+        assert continued == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        answer = await asyncio.wait_for(reader.read(), GIVE_UP_SECONDS)
+        writer.close()
+        assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK" and b"got hello" in answer
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
