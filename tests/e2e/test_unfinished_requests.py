@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -144,6 +145,11 @@ async def test_heads_that_never_finish_are_answered_408_and_closed(strict: Servi
     await eventually(descriptors_released, "the server closed its side of every socket")
     async with httpx.AsyncClient(base_url=strict.base_url) as client:
         assert (await client.get("/health")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    counted = re.search(
+        r'^todo_chat_refusals_total\{code="request_timeout",status="408"\} (\S+)$', metrics, re.M
+    )
+    assert counted is not None and float(counted[1]) >= 300, metrics[-3000:]
 
 
 async def test_a_reused_connections_next_head_has_a_deadline_too(strict: Service) -> None:
