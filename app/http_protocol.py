@@ -22,7 +22,10 @@ for a moment (LINGER_SECONDS), because closing a socket with unread data resets 
 and a reset can destroy the answer before the client reads it.
 
 `python -m app serve` passes `protocol_for(settings)`; the Procfile names `HttpProtocol`, which
-reads the settings from the environment, as the app does.
+reads the settings from the environment, as the app does. uvicorn's own `--limit-concurrency` is
+set aside for MAX_CONNECTIONS. The subclass leans on its parent's internals (the parser's
+callbacks, `cycle`, `flow`), which uvicorn does not promise to keep: the lock pins the version,
+and tests/e2e/test_unfinished_requests.py is what notices an upgrade that moved them.
 """
 
 from __future__ import annotations
