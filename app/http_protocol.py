@@ -153,6 +153,8 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _head_expired(self) -> None:
         self._deadline = None
+        if self.transport.is_closing():
+            return
         if self._head_bytes == 0 and self._phase is _Phase.IDLE:
             self.transport.close()  # nothing was asked: nothing to answer
         else:
@@ -160,6 +162,8 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _body_expired(self) -> None:
         self._deadline = None
+        if self.transport.is_closing():
+            return
         cycle = self.cycle
         if cycle is None or cycle.response_started:
             self.transport.close()  # answered already (without reading the body): just end
