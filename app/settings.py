@@ -7,17 +7,16 @@ forgets APP_ENV gets no weak secret, no CORS `*` and no development routes); dev
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
-import re
 import secrets
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from app.secrets_and_origins import MIN_SECRET_LENGTH, SECRET_FLOOR, is_origin, weak_secret
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
@@ -36,17 +35,6 @@ _PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 # Algorithms identity providers offer that python-jose cannot verify (Better Auth's default).
 _UNSUPPORTED_ALGORITHMS = ("EdDSA", "Ed25519", "Ed448")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-# The floor of a production secret (JWT_SECRET, METRICS_TOKEN); the README states it.
-MIN_SECRET_LENGTH = 32
-MIN_SECRET_BITS = 128
-_PLACEHOLDER_SECRETS = frozenset({"secret", "changeme", "change-me", "your-secret-key", "dev"})
-# An origin as browsers send it: scheme://host[:port], nothing else. The values are copied into
-# the page's CSP header, where a `;` or a space would add directives of the operator's typing.
-_ORIGIN = re.compile(
-    r"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]"
-    r"|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-)
 # The shutdown budget, in one place; everything that waits at shutdown derives from it.
 # Platforms send SIGTERM, then SIGKILL 30 s later (Heroku; Kubernetes' default too). After
 # SIGTERM the runs go on for SHUTDOWN_GRACE_SECONDS; then each is stopped and its end stored,
@@ -247,7 +235,7 @@ class Settings:
                     "an identity provider's tokens"
                 )
             if production and weak_secret(secret):
-                raise ConfigError(f"JWT_SECRET must be {_SECRET_FLOOR} in production")
+                raise ConfigError(f"JWT_SECRET must be {SECRET_FLOOR} in production")
         elif not self.jwt_public_key:
             raise ConfigError(
                 f"JWT_PUBLIC_KEY (a PEM public key) or JWT_JWKS_URL is required with "
@@ -266,7 +254,7 @@ class Settings:
                 "`Authorization: Bearer $METRICS_TOKEN` (openssl rand -hex 32)"
             )
         if production and self.metrics_token and weak_secret(self.metrics_token):
-            raise ConfigError(f"METRICS_TOKEN must be {_SECRET_FLOOR} in production")
+            raise ConfigError(f"METRICS_TOKEN must be {SECRET_FLOOR} in production")
         if self.redis_cluster and not self.redis_url:
             raise ConfigError(
                 "REDIS_CLUSTER=1 needs REDIS_URL (the URL of any node of the cluster)"
@@ -276,29 +264,6 @@ class Settings:
                 f"AGENT_MODEL={self.agent_model} needs OPENAI_API_KEY "
                 "(any non-empty value for a local OpenAI-compatible server)"
             )
-
-
-_SECRET_FLOOR = (
-    f"a random string of at least {MIN_SECRET_LENGTH} characters and {MIN_SECRET_BITS} bits "
-    "of estimated entropy (openssl rand -hex 32)"
-)
-
-
-def estimated_bits(secret: str) -> float:
-    """The secret's length times the Shannon entropy of its characters, from how often each
-    occurs: 36 times `a` is 0 bits, 64 hex digits about 240. It sees a lack of variety, what a
-    typed or repeated secret has, not a pattern; a generated secret passes by far."""
-    length = len(secret)
-    return -sum(count * math.log2(count / length) for count in Counter(secret).values())
-
-
-def weak_secret(secret: str) -> bool:
-    """Below the production floor: too short, a placeholder, or too little entropy."""
-    return (
-        len(secret) < MIN_SECRET_LENGTH
-        or secret.lower() in _PLACEHOLDER_SECRETS
-        or estimated_bits(secret) < MIN_SECRET_BITS
-    )
 
 
 def normalize_database_url(url: str) -> str:
@@ -365,28 +330,13 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
 def _origins(raw: str) -> tuple[str, ...]:
     origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
     for origin in origins:
-        if origin != "*" and not _is_origin(origin):
+        if origin != "*" and not is_origin(origin):
             raise ConfigError(
                 "CORS_ORIGINS must list origins, scheme://host[:port] such as "
                 f"https://app.example, not {origin!r}"
             )
     # Browsers send origins in lower case, and CORS compares them as strings.
     return tuple(origin.lower() for origin in origins)
-
-
-def _is_origin(origin: str) -> bool:
-    match = _ORIGIN.fullmatch(origin.lower())
-    if match is None:
-        return False
-    port, host = match["port"], match["host"]
-    if port is not None and not 1 <= int(port) <= 65535:
-        return False
-    if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return False
-    return True
 
 
 def _read(env: Mapping[str, str], declared: Field[Any], follows: Mapping[str, Any]) -> Any:

@@ -10,7 +10,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 
 # Lowest first. A module may import from its own layer and the ones below it, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("app.domain", "app.settings", "app.logs", "app.processes"),
+    ("app.domain", "app.secrets_and_origins", "app.settings", "app.logs", "app.processes"),
     ("app.events",),
     ("app.protocols",),
     ("app.metrics",),
