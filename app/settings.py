@@ -98,7 +98,7 @@ class Settings:
     openai_base_url: str | None = _env("OPENAI_BASE_URL", None)
     # chat_completions with OPENAI_BASE_URL (`from_env`)
     agent_api: AgentApi = _env("AGENT_API", "responses", choices=get_args(AgentApi))
-    model_timeout_seconds: float = _env("MODEL_TIMEOUT_SECONDS", 60, minimum=1, maximum=600)
+    model_timeout_seconds: float = _env("MODEL_TIMEOUT_SECONDS", 60.0, minimum=1, maximum=600)
     model_max_retries: int = _env("MODEL_MAX_RETRIES", 2, maximum=10)
     agent_tracing: bool = _env("AGENT_TRACING", False, switch=("on", "off"))
     offline_token_delay_ms: int = _env("OFFLINE_TOKEN_DELAY_MS", 0, maximum=10_000)
@@ -117,9 +117,9 @@ class Settings:
     )
     sse_ping_seconds: float = 15.0
     # A stream whose client has not taken one write for this long is dropped (`app.web.streaming`).
-    send_timeout_seconds: float = _env("SEND_TIMEOUT_SECONDS", 30, minimum=1, maximum=300)
+    send_timeout_seconds: float = _env("SEND_TIMEOUT_SECONDS", 30.0, minimum=1, maximum=300)
     shutdown_grace_seconds: float = _env(
-        "SHUTDOWN_GRACE_SECONDS", 10, maximum=MAX_SHUTDOWN_GRACE_SECONDS
+        "SHUTDOWN_GRACE_SECONDS", 10.0, maximum=MAX_SHUTDOWN_GRACE_SECONDS
     )
     # GET /metrics answers only a bearer of this token; required in production.
     metrics_token: str | None = _env("METRICS_TOKEN", None)
@@ -130,10 +130,10 @@ class Settings:
     # itself (`app.http_protocol`): 408 for a head or a body that does not arrive in time, 431
     # for a head too large, 503 past the connections one process serves at once.
     request_head_timeout_seconds: float = _env(
-        "REQUEST_HEAD_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
+        "REQUEST_HEAD_TIMEOUT_SECONDS", 10.0, minimum=1, maximum=300
     )
     request_body_timeout_seconds: float = _env(
-        "REQUEST_BODY_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
+        "REQUEST_BODY_TIMEOUT_SECONDS", 10.0, minimum=1, maximum=300
     )
     max_header_bytes: int = _env("MAX_HEADER_BYTES", 32 * 1024, minimum=1024, maximum=1024**2)
     max_connections: int = _env("MAX_CONNECTIONS", 4000, minimum=1)
@@ -355,7 +355,7 @@ def _read(env: Mapping[str, str], declared: Field[Any], follows: Mapping[str, An
         off = next(word for word in how.switch if word != how.on)
         return _choice(env, how.name, how.switch, how.on if default else off) == how.on
     if isinstance(default, int | float) and not isinstance(default, bool):
-        return _integer(env, how.name, int(default), minimum=how.minimum, maximum=how.maximum)
+        return _number(env, how.name, default, minimum=how.minimum, maximum=how.maximum)
     return text or default
 
 
@@ -366,14 +366,15 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
-def _integer(
+def _number(
     env: Mapping[str, str],
     name: str,
-    default: int,
+    default: float,
     *,
     minimum: int = 0,
     maximum: int | None = None,
-) -> int:
+) -> float:
+    """A whole number from the environment (also for a setting kept as a float), or `default`."""
     raw = _text(env, name)
     if raw is None:
         return default
