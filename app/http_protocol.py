@@ -155,7 +155,11 @@ class HttpProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self._head_bytes == 0 and self._phase is _Phase.IDLE:
+        if self._answering():
+            # A head pipelined behind a response still on its way (a stream): it waits its turn,
+            # and a 408 now would land inside that response.
+            self._arm(self._head_seconds, self._head_expired)
+        elif self._head_bytes == 0 and self._phase is _Phase.IDLE:
             self.transport.close()  # nothing was asked: nothing to answer
         else:
             self._refuse(REQUEST_TIMEOUT)
@@ -179,9 +183,17 @@ class HttpProtocol(HttpToolsProtocol):
         cycle.disconnected = True
         cycle.message_event.set()
 
+    def _answering(self) -> bool:
+        """Whether a response has begun on this connection and not ended."""
+        cycle = self.cycle
+        return cycle is not None and cycle.response_started and not cycle.response_complete
+
     def _refuse(self, refusal: tuple[int, str, str]) -> None:
         status, code, message = refusal
         REFUSALS.labels(str(status), code).inc()
+        if self._answering():
+            self.transport.close()  # an answer now would land inside the one on its way
+            return
         body = error_body(code, message)
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:

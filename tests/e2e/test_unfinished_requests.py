@@ -232,6 +232,34 @@ async def test_a_stream_outlives_the_deadlines(strict: Service) -> None:
     assert sum(event["type"] == "text" for event in events) >= 10  # 1.5 s at least
 
 
+async def test_a_head_pipelined_behind_a_stream_waits_for_it(strict: Service) -> None:
+    """Half a request sent on a connection whose stream is still going: the stream is not cut
+    or written into; once it has ended, the half request gets its 408."""
+    token = issue_token(Settings(jwt_secret=TEST_SECRET), "pipeliner")
+    body = json.dumps({"message": "add buy milk, call mom and water the plants"}).encode()
+    stream = request(
+        "POST",
+        "/api/pipeliner/chat/stream",
+        f"Authorization: Bearer {token}",
+        "Accept: text/event-stream",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        body=body,
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", strict.port)
+    try:
+        writer.write(stream)
+        await asyncio.wait_for(reader.readuntil(b'"type":"text"'), GIVE_UP_SECONDS)
+        writer.write(b"GET /hea")  # then nothing more, for longer than the 1 s deadline
+        await writer.drain()
+        rest = await asyncio.wait_for(reader.read(), GIVE_UP_SECONDS)
+    finally:
+        writer.close()
+    streamed, _, after = rest.partition(b"\r\n0\r\n\r\n")  # the stream's last chunk
+    assert b"HTTP/1.1" not in streamed and b'"type":"done"' in streamed, rest[-500:]
+    refused(after, 408, "request_timeout")
+
+
 @pytest.fixture
 async def capped(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
     with service(database_url, tmp_path / "service.log", MAX_CONNECTIONS="3") as started:
