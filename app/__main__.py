@@ -96,6 +96,7 @@ def _migrate(settings: Settings) -> None:
 def serve(settings: Settings, host: str) -> int:
     import uvicorn
 
+    from app.http_protocol import protocol_for
     from app.main import create_app
 
     with _StopSignals().installed() as stop_signals, _database(settings) as settings:
@@ -107,6 +108,7 @@ def serve(settings: Settings, host: str) -> int:
             host=host,
             port=settings.port,
             timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            http=protocol_for(settings),
             access_log=False,  # app.access logs requests, without query strings
         )
         server = uvicorn.Server(config)

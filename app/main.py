@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Mount
 
 from app import logs, metrics
@@ -39,6 +40,7 @@ from app.web.errors import (
     ApiError,
     handle_api_error,
     handle_busy,
+    handle_client_gone,
     handle_database_error,
     handle_domain_error,
     handle_http_exception,
@@ -150,6 +152,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
         lifespan=lifespan,
         exception_handlers={
             ApiError: handle_api_error,
+            ClientDisconnect: handle_client_gone,
             **dict.fromkeys(DOMAIN_ERRORS, handle_domain_error),
             HTTPException: handle_http_exception,
             DBAPIError: handle_database_error,

@@ -172,7 +172,7 @@ RESUMES = Counter(
 )
 REFUSALS = Counter(
     "todo_chat_refusals",
-    "Requests refused for a conflict or a limit (409 and 429), by code.",
+    "Requests refused for a conflict or a limit (409, 429; 408, 431, 503 by the HTTP protocol).",
     ["status", "code"],
 )
 HTTP_REQUESTS = Counter(

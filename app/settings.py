@@ -7,22 +7,23 @@ forgets APP_ENV gets no weak secret, no CORS `*` and no development routes); dev
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
-import re
 import secrets
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from app.secrets_and_origins import MIN_SECRET_LENGTH, SECRET_FLOOR, is_origin, weak_secret
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
 
 AppEnv = Literal["development", "test", "production"]
+AgentApi = Literal["responses", "chat_completions"]
+LogFormat = Literal["text", "json"]
 EventLogName = Literal["postgres", "memory"]
 # Where runs' events are kept (`app.runs.log`), the default first. `memory` serves one process.
 EVENT_LOGS: tuple[EventLogName, ...] = ("postgres", "memory")
@@ -34,17 +35,6 @@ _PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 # Algorithms identity providers offer that python-jose cannot verify (Better Auth's default).
 _UNSUPPORTED_ALGORITHMS = ("EdDSA", "Ed25519", "Ed448")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-# The floor of a production secret (JWT_SECRET, METRICS_TOKEN); the README states it.
-MIN_SECRET_LENGTH = 32
-MIN_SECRET_BITS = 128
-_PLACEHOLDER_SECRETS = frozenset({"secret", "changeme", "change-me", "your-secret-key", "dev"})
-# An origin as browsers send it: scheme://host[:port], nothing else. The values are copied into
-# the page's CSP header, where a `;` or a space would add directives of the operator's typing.
-_ORIGIN = re.compile(
-    r"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]"
-    r"|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-)
 # The shutdown budget, in one place; everything that waits at shutdown derives from it.
 # Platforms send SIGTERM, then SIGKILL 30 s later (Heroku; Kubernetes' default too). After
 # SIGTERM the runs go on for SHUTDOWN_GRACE_SECONDS; then each is stopped and its end stored,
@@ -67,47 +57,89 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Env:
+    """How a setting is read from the environment: its variable, and what it may hold."""
+
+    name: str
+    minimum: int = 0  # a number's bounds
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()  # the words it may be
+    switch: tuple[str, str] | None = None  # the two words it may be, `on` meaning yes
+    on: str = "on"
+    read: Callable[[str], Any] | None = None  # reads and checks a text of its own kind
+    blank_is_a_value: bool = False  # set to "" is not the same as unset
+
+
+def _env(name: str, default: Any, **how: Any) -> Any:
+    """A setting's one declaration: its default (for the dataclass and for `from_env` alike)
+    and how it is read. A default that follows from other settings is in `from_env`."""
+    return field(default=default, metadata={"env": _Env(name, **how)})
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
-    app_env: AppEnv = "development"
-    database_url: str | None = None
-    port: int = 8000
-    jwt_secret: str | None = None
-    jwt_algorithm: str = "HS256"
-    jwt_public_key: str | None = None
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
-    jwt_jwks_url: str | None = None
-    jwt_user_claim: str = "sub"
-    agent_model: str = OFFLINE_MODEL
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    agent_api: Literal["responses", "chat_completions"] = "responses"
-    model_timeout_seconds: float = 60.0
-    model_max_retries: int = 2
-    agent_tracing: bool = False
-    offline_token_delay_ms: int = 0
-    db_pool_size: int = 5
-    db_pool_timeout_seconds: int = 30
-    max_message_chars: int = 4000
+    # production when DATABASE_URL is set (`from_env`)
+    app_env: AppEnv = _env("APP_ENV", "development", choices=get_args(AppEnv))
+    database_url: str | None = _env("DATABASE_URL", None, read=lambda v: normalize_database_url(v))
+    port: int = _env("PORT", 8000, minimum=1, maximum=65535)
+    jwt_secret: str | None = _env("JWT_SECRET", None)
+    # RS256 with JWT_JWKS_URL (`from_env`)
+    jwt_algorithm: str = _env(
+        "JWT_ALGORITHM", "HS256", choices=_HMAC_ALGORITHMS + _PUBLIC_KEY_ALGORITHMS
+    )
+    jwt_public_key: str | None = _env("JWT_PUBLIC_KEY", None)
+    jwt_audience: str | None = _env("JWT_AUDIENCE", None)
+    jwt_issuer: str | None = _env("JWT_ISSUER", None)
+    jwt_jwks_url: str | None = _env("JWT_JWKS_URL", None, read=lambda v: _jwks_url(v))
+    jwt_user_claim: str = _env("JWT_USER_CLAIM", "sub")
+    # DEFAULT_OPENAI_MODEL with OPENAI_API_KEY (`from_env`)
+    agent_model: str = _env("AGENT_MODEL", OFFLINE_MODEL)
+    openai_api_key: str | None = _env("OPENAI_API_KEY", None)
+    openai_base_url: str | None = _env("OPENAI_BASE_URL", None)
+    # chat_completions with OPENAI_BASE_URL (`from_env`)
+    agent_api: AgentApi = _env("AGENT_API", "responses", choices=get_args(AgentApi))
+    model_timeout_seconds: float = _env("MODEL_TIMEOUT_SECONDS", 60.0, minimum=1, maximum=600)
+    model_max_retries: int = _env("MODEL_MAX_RETRIES", 2, maximum=10)
+    agent_tracing: bool = _env("AGENT_TRACING", False, switch=("on", "off"))
+    offline_token_delay_ms: int = _env("OFFLINE_TOKEN_DELAY_MS", 0, maximum=10_000)
+    db_pool_size: int = _env("DB_POOL_SIZE", 5, minimum=1, maximum=100)
+    db_pool_timeout_seconds: int = _env("DB_POOL_TIMEOUT_SECONDS", 30, minimum=1, maximum=300)
+    max_message_chars: int = _env("MAX_MESSAGE_CHARS", 4000, minimum=1)
     max_body_bytes: int = 64 * 1024
-    history_messages: int = 20
-    agent_max_turns: int = 10
-    max_active_runs: int = 3
-    run_retention_hours: int = 24
-    event_log: EventLogName = EVENT_LOGS[0]
-    cors_origins: tuple[str, ...] = ()
+    history_messages: int = _env("HISTORY_MESSAGES", 20, maximum=500)
+    agent_max_turns: int = _env("AGENT_MAX_TURNS", 10, minimum=1, maximum=100)
+    max_active_runs: int = _env("MAX_ACTIVE_RUNS_PER_USER", 3, minimum=1, maximum=1000)
+    run_retention_hours: int = _env("RUN_RETENTION_HOURS", 24, minimum=1)
+    event_log: EventLogName = _env("EVENT_LOG", EVENT_LOGS[0], choices=EVENT_LOGS)
+    # `*` outside production (`from_env`)
+    cors_origins: tuple[str, ...] = _env(
+        "CORS_ORIGINS", (), read=lambda v: _origins(v), blank_is_a_value=True
+    )
     sse_ping_seconds: float = 15.0
     # A stream whose client has not taken one write for this long is dropped (`app.web.streaming`).
-    send_timeout_seconds: float = 30.0
-    shutdown_grace_seconds: float = 10.0
+    send_timeout_seconds: float = _env("SEND_TIMEOUT_SECONDS", 30.0, minimum=1, maximum=300)
+    shutdown_grace_seconds: float = _env(
+        "SHUTDOWN_GRACE_SECONDS", 10.0, maximum=MAX_SHUTDOWN_GRACE_SECONDS
+    )
     # GET /metrics answers only a bearer of this token; required in production.
-    metrics_token: str | None = None
-    # GET /docs: on outside production unless API_DOCS=off; off in production unless on.
-    api_docs: bool = True
-    log_format: Literal["text", "json"] = "text"
+    metrics_token: str | None = _env("METRICS_TOKEN", None)
+    # GET /docs: off in production unless API_DOCS=on (`from_env`).
+    api_docs: bool = _env("API_DOCS", True, switch=("on", "off"))
+    log_format: LogFormat = _env("LOG_FORMAT", "text", choices=get_args(LogFormat))
+    # What one request may take of a connection before it is answered by the HTTP protocol
+    # itself (`app.http_protocol`): 408 for a head or a body that does not arrive in time, 431
+    # for a head too large, 503 past the connections one process serves at once.
+    request_head_timeout_seconds: float = _env(
+        "REQUEST_HEAD_TIMEOUT_SECONDS", 10.0, minimum=1, maximum=300
+    )
+    request_body_timeout_seconds: float = _env(
+        "REQUEST_BODY_TIMEOUT_SECONDS", 10.0, minimum=1, maximum=300
+    )
+    max_header_bytes: int = _env("MAX_HEADER_BYTES", 32 * 1024, minimum=1024, maximum=1024**2)
+    max_connections: int = _env("MAX_CONNECTIONS", 4000, minimum=1)
     # The run event log on Redis Streams instead of PostgreSQL (app/runs/log/redis_streams.py).
-    redis_url: str | None = None
-    redis_cluster: bool = False
+    redis_url: str | None = _env("REDIS_URL", None, read=lambda v: _redis_url(v))
+    redis_cluster: bool = _env("REDIS_CLUSTER", False, switch=("0", "1"), on="1")
 
     @property
     def uses_offline_model(self) -> bool:
@@ -137,79 +169,30 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        database_url = _text(env, "DATABASE_URL")
-        app_env = _choice(
-            env,
-            "APP_ENV",
-            ("development", "test", "production"),
-            "production" if database_url else "development",
-        )
-        api_key = _text(env, "OPENAI_API_KEY")
-        jwks_url = _jwks_url(env)
         if _text(env, "JWT_ALGORITHM") in _UNSUPPORTED_ALGORITHMS:
             raise ConfigError(
                 f"JWT_ALGORITHM={_text(env, 'JWT_ALGORITHM')} is not supported (python-jose has "
                 "no EdDSA): configure the identity provider to sign with ES256 or RS256 and set "
                 "JWT_ALGORITHM to match"
             )
-        algorithm = _choice(
-            env,
-            "JWT_ALGORITHM",
-            _HMAC_ALGORITHMS + _PUBLIC_KEY_ALGORITHMS,
-            "RS256" if jwks_url else "HS256",
-        )
-        base_url = _text(env, "OPENAI_BASE_URL")
-        settings = cls(
-            app_env=app_env,  # type: ignore[arg-type]
-            database_url=normalize_database_url(database_url) if database_url else None,
-            port=_integer(env, "PORT", 8000, minimum=1, maximum=65535),
-            jwt_secret=_text(env, "JWT_SECRET"),
-            jwt_algorithm=algorithm,
-            jwt_public_key=_text(env, "JWT_PUBLIC_KEY"),
-            jwt_audience=_text(env, "JWT_AUDIENCE"),
-            jwt_issuer=_text(env, "JWT_ISSUER"),
-            jwt_jwks_url=jwks_url,
-            jwt_user_claim=_text(env, "JWT_USER_CLAIM") or "sub",
-            agent_model=_text(env, "AGENT_MODEL")
-            or (DEFAULT_OPENAI_MODEL if api_key else OFFLINE_MODEL),
-            openai_api_key=api_key,
-            openai_base_url=base_url,
-            agent_api=_choice(  # type: ignore[arg-type]
-                env,
-                "AGENT_API",
-                ("responses", "chat_completions"),
-                "chat_completions" if base_url else "responses",
-            ),
-            model_timeout_seconds=_integer(
-                env, "MODEL_TIMEOUT_SECONDS", 60, minimum=1, maximum=600
-            ),
-            model_max_retries=_integer(env, "MODEL_MAX_RETRIES", 2, maximum=10),
-            agent_tracing=_choice(env, "AGENT_TRACING", ("on", "off"), "off") == "on",
-            offline_token_delay_ms=_integer(env, "OFFLINE_TOKEN_DELAY_MS", 0, maximum=10_000),
-            db_pool_size=_integer(env, "DB_POOL_SIZE", 5, minimum=1, maximum=100),
-            db_pool_timeout_seconds=_integer(
-                env, "DB_POOL_TIMEOUT_SECONDS", 30, minimum=1, maximum=300
-            ),
-            max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", 4000, minimum=1),
-            history_messages=_integer(env, "HISTORY_MESSAGES", 20, minimum=0, maximum=500),
-            agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
-            max_active_runs=_integer(env, "MAX_ACTIVE_RUNS_PER_USER", 3, minimum=1, maximum=1000),
-            run_retention_hours=_integer(env, "RUN_RETENTION_HOURS", 24, minimum=1),
-            event_log=_choice(env, "EVENT_LOG", EVENT_LOGS, EVENT_LOGS[0]),  # type: ignore[arg-type]
-            send_timeout_seconds=_integer(env, "SEND_TIMEOUT_SECONDS", 30, minimum=1, maximum=300),
-            shutdown_grace_seconds=_integer(
-                env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=MAX_SHUTDOWN_GRACE_SECONDS
-            ),
-            cors_origins=_origins(env, default="" if app_env == "production" else "*"),
-            metrics_token=_text(env, "METRICS_TOKEN"),
-            api_docs=_choice(
-                env, "API_DOCS", ("on", "off"), "off" if app_env == "production" else "on"
-            )
-            == "on",
-            log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),  # type: ignore[arg-type]
-            redis_url=_redis_url(env),
-            redis_cluster=_choice(env, "REDIS_CLUSTER", ("0", "1"), "0") == "1",
-        )
+        # The defaults that follow from other settings; every other default is its field's.
+        follows: dict[str, Any] = {}
+        if _text(env, "DATABASE_URL"):
+            follows["app_env"] = "production"
+        if _text(env, "JWT_JWKS_URL"):
+            follows["jwt_algorithm"] = "RS256"
+        if _text(env, "OPENAI_API_KEY"):
+            follows["agent_model"] = DEFAULT_OPENAI_MODEL
+        if _text(env, "OPENAI_BASE_URL"):
+            follows["agent_api"] = "chat_completions"
+        declared = {item.name: item for item in fields(cls) if "env" in item.metadata}
+        app_env = _read(env, declared["app_env"], follows)
+        if app_env == "production":
+            follows["api_docs"] = False
+        else:
+            follows["cors_origins"] = ("*",)
+        settings = cls(**{name: _read(env, item, follows) for name, item in declared.items()})
+        algorithm = settings.jwt_algorithm
         if (
             settings.jwt_secret is None
             and algorithm in _HMAC_ALGORITHMS
@@ -252,7 +235,7 @@ class Settings:
                     "an identity provider's tokens"
                 )
             if production and weak_secret(secret):
-                raise ConfigError(f"JWT_SECRET must be {_SECRET_FLOOR} in production")
+                raise ConfigError(f"JWT_SECRET must be {SECRET_FLOOR} in production")
         elif not self.jwt_public_key:
             raise ConfigError(
                 f"JWT_PUBLIC_KEY (a PEM public key) or JWT_JWKS_URL is required with "
@@ -271,7 +254,7 @@ class Settings:
                 "`Authorization: Bearer $METRICS_TOKEN` (openssl rand -hex 32)"
             )
         if production and self.metrics_token and weak_secret(self.metrics_token):
-            raise ConfigError(f"METRICS_TOKEN must be {_SECRET_FLOOR} in production")
+            raise ConfigError(f"METRICS_TOKEN must be {SECRET_FLOOR} in production")
         if self.redis_cluster and not self.redis_url:
             raise ConfigError(
                 "REDIS_CLUSTER=1 needs REDIS_URL (the URL of any node of the cluster)"
@@ -281,29 +264,6 @@ class Settings:
                 f"AGENT_MODEL={self.agent_model} needs OPENAI_API_KEY "
                 "(any non-empty value for a local OpenAI-compatible server)"
             )
-
-
-_SECRET_FLOOR = (
-    f"a random string of at least {MIN_SECRET_LENGTH} characters and {MIN_SECRET_BITS} bits "
-    "of estimated entropy (openssl rand -hex 32)"
-)
-
-
-def estimated_bits(secret: str) -> float:
-    """The secret's length times the Shannon entropy of its characters, from how often each
-    occurs: 36 times `a` is 0 bits, 64 hex digits about 240. It sees a lack of variety, what a
-    typed or repeated secret has, not a pattern; a generated secret passes by far."""
-    length = len(secret)
-    return -sum(count * math.log2(count / length) for count in Counter(secret).values())
-
-
-def weak_secret(secret: str) -> bool:
-    """Below the production floor: too short, a placeholder, or too little entropy."""
-    return (
-        len(secret) < MIN_SECRET_LENGTH
-        or secret.lower() in _PLACEHOLDER_SECRETS
-        or estimated_bits(secret) < MIN_SECRET_BITS
-    )
 
 
 def normalize_database_url(url: str) -> str:
@@ -341,10 +301,7 @@ def _valid(settings: Settings) -> bool:
     return True
 
 
-def _jwks_url(env: Mapping[str, str]) -> str | None:
-    url = _text(env, "JWT_JWKS_URL")
-    if url is None:
-        return None
+def _jwks_url(url: str) -> str:
     parts = urlsplit(url)
     # Keys fetched in the clear could be swapped on the way: only a local provider may use http.
     if not (
@@ -356,11 +313,8 @@ def _jwks_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
-def _redis_url(env: Mapping[str, str]) -> str | None:
-    url = _text(env, "REDIS_URL")
-    if url is not None and not (
-        urlsplit(url).scheme in ("redis", "rediss") and urlsplit(url).hostname
-    ):
+def _redis_url(url: str) -> str:
+    if not (urlsplit(url).scheme in ("redis", "rediss") and urlsplit(url).hostname):
         raise ConfigError(
             "REDIS_URL must be a redis:// or rediss:// (TLS) URL with a host, "
             "e.g. rediss://:password@host:6380"
@@ -373,11 +327,10 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _origins(env: Mapping[str, str], *, default: str) -> tuple[str, ...]:
-    raw = env.get("CORS_ORIGINS", default)
+def _origins(raw: str) -> tuple[str, ...]:
     origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
     for origin in origins:
-        if origin != "*" and not _is_origin(origin):
+        if origin != "*" and not is_origin(origin):
             raise ConfigError(
                 "CORS_ORIGINS must list origins, scheme://host[:port] such as "
                 f"https://app.example, not {origin!r}"
@@ -386,19 +339,24 @@ def _origins(env: Mapping[str, str], *, default: str) -> tuple[str, ...]:
     return tuple(origin.lower() for origin in origins)
 
 
-def _is_origin(origin: str) -> bool:
-    match = _ORIGIN.fullmatch(origin.lower())
-    if match is None:
-        return False
-    port, host = match["port"], match["host"]
-    if port is not None and not 1 <= int(port) <= 65535:
-        return False
-    if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return False
-    return True
+def _read(env: Mapping[str, str], declared: Field[Any], follows: Mapping[str, Any]) -> Any:
+    """One setting from the environment, or its default when unset."""
+    how: _Env = declared.metadata["env"]
+    default = follows.get(declared.name, declared.default)
+    raw = env.get(how.name)
+    text = _text(env, how.name)
+    if how.read is not None:
+        if text is not None:
+            return how.read(text)
+        return how.read("") if how.blank_is_a_value and raw is not None else default
+    if how.choices:
+        return _choice(env, how.name, how.choices, default)
+    if how.switch is not None:
+        off = next(word for word in how.switch if word != how.on)
+        return _choice(env, how.name, how.switch, how.on if default else off) == how.on
+    if isinstance(default, int | float) and not isinstance(default, bool):
+        return _number(env, how.name, default, minimum=how.minimum, maximum=how.maximum)
+    return text or default
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -408,14 +366,15 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
-def _integer(
+def _number(
     env: Mapping[str, str],
     name: str,
-    default: int,
+    default: float,
     *,
     minimum: int = 0,
     maximum: int | None = None,
-) -> int:
+) -> float:
+    """A whole number from the environment (also for a setting kept as a float), or `default`."""
     raw = _text(env, name)
     if raw is None:
         return default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -54,6 +55,33 @@ def error_response(
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, **details}}
     return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def error_body(code: str, message: str, **details: Any) -> bytes:
+    """The envelope as bytes, for what answers outside the app (`app.http_protocol`)."""
+    body = {"error": {"code": code, "message": message, **details}}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# Answered by the HTTP protocol itself, before a request reaches a route or while its body is
+# awaited (`app.http_protocol`): status, code, message.
+REQUEST_TIMEOUT = (408, "request_timeout", "The request did not arrive in time.")
+HEADERS_TOO_LARGE = (
+    431,
+    "headers_too_large",
+    "The request line and headers are larger than this service takes.",
+)
+OVERLOADED = (
+    503,
+    "overloaded",
+    "The service has too many connections open. Please try again shortly.",
+)
+
+
+async def handle_client_gone(request: Request, exc: Exception) -> Response:
+    """The client left (or its body stalled and was answered 408) while its body was read:
+    nobody is there to answer, and nothing went wrong on this side."""
+    return Response(status_code=499)
 
 
 def invalid_request(error: ValidationError) -> ApiError:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.web.auth import AuthUnavailable, InvalidToken, TokenVerifier
 from app.web.jwks import COOL_DOWN_SECONDS, MAX_AGE_SECONDS, RETRY_FIRST_SECONDS, KeySet
@@ -24,6 +28,7 @@ from tests.auth.provider import IdentityProvider, SigningKey
 RSA_A = SigningKey.rsa("rsa-a")
 RSA_B = SigningKey.rsa("rsa-b")
 EC_A = SigningKey.ec("ec-a")
+STRANGER = SigningKey.rsa("made-up")
 
 
 class Clock:
@@ -369,3 +374,48 @@ async def test_the_jwks_is_fetched_over_real_http(provider: IdentityProvider) ->
     async with httpx.AsyncClient() as client:
         answer = await client.get(provider.url)
     assert answer.json() == {"keys": [RSA_A.jwk(), EC_A.jwk()]}
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 0.5, 1.0, 2.0, COOL_DOWN_SECONDS, MAX_AGE_SECONDS]),
+        st.sampled_from(["known", "rotated", "made-up", "no kid"]),
+        st.booleans(),  # the provider failing at that moment
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(steps=STEPS)
+async def test_fetches_are_spaced_whatever_the_requests_and_the_providers_state(
+    steps: list[tuple[float, str, bool]],
+) -> None:
+    """Any requests, any tokens, the provider failing and recovering in any order: two fetches
+    are never closer than RETRY_FIRST on the clock."""
+    clock = Clock()
+    tokens = {
+        "known": RSA_A.token(),
+        "rotated": RSA_B.token(),
+        "made-up": STRANGER.token(),
+        "no kid": RSA_A.token(kid=None),
+    }
+    fetched_at: list[float] = []
+    async with IdentityProvider() as provider:
+        provider.publish(RSA_A)
+        await provider.start()
+        rs256 = verifier(provider, clock)
+        for advance, token, failing in steps:
+            provider.broken = failing
+            if not failing and len(fetched_at) % 2:
+                provider.publish(RSA_A, RSA_B)  # a rotation, now and then
+            clock.turn(advance)
+            fetches = provider.fetches
+            with contextlib.suppress(InvalidToken, AuthUnavailable):
+                await rs256.verify(tokens[token])
+            assert provider.fetches - fetches <= 1
+            if provider.fetches > fetches:
+                fetched_at.append(clock.now)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(fetched_at)]
+    assert all(gap >= RETRY_FIRST_SECONDS for gap in gaps), (fetched_at, steps)

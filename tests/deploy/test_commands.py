@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -35,6 +36,7 @@ def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
         JWT_SECRET=TEST_SECRET,
         APP_ENV="production",
         METRICS_TOKEN="metrics-a5f437d0e41f56f7610db59cfd6d480287b30030f2906e3c",
+        REQUEST_HEAD_TIMEOUT_SECONDS="1",
     )
     release = subprocess.run(
         procfile("release"), shell=True, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=60
@@ -52,6 +54,12 @@ def test_the_procfile_releases_and_serves_on_port(fresh_database: str) -> None:
     try:
         ready = wait_until_ready(f"http://127.0.0.1:{port}/ready", web)
         assert ready.status_code == 200, ready.text
+        # The workers serve with the service's HTTP protocol, its limits read from the
+        # environment: half a request line is answered 408 and closed.
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as half:
+            half.sendall(b"GET /rea")
+            answer = b"".join(iter(lambda: half.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
     finally:
         _stop_gracefully(web, group=True)
 

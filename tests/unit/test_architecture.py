@@ -11,7 +11,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 
 # Lowest first. A module may import from its own layer and the ones below it, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("app.domain", "app.settings", "app.logs", "app.processes"),
+    ("app.domain", "app.secrets_and_origins", "app.settings", "app.logs", "app.processes"),
     ("app.events",),
     ("app.protocols",),
     ("app.metrics",),
@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.web.openapi.operation",),
     ("app.web.routes",),
     ("app.web.route_table", "app.web.openapi"),
-    ("app.main", "app.__main__"),
+    ("app.main", "app.http_protocol", "app.__main__"),
 ]
 
 # Each outside library, and the only modules that may import it.
@@ -48,6 +48,7 @@ CONFINED = {
     "agents": ("app.agent",),
     "openai": ("app.agent",),
     "starlette": ("app.web", "app.main"),
+    "uvicorn": ("app.http_protocol", "app.__main__"),
 }
 
 FRAMEWORK_FREE = ("app.domain", "app.events")

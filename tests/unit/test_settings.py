@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -155,6 +156,10 @@ def test_every_setting_is_read() -> None:
             "EVENT_LOG": "memory",
             "SHUTDOWN_GRACE_SECONDS": "3",
             "SEND_TIMEOUT_SECONDS": "4",
+            "REQUEST_HEAD_TIMEOUT_SECONDS": "5",
+            "REQUEST_BODY_TIMEOUT_SECONDS": "6",
+            "MAX_HEADER_BYTES": "2048",
+            "MAX_CONNECTIONS": "50",
             "CORS_ORIGINS": "https://app.example/, http://localhost:3000",
             "METRICS_TOKEN": METRICS,
             "API_DOCS": "on",
@@ -174,6 +179,8 @@ def test_every_setting_is_read() -> None:
     assert (settings.max_active_runs, settings.db_pool_timeout_seconds) == (8, 9)
     assert (settings.run_retention_hours, settings.shutdown_grace_seconds) == (2, 3)
     assert settings.send_timeout_seconds == 4
+    assert (settings.request_head_timeout_seconds, settings.request_body_timeout_seconds) == (5, 6)
+    assert (settings.max_header_bytes, settings.max_connections) == (2048, 50)
     defaults = Settings()
     unread = {
         field.name
@@ -327,3 +334,49 @@ def test_development_makes_and_keeps_a_secret(_data_dir: Path) -> None:
     assert first.jwt_secret and len(first.jwt_secret) >= 32
     assert first.jwt_secret == second.jwt_secret == (_data_dir / "jwt_secret").read_text()
     assert (_data_dir / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+# Defaults that follow another setting (`from_env`): development's CORS_ORIGINS is `*`; a
+# JWKS URL by default would need a public-key algorithm too.
+FOLLOWS_ANOTHER = {"cors_origins", "jwt_jwks_url"}
+
+
+def _another(value: Any, how: Any) -> Any:
+    """A value other than `value` that the setting may hold."""
+    if how.choices:
+        return next(choice for choice in how.choices if choice != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1 if how.maximum is None or value < how.maximum else value - 1
+    return f"{value or 'set'}-changed"
+
+
+def test_each_default_is_declared_once() -> None:
+    """A default changed in its field alone is the default `from_env` gives: no second copy of
+    it stands in `from_env`."""
+    declared = [
+        item
+        for item in dataclasses.fields(Settings)
+        if "env" in item.metadata and item.name not in FOLLOWS_ANOTHER
+    ]
+    changed = {item.name: _another(item.default, item.metadata["env"]) for item in declared}
+    variant = cast(
+        type[Settings],
+        dataclasses.make_dataclass(
+            "Variant",
+            [
+                (
+                    item.name,
+                    item.type,
+                    dataclasses.field(default=changed[item.name], metadata=item.metadata),
+                )
+                for item in declared
+            ],
+            bases=(Settings,),
+            frozen=True,
+        ),
+    )
+    read = variant.from_env({})
+    assert {name: getattr(read, name) for name in changed} == changed
+    assert len(declared) >= 30
