@@ -222,6 +222,7 @@ def test_only_the_postgres_event_log_reaches_the_run_events_table() -> None:
     assert users == ["app.runs.log.postgres"]
 
 
+MODULE_LINES_AT_MOST = 400
 ROOT = APP.parent
 # Where the project's code is: its own comments must read without the tracker at hand.
 CODE = ("app", "tools", "tests")
@@ -245,3 +246,13 @@ def test_the_code_names_no_issue_numbers() -> None:
         if re.search(r"\bissues? \d+", line, re.IGNORECASE)
     ]
     assert mentions == []
+
+
+def test_no_module_of_the_app_is_over_400_lines() -> None:
+    """A room a newcomer reads top to bottom; past this it holds two things."""
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted(APP.rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MODULE_LINES_AT_MOST
+    }
+    assert long == {}
