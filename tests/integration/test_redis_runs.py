@@ -109,6 +109,14 @@ def _nodes(servers: Servers) -> list[RedisServer]:
     return servers.nodes if isinstance(servers, RedisCluster) else [servers]
 
 
+def _calls(node: RedisServer, command: str) -> int:
+    """How many times the server has run `command` since it started (INFO commandstats)."""
+    for line in node.cli("INFO", "commandstats").splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
 def _node_of(servers: Servers, run_id: str) -> RedisServer:
     return servers.node_of(stream_key(run_id)) if isinstance(servers, RedisCluster) else servers
 
@@ -212,3 +220,40 @@ async def test_an_unreachable_redis_refuses_sends_and_keeps_no_run_from_ending(
     assert stored is not None and stored.status is RunStatus.COMPLETE
     assert [event.seq for event in here] == [1, 2, 3, 4, 5, 6]
     assert decode(here[-1]).type == "done"
+
+
+async def test_a_follower_of_a_run_going_on_reads_again_until_its_owner_has_healed_it(
+    servers: Servers,
+) -> None:
+    """A follower on another instance whose stream Redis lost (`EventsGone`) while the run goes
+    on: it reads again, and goes on from where it was once the owner has appended the run
+    again."""
+    record = MemoryRunRecord()
+    async with (
+        redis_streams_log(
+            servers.url, cluster=isinstance(servers, RedisCluster), retention_seconds=3600
+        ) as owner_log,
+        _instance(servers, record) as other,
+    ):
+        run = record.start(str(uuid.uuid4()), "user", "elsewhere")
+        said = [encode(Start(run.conversation_id, run.user_message_id, run.id), 1)] + [
+            encode(Text(text), seq) for seq, text in enumerate(("a", "b", "c", "d"), 2)
+        ]
+        await owner_log.append([(run.id, event) for event in said[:3]])
+        followed: list[LoggedEvent] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(_collect, other.follow(run, 0), followed)
+            with anyio.fail_after(30):
+                while len(followed) < 3:  # noqa: ASYNC110 (the follower's progress)
+                    await anyio.sleep(0.01)
+            node = _node_of(servers, run.id)
+            node.restart_empty()
+            with anyio.fail_after(30):  # the follower has looked, and found the stream gone
+                while _calls(node, "exists") < 1:  # noqa: ASYNC110 (the server's count)
+                    await anyio.sleep(0.05)
+            await owner_log.append([(run.id, event) for event in said])  # healed from memory
+            answer = NewMessage(run.conversation_id, Role.ASSISTANT, "abcd", MessageStatus.COMPLETE)
+            final = encode(Done(run.conversation_id, 9, {}), 6)
+            await owner_log.append([(run.id, final)])
+            await record.store_end(RunEnd(run.id, RunStatus.COMPLETE, answer, 9, final))
+    assert followed == [*said, final]
