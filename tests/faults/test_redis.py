@@ -64,6 +64,11 @@ def _nodes(servers: Servers) -> list[RedisServer]:
     return servers.nodes if isinstance(servers, RedisCluster) else [servers]
 
 
+def _stop_all(servers: Servers) -> None:
+    for node in _nodes(servers):
+        node.stop()
+
+
 def _start_empty(servers: Servers) -> None:
     for node in _nodes(servers):
         node.start()
@@ -168,7 +173,7 @@ async def test_redis_stopped_and_restarted_empty_mid_runs(
             ]
             await _until(lambda: all(len(seen) >= 3 for seen in followed), "followers follow")
 
-            await asyncio.to_thread(lambda: [node.stop() for node in _nodes(servers)])
+            await asyncio.to_thread(_stop_all, servers)
             refused = await users[0].post("/chat/stream", json={"message": "hello"})
             await asyncio.to_thread(_start_empty, servers)
 
