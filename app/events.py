@@ -89,6 +89,9 @@ ERROR_MESSAGES = {
     "model_error": "The assistant gave an answer that could not be used.",
     "interrupted": "The answer was interrupted.",
     "server_restarting": "The service is restarting.",
+    "events_missing": (
+        "Part of this answer could not be shown here: reload the conversation to read it."
+    ),
 }
 
 RETRY_ADVICE = "Please try again."

@@ -24,9 +24,10 @@ DATA_DIR = PROJECT_ROOT / ".data"
 AppEnv = Literal["development", "test", "production"]
 AgentApi = Literal["responses", "chat_completions"]
 LogFormat = Literal["text", "json"]
-EventLogName = Literal["postgres", "memory"]
-# Where runs' events are kept (`app.runs.log`), the default first. `memory` serves one process.
-EVENT_LOGS: tuple[EventLogName, ...] = ("postgres", "memory")
+EventLogName = Literal["postgres", "memory", "redis"]
+# Where runs' events are kept (`app.runs.log`), the default first (`redis` when REDIS_URL is
+# set: the URL alone is the switch). `memory` serves one process; `redis` needs REDIS_URL.
+EVENT_LOGS: tuple[EventLogName, ...] = ("postgres", "memory", "redis")
 
 OFFLINE_MODEL = "offline"
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
@@ -185,6 +186,8 @@ class Settings:
             follows["agent_model"] = DEFAULT_OPENAI_MODEL
         if _text(env, "OPENAI_BASE_URL"):
             follows["agent_api"] = "chat_completions"
+        if _text(env, "REDIS_URL"):
+            follows["event_log"] = "redis"
         declared = {item.name: item for item in fields(cls) if "env" in item.metadata}
         app_env = _read(env, declared["app_env"], follows)
         if app_env == "production":
@@ -255,6 +258,8 @@ class Settings:
             )
         if production and self.metrics_token and weak_secret(self.metrics_token):
             raise ConfigError(f"METRICS_TOKEN must be {SECRET_FLOOR} in production")
+        if self.event_log == "redis" and not self.redis_url:
+            raise ConfigError("EVENT_LOG=redis needs REDIS_URL (redis:// or rediss://)")
         if self.redis_cluster and not self.redis_url:
             raise ConfigError(
                 "REDIS_CLUSTER=1 needs REDIS_URL (the URL of any node of the cluster)"
