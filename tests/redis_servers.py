@@ -228,3 +228,21 @@ def redis_three_masters() -> Iterator[RedisCluster]:
     """A three-master cluster of the tests' own for the session (not to be stopped)."""
     with redis_cluster() as cluster:
         yield cluster
+
+
+Servers = RedisServer | RedisCluster
+
+
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def single_and_cluster(request: pytest.FixtureRequest) -> Iterator[Servers]:
+    """A Redis of the module's own, then a three-master cluster: a module whose tests stop or
+    empty them (each module its own, so no other module sees that)."""
+    servers: Servers
+    with redis_server() if request.param == "single" else redis_cluster() as servers:
+        yield servers
+
+
+@pytest.fixture
+def servers(single_and_cluster: Servers) -> Servers:
+    """What a test of `single_and_cluster`'s module takes: the servers of its parameter."""
+    return single_and_cluster

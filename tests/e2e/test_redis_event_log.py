@@ -9,7 +9,9 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +58,18 @@ async def _read(response: httpx.Response, events: list[Event], *, until: int | N
                 return
 
 
-async def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_redis(
-    redis: RedisServer, database_url: str, db: PlainSql, settings: Settings, tmp_path: Path
-) -> None:
+@dataclass
+class TwoInstances:
+    """A user with `TASKS` tasks, as seen through each of two service processes."""
+
+    on_one: User
+    on_two: User
+
+
+@asynccontextmanager
+async def _two_instances(
+    redis: RedisServer, database_url: str, settings: Settings, tmp_path: Path
+) -> AsyncIterator[TwoInstances]:
     env = {"OFFLINE_TOKEN_DELAY_MS": "20", "REDIS_URL": redis.url}
     one, one_url = start_service(database_url, tmp_path / "one.log", **env)
     two, two_url = start_service(database_url, tmp_path / "two.log", **env)
@@ -71,32 +82,38 @@ async def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_redis(
             user = User(user_id, issue_token(settings, user_id), on_one)
             for n in range(TASKS):
                 assert (await user.post("/tasks", json={"title": f"errand {n}"})).status_code == 201
-            before: list[Event] = []
-            async with on_one.stream(
-                "POST",
-                user.url("/chat/stream"),
-                json={"message": "show my tasks"},
-                headers=user.headers,
-            ) as cut:
-                await _read(cut, before, until=8)  # then the connection is dropped
-            run_id = before[0]["run_id"]
-            after: list[Event] = []
-            resumed_on = User(user_id, user.token, on_two)
-            async with on_two.stream(
-                "GET",
-                resumed_on.url(f"/runs/{run_id}/events"),
-                headers={**user.headers, "Last-Event-ID": f"{run_id}:{before[-1]['seq']}"},
-            ) as resumed:
-                assert resumed.status_code == 200
-                await _read(resumed, after)
-            whole: list[Event] = []
-            async with on_two.stream(
-                "GET", resumed_on.url(f"/runs/{run_id}/events"), headers=user.headers
-            ) as replayed:
-                await _read(replayed, whole)
+            yield TwoInstances(user, User(user_id, user.token, on_two))
     finally:
         _stop(one)
         _stop(two)
+
+
+async def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_redis(
+    redis: RedisServer, database_url: str, db: PlainSql, settings: Settings, tmp_path: Path
+) -> None:
+    async with _two_instances(redis, database_url, settings, tmp_path) as user:
+        before: list[Event] = []
+        async with user.on_one.client.stream(
+            "POST",
+            user.on_one.url("/chat/stream"),
+            json={"message": "show my tasks"},
+            headers=user.on_one.headers,
+        ) as cut:
+            await _read(cut, before, until=8)  # then the connection is dropped
+        run_id = before[0]["run_id"]
+        after: list[Event] = []
+        async with user.on_two.client.stream(
+            "GET",
+            user.on_two.url(f"/runs/{run_id}/events"),
+            headers={**user.on_two.headers, "Last-Event-ID": f"{run_id}:{before[-1]['seq']}"},
+        ) as resumed:
+            assert resumed.status_code == 200
+            await _read(resumed, after)
+        whole: list[Event] = []
+        async with user.on_two.client.stream(
+            "GET", user.on_two.url(f"/runs/{run_id}/events"), headers=user.on_two.headers
+        ) as replayed:
+            await _read(replayed, whole)
 
     seqs = [event["seq"] for event in before + after]
     assert seqs == list(range(1, len(seqs) + 1)), "resumed on the other instance, gapless"
@@ -113,33 +130,18 @@ async def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_redis(
 async def test_a_cancel_on_the_other_instance_stops_a_run_streaming_through_redis(
     redis: RedisServer, database_url: str, db: PlainSql, settings: Settings, tmp_path: Path
 ) -> None:
-    env = {"OFFLINE_TOKEN_DELAY_MS": "20", "REDIS_URL": redis.url}
-    one, one_url = start_service(database_url, tmp_path / "one.log", **env)
-    two, two_url = start_service(database_url, tmp_path / "two.log", **env)
-    try:
-        async with (
-            httpx.AsyncClient(base_url=one_url, timeout=60) as on_one,
-            httpx.AsyncClient(base_url=two_url, timeout=60) as on_two,
-        ):
-            user_id = f"redis-{uuid.uuid4().hex[:8]}"
-            user = User(user_id, issue_token(settings, user_id), on_one)
-            for n in range(TASKS):
-                assert (await user.post("/tasks", json={"title": f"errand {n}"})).status_code == 201
-            events: list[Event] = []
-            elsewhere = User(user_id, user.token, on_two)
-            async with on_one.stream(
-                "POST",
-                user.url("/chat/stream"),
-                json={"message": "show my tasks"},
-                headers=user.headers,
-            ) as streaming:
-                reading = asyncio.create_task(_read(streaming, events))
-                await eventually(_async(lambda: len(events) >= 4), "the answer has begun")
-                cancelled = await elsewhere.post(f"/runs/{events[0]['run_id']}/cancel")
-                await reading
-    finally:
-        _stop(one)
-        _stop(two)
+    async with _two_instances(redis, database_url, settings, tmp_path) as user:
+        events: list[Event] = []
+        async with user.on_one.client.stream(
+            "POST",
+            user.on_one.url("/chat/stream"),
+            json={"message": "show my tasks"},
+            headers=user.on_one.headers,
+        ) as streaming:
+            reading = asyncio.create_task(_read(streaming, events))
+            await eventually(_async(lambda: len(events) >= 4), "the answer has begun")
+            cancelled = await user.on_two.post(f"/runs/{events[0]['run_id']}/cancel")
+            await reading
 
     assert cancelled.status_code in (200, 202), cancelled.text
     assert (events[-1]["type"], events[-1]["status"]) == ("done", "cancelled")

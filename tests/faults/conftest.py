@@ -25,7 +25,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.migrations import upgrade
 from app.settings import Settings, normalize_database_url
 from tests.conftest import TEST_SECRET
+from tests.redis_servers import servers, single_and_cluster
 from tests.support import PlainSql
+
+# Fixtures: a module's own Redis, then its own three-master cluster (`servers`).
+__all__ = ["servers", "single_and_cluster"]
 
 FULL = os.environ.get("FAULT_SCALE") == "full"
 

@@ -19,45 +19,25 @@ import json
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import pytest
 
 from app.runs.live import UNLOGGED_WINDOW
 from app.settings import Settings
 from app.web.auth import issue_token
 from tests.faults.conftest import PrivatePostgres, scale
 from tests.faults.streams import Stream, read_stream
-from tests.redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
+from tests.redis_servers import RedisCluster, RedisServer, Servers
 from tests.support import PlainSql, User, eventually, start_service, text_of
 
 TASKS = 40
 """Each user's tasks: "show my tasks" is then an answer of a few hundred tokens, paced."""
 TOKEN_DELAY_MS = 25
 Event = dict[str, Any]
-Servers = RedisServer | RedisCluster
-
-
-@pytest.fixture(scope="module")
-def single() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    with redis_cluster() as servers:
-        yield servers
-
-
-@pytest.fixture(params=["single", "cluster"])
-def servers(request: pytest.FixtureRequest) -> Servers:
-    servers: Servers = request.getfixturevalue(request.param)
-    return servers
 
 
 def _nodes(servers: Servers) -> list[RedisServer]:
@@ -141,6 +121,42 @@ async def _until(check: Any, what: str) -> None:
     await eventually(checked, what, within=60)
 
 
+@dataclass
+class Traffic:
+    """Runs streaming on one instance (`reading`, into `streams`), each followed from the other
+    (`following`, into `followed`) once its first text arrived."""
+
+    users: list[User]
+    streams: list[Stream]
+    reading: list[asyncio.Task[Stream]]
+    followed: list[list[Event]]
+    following: list[asyncio.Task[int]]
+
+
+async def _traffic(
+    owner: httpx.AsyncClient,
+    other: httpx.AsyncClient,
+    settings: Settings,
+    name: str,
+    count: int,
+) -> Traffic:
+    users = [await _user(owner, settings, name) for _ in range(count)]
+    streams = [Stream() for _ in users]
+    reading = [
+        asyncio.create_task(read_stream(user, "show my tasks", stream=stream))
+        for user, stream in zip(users, streams, strict=True)
+    ]
+    with anyio.fail_after(60):
+        for stream in streams:
+            await stream.answering.wait()
+    followed: list[list[Event]] = [[] for _ in users]
+    following = [
+        asyncio.create_task(_follow(_on(user, other), stream.events[0]["run_id"], seen))
+        for user, stream, seen in zip(users, streams, followed, strict=True)
+    ]
+    return Traffic(users, streams, reading, followed, following)
+
+
 async def test_redis_stopped_and_restarted_empty_mid_runs(
     servers: Servers,
     fault_settings: Settings,
@@ -157,20 +173,9 @@ async def test_redis_stopped_and_restarted_empty_mid_runs(
             httpx.AsyncClient(base_url=one_url, timeout=60) as on_one,
             httpx.AsyncClient(base_url=two_url, timeout=60) as on_two,
         ):
-            users = [await _user(on_one, fault_settings, "redis-restart") for _ in range(count)]
-            streams = [Stream() for _ in users]
-            reading = [
-                asyncio.create_task(read_stream(user, "show my tasks", stream=stream))
-                for user, stream in zip(users, streams, strict=True)
-            ]
-            with anyio.fail_after(60):
-                for stream in streams:
-                    await stream.answering.wait()
-            followed: list[list[Event]] = [[] for _ in users]
-            following = [
-                asyncio.create_task(_follow(_on(user, on_two), stream.events[0]["run_id"], seen))
-                for user, stream, seen in zip(users, streams, followed, strict=True)
-            ]
+            traffic = await _traffic(on_one, on_two, fault_settings, "redis-restart", count)
+            users, streams, reading = traffic.users, traffic.streams, traffic.reading
+            followed, following = traffic.followed, traffic.following
             await _until(lambda: all(len(seen) >= 3 for seen in followed), "followers follow")
 
             await asyncio.to_thread(_stop_all, servers)
@@ -265,22 +270,9 @@ async def test_an_instance_killed_while_its_runs_stream_through_redis_is_recover
             httpx.AsyncClient(base_url=doomed_url, timeout=60) as on_doomed,
             httpx.AsyncClient(base_url=survivor_url, timeout=60) as on_survivor,
         ):
-            users = [await _user(on_doomed, fault_settings, "redis-kill") for _ in range(count)]
-            streams = [Stream() for _ in users]
-            reading = [
-                asyncio.create_task(read_stream(user, "show my tasks", stream=stream))
-                for user, stream in zip(users, streams, strict=True)
-            ]
-            with anyio.fail_after(60):
-                for stream in streams:
-                    await stream.answering.wait()
-            followed: list[list[Event]] = [[] for _ in users]
-            following = [
-                asyncio.create_task(
-                    _follow(_on(user, on_survivor), stream.events[0]["run_id"], seen)
-                )
-                for user, stream, seen in zip(users, streams, followed, strict=True)
-            ]
+            traffic = await _traffic(on_doomed, on_survivor, fault_settings, "redis-kill", count)
+            users, streams, reading = traffic.users, traffic.streams, traffic.reading
+            followed, following = traffic.followed, traffic.following
             await _until(lambda: all(len(seen) >= 5 for seen in followed), "followers follow")
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=30)

@@ -11,10 +11,11 @@ import pytest
 from app.db.migrations import upgrade
 from tests.conftest import database_of_its_own
 from tests.integration.backends import BACKENDS, Backend, Opener
-from tests.redis_servers import redis_single, redis_three_masters
+from tests.redis_servers import redis_single, redis_three_masters, servers, single_and_cluster
 from tests.support import PlainSql
 
-__all__ = ["redis_single", "redis_three_masters"]  # fixtures of the Redis backends
+# Fixtures: the shared suites' Redis backends, and a module's own Redis and cluster (`servers`).
+__all__ = ["redis_single", "redis_three_masters", "servers", "single_and_cluster"]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -19,29 +19,10 @@ from app.events import Done, Error, LoggedEvent, Text, encode
 from app.runs.live import batch_size
 from app.runs.log.base import EventsGone, RunLogLost
 from app.runs.log.redis_streams import BLOCK_MS, RedisStreamsLog, redis_streams_log, stream_key
-from tests.redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
+from tests.redis_servers import RedisCluster, RedisServer, Servers
 from tests.support import eventually
 
 RETENTION_SECONDS = 3600.0
-Servers = RedisServer | RedisCluster
-
-
-@pytest.fixture(scope="module")
-def single() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    with redis_cluster() as servers:
-        yield servers
-
-
-@pytest.fixture(params=["single", "cluster"])
-def servers(request: pytest.FixtureRequest) -> Servers:
-    servers: Servers = request.getfixturevalue(request.param)
-    return servers
 
 
 OpenLog = Callable[[], Awaitable[RedisStreamsLog]]

@@ -7,7 +7,7 @@ cannot be reached refuses a send and does not keep a run's end from being stored
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,27 +23,7 @@ from app.runs.log.redis_streams import redis_streams_log, stream_key
 from app.runs.log.writer import EventWriter
 from app.runs.record.memory import MemoryRunRecord
 from app.runs.registry import RunRegistry
-from tests.redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
-
-Servers = RedisServer | RedisCluster
-
-
-@pytest.fixture(scope="module")
-def single() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    with redis_cluster() as servers:
-        yield servers
-
-
-@pytest.fixture(params=["single", "cluster"])
-def servers(request: pytest.FixtureRequest) -> Servers:
-    servers: Servers = request.getfixturevalue(request.param)
-    return servers
+from tests.redis_servers import RedisCluster, RedisServer, Servers
 
 
 @asynccontextmanager
