@@ -9,9 +9,13 @@ a page of `run_events`; Redis: the log's shared blocking read). A step keeps pac
 followers get at least 97 % of what was made while it lasted and the p99 lag, from an event's
 making to its follower having it, stays within 250 ms. The number of runs doubles until a step
 does not keep pace, then one step halfway between; the ceiling is the highest events a second
-of a step that kept pace.
+of a step that kept pace. Each step also reports the CPU a thousand events took: this process's
+(making, appending, following) and the server's (Redis: its own counters; PostgreSQL: the
+backends of the measuring database, read from /proc; the WAL writer and checkpointer are not in
+it).
 
     python -m tools.log_ceiling [--seconds 4] [--cluster] [--backend postgres --backend redis]
+        [--output bench-log-ceiling.json]
 
 PostgreSQL is DATABASE_URL or an embedded server (as `make bench` has it); Redis is a server of
 the tool's own on a free port (tests/redis_servers.py). Figures are of this machine at this
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
 import time
 import uuid
@@ -29,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -42,7 +49,7 @@ from app.events import LoggedEvent
 from app.runs.live import BATCH_BYTES
 from app.runs.log.postgres import PostgresEventLog
 from app.runs.log.redis_streams import redis_streams_log, stream_key
-from tests.redis_servers import redis_cluster, redis_server
+from tests.redis_servers import RedisCluster, redis_cluster, redis_server
 from tests.support import eventually, process_memory
 from tools.bench import measuring_database
 
@@ -64,6 +71,10 @@ class Step:
     lags: list[float] = field(default_factory=list)
     writes: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_here: float = 0.0
+    """CPU seconds this process spent in the step."""
+    cpu_server: float | None = None
+    """CPU seconds the log's server spent in the step (None: not readable here)."""
 
     @property
     def events_per_second(self) -> float:
@@ -78,29 +89,73 @@ class Step:
     def kept_pace(self) -> bool:
         return self.read >= KEPT_SHARE * self.made and self.p99_lag <= LAG_BOUND
 
+    def cpu_ms_per_thousand(self) -> tuple[float, float | None]:
+        """CPU ms a thousand events took: this process's, and the server's."""
+        per = 1000 * 1000 / max(self.made, 1)
+        server = None if self.cpu_server is None else self.cpu_server * per
+        return self.cpu_here * per, server
+
     def line(self, backend: str) -> str:
         writes = statistics.quantiles(self.writes, n=100)[98] if len(self.writes) > 1 else 0.0
         return (
             f"{backend:>14} {self.runs:>6} runs: {self.events_per_second:>9,.0f} events/s read, "
             f"p99 lag {self.p99_lag * 1000:>7.1f} ms, p99 append {writes * 1000:>6.1f} ms, "
+            f"CPU/1k events {_cpu_text(self)}, "
             f"{'kept pace' if self.kept_pace else 'fell behind'}"
         )
 
+    def summary(self) -> dict[str, Any]:
+        here, server = self.cpu_ms_per_thousand()
+        return {
+            "runs": self.runs,
+            "events_per_second": round(self.events_per_second),
+            "p99_lag_ms": round(self.p99_lag * 1000, 1),
+            "kept_pace": self.kept_pace,
+            "cpu_ms_per_1000_events_here": round(here, 2),
+            "cpu_ms_per_1000_events_server": None if server is None else round(server, 2),
+        }
+
+
+def _cpu_text(step: Step) -> str:
+    here, server = step.cpu_ms_per_thousand()
+    return f"{here:.1f} ms here + " + ("?" if server is None else f"{server:.1f} ms server")
+
 
 Prepare = Callable[[list[str]], Awaitable[None]]
+ServerCpu = Callable[[], Awaitable[float | None]]
+"""The CPU seconds the log's server has spent so far (None: not readable from here)."""
 
 
 async def _nothing_to_prepare(runs: list[str]) -> None:
     return None
 
 
+async def _unknown_cpu() -> float | None:
+    return None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """A process's CPU (user + system) from /proc: None if it is gone or not readable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def one_step(
-    runs: int, seconds: float, append: Append, read: Read, prepare: Prepare = _nothing_to_prepare
+    runs: int,
+    seconds: float,
+    append: Append,
+    read: Read,
+    prepare: Prepare = _nothing_to_prepare,
+    server_cpu: ServerCpu = _unknown_cpu,
 ) -> Step:
     """`runs` runs making events for `seconds`, appended in 20 ms batches, each followed."""
     step = Step(runs, seconds=seconds)
     run_ids = [str(uuid.uuid4()) for _ in range(runs)]
     await prepare(run_ids)
+    cpu_before, server_before = time.process_time(), await server_cpu()
     made_at: dict[int, float] = {}  # every run makes its seq n in the same window
     pending: list[tuple[str, LoggedEvent]] = []
     done = anyio.Event()
@@ -143,17 +198,29 @@ async def one_step(
                 group.start_soon(follow, run)
             group.start_soon(make)
             group.start_soon(write)
+    step.cpu_here = time.process_time() - cpu_before
+    server_after = await server_cpu()
+    if server_before is not None and server_after is not None:
+        step.cpu_server = server_after - server_before
     return step
 
 
 async def ceiling(
-    backend: str, seconds: float, append: Append, read: Read, prepare: Prepare = _nothing_to_prepare
+    backend: str,
+    seconds: float,
+    append: Append,
+    read: Read,
+    prepare: Prepare = _nothing_to_prepare,
+    server_cpu: ServerCpu = _unknown_cpu,
+    *,
+    start: int = 10,
 ) -> list[Step]:
-    await one_step(10, 1.0, append, read, prepare)  # warm up: connections, caches, the script
+    step_of = partial(one_step, append=append, read=read, prepare=prepare, server_cpu=server_cpu)
+    await step_of(start, 1.0)  # warm up: connections, caches, the script
     steps: list[Step] = []
-    runs = 10
+    runs = start
     while True:
-        step = await one_step(runs, seconds, append, read, prepare)
+        step = await step_of(runs, seconds)
         print(step.line(backend), flush=True)
         steps.append(step)
         if not step.kept_pace or runs >= 20_000:
@@ -161,13 +228,13 @@ async def ceiling(
         runs *= 2
     if len(steps) > 1 and not steps[-1].kept_pace:
         runs = (steps[-2].runs + steps[-1].runs) // 2
-        middle = await one_step(runs, seconds, append, read, prepare)
+        middle = await step_of(runs, seconds)
         print(middle.line(backend), flush=True)
         steps.append(middle)
     return steps
 
 
-async def postgres(database_url: str, seconds: float) -> list[Step]:
+async def postgres(database_url: str, seconds: float, start: int = 10) -> list[Step]:
     """The PostgreSQL log as the service builds it: one LISTEN connection, the log's reads."""
     database = Database(database_url, pool_size=20)
     listener = Listener(database.engine)
@@ -179,11 +246,38 @@ async def postgres(database_url: str, seconds: float) -> list[Step]:
     async def read(run: str, after: int) -> list[LoggedEvent]:
         return await log.read(run, after, budget=BATCH_BYTES, wait=WAIT)
 
+    seen: dict[int, float] = {}  # each backend's CPU when last looked at
+    spent, primed = 0.0, False
+
+    async def server_cpu() -> float | None:
+        """The CPU of the measuring database's backends so far: each backend's CPU since it was
+        first seen (one that started during a step counts whole; one that ended is lost, rare
+        with the pool's connections kept)."""
+        nonlocal spent, primed
+        async with database.engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid()"
+                )
+            )
+            pids = [row[0] for row in rows]
+        for pid in pids:
+            cpu = process_cpu_seconds(pid)
+            if cpu is not None:
+                spent += cpu - seen.get(pid, 0.0 if primed else cpu)
+                seen[pid] = cpu
+        primed = True
+        return spent if seen else None  # None: another machine's, or not ours to read
+
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(listener.listen_forever)
             await listener.ready.wait()
-            steps = await ceiling("postgres", seconds, log.append, read, prepare)
+            await server_cpu()  # what the backends did before is not the log's
+            steps = await ceiling(
+                "postgres", seconds, log.append, read, prepare, server_cpu, start=start
+            )
             group.cancel_scope.cancel()
         return steps
     finally:
@@ -208,8 +302,19 @@ async def _make_runs(database: Database, runs: list[str]) -> None:
         await uow.commit()
 
 
-async def redis(cluster: bool, seconds: float) -> list[Step]:
+async def redis(cluster: bool, seconds: float, start: int = 10) -> list[Step]:
     with redis_cluster() if cluster else redis_server() as servers:
+
+        async def server_cpu() -> float | None:
+            """Every master's own counters (INFO cpu: its main thread and the others)."""
+            total = 0.0
+            nodes = servers.nodes if isinstance(servers, RedisCluster) else [servers]
+            for node in nodes:
+                for line in node.cli("INFO", "cpu").splitlines():
+                    if line.startswith(("used_cpu_sys:", "used_cpu_user:")):
+                        total += float(line.split(":")[1])
+            return total
+
         async with AsyncExitStack() as stack:
             log = await stack.enter_async_context(
                 redis_streams_log(servers.url, cluster=cluster, retention_seconds=600)
@@ -221,7 +326,9 @@ async def redis(cluster: bool, seconds: float) -> list[Step]:
                     return await log.read(run, after, budget=BATCH_BYTES, wait=WAIT)
 
                 name = "redis cluster" if cluster else "redis"
-                steps = await ceiling(name, seconds, log.append, read)
+                steps = await ceiling(
+                    name, seconds, log.append, read, server_cpu=server_cpu, start=start
+                )
                 group.cancel_scope.cancel()
             return steps
 
@@ -285,8 +392,10 @@ def best(steps: list[Step]) -> Step | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="how long each step lasts")
+    parser.add_argument("--start", type=int, default=10, help="runs in the first step")
     parser.add_argument("--backend", action="append", choices=["postgres", "redis"])
     parser.add_argument("--cluster", action="store_true", help="a three-master cluster too")
+    parser.add_argument("--output", help="write the ceilings and every step as JSON here")
     parser.add_argument(
         "--waiting-cost", type=int, metavar="N", help="only: what N followers at the tip cost"
     )
@@ -295,22 +404,52 @@ def main() -> None:
         asyncio.run(waiting_cost(args.waiting_cost))
         return
     backends = args.backend or ["postgres", "redis"]
-    results: dict[str, Step | None] = {}
+    steps: dict[str, list[Step]] = {}
     if "postgres" in backends:
         database_url = measuring_database("log-ceiling")
-        results["postgres"] = best(asyncio.run(postgres(database_url, args.seconds)))
+        steps["postgres"] = asyncio.run(postgres(database_url, args.seconds, args.start))
     if "redis" in backends:
-        results["redis"] = best(asyncio.run(redis(False, args.seconds)))
+        steps["redis"] = asyncio.run(redis(False, args.seconds, args.start))
         if args.cluster:
-            results["redis cluster"] = best(asyncio.run(redis(True, args.seconds)))
-    print("\nceilings (events a second its followers read, p99 lag within 250 ms):")
-    for name, step in results.items():
-        figure = "none kept pace" if step is None else f"{step.events_per_second:,.0f}"
-        print(f"  {name:>14}: {figure}" + ("" if step is None else f" ({step.runs} runs)"))
+            steps["redis cluster"] = asyncio.run(redis(True, args.seconds, args.start))
+    results = {name: best(tried) for name, tried in steps.items()}
+    print_ceilings(results)
+    if args.output:
+        report = {
+            "ceilings": {n: None if s is None else s.summary() for n, s in results.items()},
+            "ratio_over_postgres": ratios(results),
+            "steps": {name: [step.summary() for step in tried] for name, tried in steps.items()},
+        }
+        Path(args.output).write_text(json.dumps(report, indent=2))
+        print(f"written to {args.output}")
+
+
+def ratios(results: dict[str, Step | None]) -> dict[str, float]:
+    """Each other backend's ceiling over PostgreSQL's, in this run."""
     base = results.get("postgres")
+    return {
+        name: round(step.events_per_second / base.events_per_second, 2)
+        for name, step in results.items()
+        if name != "postgres" and base is not None and step is not None
+    }
+
+
+def print_ceilings(results: dict[str, Step | None]) -> None:
+    print("\nthe event log's ceiling: events a second one instance appends and its followers")
+    print("read, 97 % of them with a p99 lag within 250 ms; CPU per 1,000 events at that step")
+    print(f"  {'':>14} {'events/s':>10} {'runs':>6} {'p99 lag':>9} {'CPU here':>10} {'server':>10}")
     for name, step in results.items():
-        if name != "postgres" and base is not None and step is not None:
-            print(f"  {name} / postgres: {step.events_per_second / base.events_per_second:.1f}x")
+        if step is None:
+            print(f"  {name:>14} {'none kept pace':>10}")
+            continue
+        here, server = step.cpu_ms_per_thousand()
+        server_text = "?" if server is None else f"{server:.1f} ms"
+        print(
+            f"  {name:>14} {step.events_per_second:>10,.0f} {step.runs:>6} "
+            f"{step.p99_lag * 1000:>6.1f} ms {here:>7.1f} ms {server_text:>10}"
+        )
+    for name, ratio in ratios(results).items():
+        print(f"  {name} / postgres: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
