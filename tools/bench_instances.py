@@ -343,11 +343,13 @@ def instances(
         "JWT_SECRET": SECRET,
         "APP_ENV": "test",
         "DB_POOL_SIZE": str(config.pool_size),
-        "EVENT_LOG": "postgres",
     }
-    env.pop("REDIS_URL", None)
-    if redis_url is not None:
-        env["REDIS_URL"] = redis_url
+    for name in ("EVENT_LOG", "REDIS_URL", "REDIS_CLUSTER"):
+        env.pop(name, None)
+    if redis_url is None:
+        env["EVENT_LOG"] = "postgres"
+    else:
+        env["REDIS_URL"] = redis_url  # the Redis log, as a deployment with the add-on has it
     started: list[tuple[Process, int]] = []
     try:
         for _ in range(2):
