@@ -27,6 +27,7 @@ from app.db.uow import Database
 from app.runs.log.base import EventLog
 from app.runs.log.memory import MemoryEventLog
 from app.runs.log.postgres import PostgresEventLog
+from app.runs.log.redis_streams import redis_streams_log
 from app.runs.log.writer import EventWriter
 from app.runs.record.postgres import PostgresRunRecord
 from app.runs.recovery import Recovery
@@ -80,7 +81,9 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
             resources.callback(metrics.process_exiting)
             retention_seconds = settings.run_retention_hours * 3600
             listener = Listener(database.engine)  # one LISTEN connection, every channel
-            log = _event_log(settings, database, listener)
+            log = await resources.enter_async_context(
+                _event_log(settings, database, listener, retention_seconds)
+            )
             writer = EventWriter(log)
             record = PostgresRunRecord(database, listener, final_kept_seconds=retention_seconds)
             task_group = await resources.enter_async_context(anyio.create_task_group())
@@ -162,11 +165,25 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
     )
 
 
-def _event_log(settings: Settings, database: Database, listener: Listener) -> EventLog:
-    """The event log `EVENT_LOG` names (`app.runs.log`)."""
-    if settings.event_log == "memory":
-        return MemoryEventLog()
-    return PostgresEventLog(database, listener)
+@asynccontextmanager
+async def _event_log(
+    settings: Settings, database: Database, listener: Listener, retention_seconds: float
+) -> AsyncIterator[EventLog]:
+    """The event log `EVENT_LOG` names (`app.runs.log`; `redis` by default when REDIS_URL is
+    set), closed with the lifespan. Whichever it is, the record stays PostgreSQL's: runs'
+    status and end, cancels and heartbeats are a few statements a run, not a row a token."""
+    if settings.event_log == "redis":
+        assert settings.redis_url is not None  # Settings.validate
+        async with redis_streams_log(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            retention_seconds=retention_seconds,
+        ) as log:
+            yield log
+    elif settings.event_log == "memory":
+        yield MemoryEventLog()
+    else:
+        yield PostgresEventLog(database, listener)
 
 
 def _refuse_a_memory_log_shared_by_processes(settings: Settings) -> None:

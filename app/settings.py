@@ -20,9 +20,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
 
 AppEnv = Literal["development", "test", "production"]
-EventLogName = Literal["postgres", "memory"]
-# Where runs' events are kept (`app.runs.log`), the default first. `memory` serves one process.
-EVENT_LOGS: tuple[EventLogName, ...] = ("postgres", "memory")
+EventLogName = Literal["postgres", "memory", "redis"]
+# Where runs' events are kept (`app.runs.log`), the default first (`redis` when REDIS_URL is
+# set: the URL alone is the switch). `memory` serves one process; `redis` needs REDIS_URL.
+EVENT_LOGS: tuple[EventLogName, ...] = ("postgres", "memory", "redis")
 
 OFFLINE_MODEL = "offline"
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
@@ -183,7 +184,9 @@ class Settings:
             agent_max_turns=_integer(env, "AGENT_MAX_TURNS", 10, minimum=1, maximum=100),
             max_active_runs=_integer(env, "MAX_ACTIVE_RUNS_PER_USER", 3, minimum=1, maximum=1000),
             run_retention_hours=_integer(env, "RUN_RETENTION_HOURS", 24, minimum=1),
-            event_log=_choice(env, "EVENT_LOG", EVENT_LOGS, EVENT_LOGS[0]),  # type: ignore[arg-type]
+            event_log=_choice(  # type: ignore[arg-type]
+                env, "EVENT_LOG", EVENT_LOGS, "redis" if _text(env, "REDIS_URL") else EVENT_LOGS[0]
+            ),
             send_timeout_seconds=_integer(env, "SEND_TIMEOUT_SECONDS", 30, minimum=1, maximum=300),
             shutdown_grace_seconds=_integer(
                 env, "SHUTDOWN_GRACE_SECONDS", 10, maximum=MAX_SHUTDOWN_GRACE_SECONDS
@@ -262,6 +265,8 @@ class Settings:
                 "METRICS_TOKEN is required in production: GET /metrics answers only "
                 "`Authorization: Bearer $METRICS_TOKEN` (openssl rand -hex 32)"
             )
+        if self.event_log == "redis" and not self.redis_url:
+            raise ConfigError("EVENT_LOG=redis needs REDIS_URL (redis:// or rediss://)")
         if self.redis_cluster and not self.redis_url:
             raise ConfigError(
                 "REDIS_CLUSTER=1 needs REDIS_URL (the URL of any node of the cluster)"

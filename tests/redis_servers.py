@@ -214,3 +214,17 @@ def redis_cluster() -> Iterator[RedisCluster]:
             yield cluster
         finally:
             cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_single() -> Iterator[RedisServer]:
+    """A Redis of the tests' own for the session (not to be stopped: see `redis_server`)."""
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_three_masters() -> Iterator[RedisCluster]:
+    """A three-master cluster of the tests' own for the session (not to be stopped)."""
+    with redis_cluster() as cluster:
+        yield cluster

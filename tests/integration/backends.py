@@ -25,9 +25,11 @@ from app.db.uow import Database
 from app.runs.log.base import EventLog
 from app.runs.log.memory import MemoryEventLog
 from app.runs.log.postgres import PostgresEventLog
+from app.runs.log.redis_streams import redis_streams_log
 from app.runs.record.base import RunRecord
 from app.runs.record.memory import MemoryRunRecord
 from app.runs.record.postgres import PostgresRunRecord
+from tests.redis_servers import RedisCluster, RedisServer
 
 KEPT_SECONDS = 3_600.0
 """How long the records keep an ended run's final event for its readers."""
@@ -57,6 +59,9 @@ class Backend:
     """Store a new run, begun by the named instance, as `ChatService.begin` does: its id, its
     conversation's and the id reserved for its answer."""
     begun: dict[str, tuple[int, int]] = field(default_factory=dict)
+    expires: bool = False
+    """Its entries expire by themselves (Redis: each stream, `retention` after its last
+    append; tests/integration/test_redis_log.py checks the expiry): `prune` answers 0."""
 
     async def begin(self, instance: str) -> str:
         """A new run begun by `instance`; its id."""
@@ -81,20 +86,46 @@ async def memory() -> AsyncIterator[Backend]:
     yield Backend("memory", here, here, start)
 
 
-LogOf = Callable[[Database, Listener], EventLog]
+LogOf = Callable[[Database, Listener], AbstractAsyncContextManager[EventLog]]
+"""Opens an instance's event log (closed on leaving), given its database and LISTEN connection."""
+
+
+@asynccontextmanager
+async def postgres_log(database: Database, listener: Listener) -> AsyncIterator[EventLog]:
+    yield PostgresEventLog(database, listener)
+
+
+def redis_log(servers: RedisServer | RedisCluster) -> LogOf:
+    """A log on our own Redis (a single server or a three-master cluster), as `app.main` opens
+    it with REDIS_URL: its own client and blocking reader per instance."""
+
+    def open_log(_database: Database, _listener: Listener) -> AbstractAsyncContextManager[EventLog]:
+        return redis_streams_log(
+            servers.url,
+            cluster=isinstance(servers, RedisCluster),
+            retention_seconds=KEPT_SECONDS,
+        )
+
+    return open_log
 
 
 @asynccontextmanager
 async def postgres(
-    database_url: str, log_of: LogOf = PostgresEventLog, name: str = "postgres"
+    database_url: str, log_of: LogOf = postgres_log, name: str = "postgres"
 ) -> AsyncIterator[Backend]:
     """Two instances on one PostgreSQL database, each with its pool and its LISTEN connection;
-    `log_of` makes each one's event log (the record is always PostgreSQL's: a log kept
-    elsewhere, say Redis, is opened as `postgres(url, RedisLog.maker(...), "redis")`)."""
+    `log_of` opens each one's event log (the record is always PostgreSQL's: a log kept
+    elsewhere, Redis, is opened as `postgres(url, redis_log(servers), "redis")`)."""
     async with AsyncExitStack() as stack:
         one = await stack.enter_async_context(_postgres_instance(database_url, log_of))
         other = await stack.enter_async_context(_postgres_instance(database_url, log_of))
-        yield Backend(name, one[0], other[0], partial(_begin_in, one[1]))
+        yield Backend(
+            name,
+            one[0],
+            other[0],
+            partial(_begin_in, one[1]),
+            expires=name.startswith("redis"),
+        )
 
 
 @asynccontextmanager
@@ -110,21 +141,31 @@ async def _postgres_instance(
             looked[0] += 1
 
     sqlalchemy.event.listen(database.engine.sync_engine, "after_cursor_execute", look)
-    log = log_of(database, listener)
+    async with AsyncExitStack() as stack:
+        log = await stack.enter_async_context(log_of(database, listener))
+        yield await stack.enter_async_context(_serving(database, listener, log, looked))
+
+
+@asynccontextmanager
+async def _serving(
+    database: Database, listener: Listener, log: EventLog, looked: list[int]
+) -> AsyncIterator[tuple[Instance, Database]]:
     instance = Instance(
         log,
         PostgresRunRecord(database, listener, final_kept_seconds=KEPT_SECONDS),
         (lambda: looked[0]) if isinstance(log, PostgresEventLog) else None,
     )
     listening = asyncio.ensure_future(listener.listen_forever())
+    serving = asyncio.ensure_future(log.serve())
     try:
         with anyio.fail_after(30):
             await listener.ready.wait()
         yield instance, database
     finally:
-        listening.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listening
+        for task in (listening, serving):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await database.dispose()
 
 
@@ -138,5 +179,17 @@ async def _begin_in(database: Database, instance: str) -> tuple[str, int, int]:
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
     "memory": lambda request: memory,
     "postgres": lambda request: partial(postgres, request.getfixturevalue("suite_database")),
+    "redis": lambda request: partial(
+        postgres,
+        request.getfixturevalue("suite_database"),
+        redis_log(request.getfixturevalue("redis_single")),
+        "redis",
+    ),
+    "redis-cluster": lambda request: partial(
+        postgres,
+        request.getfixturevalue("suite_database"),
+        redis_log(request.getfixturevalue("redis_three_masters")),
+        "redis-cluster",
+    ),
 }
 """Every backend of the event log, by name: a new backend is one more entry here."""

@@ -11,7 +11,10 @@ import pytest
 from app.db.migrations import upgrade
 from tests.conftest import database_of_its_own
 from tests.integration.backends import BACKENDS, Backend, Opener
+from tests.redis_servers import redis_single, redis_three_masters
 from tests.support import PlainSql
+
+__all__ = ["redis_single", "redis_three_masters"]  # fixtures of the Redis backends
 
 
 @pytest.fixture(scope="module")

@@ -184,6 +184,25 @@ def test_every_setting_is_read() -> None:
 
 
 @pytest.mark.parametrize(
+    ("environ", "log"),
+    [
+        ({}, "postgres"),
+        ({"REDIS_URL": "redis://h"}, "redis"),
+        ({"REDIS_URL": "rediss://h", "REDIS_CLUSTER": "1"}, "redis"),
+        ({"REDIS_URL": "redis://h", "EVENT_LOG": "postgres"}, "postgres"),
+        ({"REDIS_URL": "redis://h", "EVENT_LOG": "memory"}, "memory"),
+        ({"REDIS_URL": "redis://h", "EVENT_LOG": "redis"}, "redis"),
+    ],
+)
+def test_redis_url_alone_moves_the_event_log_unless_event_log_says_otherwise(
+    environ: dict[str, str], log: str
+) -> None:
+    """Heroku's add-on sets REDIS_URL and nothing else: that is the switch; EVENT_LOG said
+    outright wins (a Redis kept for something else leaves the log where it was)."""
+    assert Settings.from_env(environ).event_log == log
+
+
+@pytest.mark.parametrize(
     ("environ", "message"),
     [
         ({"APP_ENV": "production", "DATABASE_URL": "postgres://h/db"}, "JWT_SECRET is required"),
@@ -244,7 +263,8 @@ def test_every_setting_is_read() -> None:
         ({"REDIS_URL": "redis://"}, "REDIS_URL must be .* with a host"),
         ({"REDIS_CLUSTER": "1"}, "REDIS_CLUSTER=1 needs REDIS_URL"),
         ({"REDIS_CLUSTER": "yes", "REDIS_URL": "redis://h"}, "REDIS_CLUSTER must be one of 0, 1"),
-        ({"EVENT_LOG": "redis-streams"}, "EVENT_LOG must be one of postgres, memory"),
+        ({"EVENT_LOG": "redis-streams"}, "EVENT_LOG must be one of postgres, memory, redis"),
+        ({"EVENT_LOG": "redis"}, "EVENT_LOG=redis needs REDIS_URL"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(environ: dict[str, str], message: str) -> None:
