@@ -33,7 +33,7 @@ import os
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,12 +47,14 @@ from app.web.auth import issue_token
 from tests.redis_servers import RedisServer, redis_server
 from tests.support import free_port
 from tools.bench import SECRET, Process, measuring_database, percentile, wait_listening
+from tools.server_cpu import BACKENDS_QUERY, BackendsCpu, redis_cpu_seconds
+from tools.stream_client import Stream, turn
 
 
 @dataclass(frozen=True)
 class Config:
     delay_ms: int = 20
-    tokens: int = 100
+    tokens: int = 150
     turns: int = 2
     followed: float = 1.0
     gap_ms: float = 50.0
@@ -66,161 +68,35 @@ class Config:
         return self.delay_ms * self.tokens / 1000
 
 
-@dataclass
-class Stream:
-    """What one client read of one run's stream."""
-
-    ok: bool = False
-    failure: str = ""
-    tokens: int = 0
-    lags: list[float] = field(default_factory=list)
-    gaps: list[float] = field(default_factory=list)
-    live_from: float = 0.0
-
-
-async def read_stream(
-    reader: asyncio.StreamReader, stream: Stream, started: Callable[[str], None] | None = None
-) -> None:
-    """Read SSE events until `done` or `error`: each text token's lag from its stamp, the gaps
-    between live tokens, and the run's id (from `start`) handed to `started`."""
-    buffer, last = b"", None
-    while True:
-        chunk = await reader.read(65536)
-        if not chunk:
-            return
-        wall = time.time()
-        buffer += chunk
-        while b"\n\n" in buffer:
-            block, _, buffer = buffer.partition(b"\n\n")
-            at = block.find(b'data: {"type":"')
-            if at < 0:
-                continue
-            kind = block[at + 15 : block.index(b'"', at + 15)]
-            if kind == b"text":
-                stamp = float(block[block.index(b'"content":" ') + 12 :].split(b'"', 1)[0])
-                stream.tokens += 1
-                if stamp >= stream.live_from:
-                    stream.lags.append(wall - stamp)
-                    if last is not None:
-                        stream.gaps.append(wall - last)
-                    last = wall
-            elif kind == b"start" and started is not None:
-                started(json.loads(block[at + 6 :].split(b"\n", 1)[0])["run_id"])
-            elif kind == b"done":
-                stream.ok, stream.failure = True, ""
-                return
-            elif kind == b"error":
-                error = json.loads(block[at + 6 :].split(b"\n", 1)[0])
-                stream.failure = "error:" + str(error.get("code", "?"))
-                return
-
-
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-async def request(port: int, head: str, body: bytes, stream: Stream) -> Connection | None:
-    """Send one request; the connection past a 200's head, or None (the failure in `stream`).
-    The writer is kept while reading: a writer collected closes the connection."""
-    stream.failure = "cut"
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(head.encode() + body)
-        answer = await reader.readuntil(b"\r\n\r\n")
-    except (OSError, asyncio.IncompleteReadError):
-        return None
-    if not answer.startswith(b"HTTP/1.1 200"):
-        stream.failure = answer[9:12].decode()
-        writer.close()
-        return None
-    return reader, writer
-
-
-def headers(method: str, path: str, token: str, extra: str = "") -> str:
-    return (
-        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-        f"Accept: text/event-stream\r\nConnection: close\r\n{extra}\r\n"
-    )
-
-
-async def follow(port: int, user: str, token: str, run_id: str, stream: Stream) -> None:
-    """A client of the run on the other instance: its events through the event log."""
-    head = headers("GET", f"/api/{user}/runs/{run_id}/events", token)
-    connection = await request(port, head, b"", stream)
-    if connection is not None:
-        stream.live_from = time.time()
-        await read_to_end(connection, stream)
-
-
-async def read_to_end(
-    connection: Connection, stream: Stream, started: Callable[[str], None] | None = None
-) -> None:
-    reader, writer = connection
-    try:
-        await read_stream(reader, stream, started)
-    except (OSError, asyncio.IncompleteReadError, ValueError):
-        stream.ok = False
-    finally:
-        writer.close()
-
-
-async def turn(
-    ports: tuple[int, int], user: str, token: str, message: str, followed: bool
-) -> tuple[Stream, Stream | None]:
-    """One turn sent to `ports[0]`, read there, and (if `followed`) followed on `ports[1]`."""
-    own, other = Stream(), Stream() if followed else None
-    followers: list[asyncio.Task[None]] = []
-
-    def started(run_id: str) -> None:
-        if other is not None:
-            followers.append(asyncio.create_task(follow(ports[1], user, token, run_id, other)))
-
-    body = json.dumps({"message": message}).encode()
-    head = headers(
-        "POST",
-        f"/api/{user}/chat/stream",
-        token,
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n",
-    )
-    connection = await request(ports[0], head, body, own)
-    if connection is not None:
-        await read_to_end(connection, own, started)
-    await asyncio.gather(*followers)
-    if other is not None and not followers:
-        other.failure = "never started"
-    return own, other
-
-
 class Counters:
-    """What the step cost: the instances' CPU, Redis's, this process's, PostgreSQL's writes."""
+    """What a step cost: the instances' CPU, Redis's, PostgreSQL's (the measuring database's
+    backends) and its commits and row writes, and this process's CPU."""
 
     def __init__(self, instances: list[Process], redis: RedisServer | None, database: str):
-        self.instances, self.redis, self.database = instances, redis, database
+        self.instances, self.redis = instances, redis
+        self.database = database.replace("postgresql+asyncpg", "postgresql")
+        self.backends = BackendsCpu()
 
     async def read(self) -> dict[str, float]:
-        connection = await asyncpg.connect(
-            self.database.replace("postgresql+asyncpg", "postgresql")
-        )
+        connection = await asyncpg.connect(self.database)
         try:
             row = await connection.fetchrow(
                 "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted AS rows"
                 " FROM pg_stat_database WHERE datname = current_database()"
             )
+            pg_cpu = self.backends.observe(r["pid"] for r in await connection.fetch(BACKENDS_QUERY))
         finally:
             await connection.close()
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        figures = {
+        return {
             "wall": time.perf_counter(),
             "instances_cpu": sum(instance.cpu_seconds() for instance in self.instances),
             "client_cpu": usage.ru_utime + usage.ru_stime,
             "pg_commits": float(row["xact_commit"]),
             "pg_rows": float(row["rows"]),
-            "redis_cpu": 0.0,
+            "pg_cpu": -1.0 if pg_cpu is None else pg_cpu,
+            "redis_cpu": 0.0 if self.redis is None else redis_cpu_seconds([self.redis]),
         }
-        if self.redis is not None:
-            for line in self.redis.cli("INFO", "cpu").splitlines():
-                if line.startswith(("used_cpu_sys:", "used_cpu_user:")):
-                    figures["redis_cpu"] += float(line.split(":")[1])
-        return figures
 
 
 async def one_step(
@@ -284,6 +160,13 @@ async def one_step(
         "pg_commits_per_s": round(spent["pg_commits"] / spent["wall"], 1),
         "pg_rows_per_s": round(spent["pg_rows"] / spent["wall"], 1),
         "seconds": round(spent["wall"], 1),
+        # Per token made, the figures a capacity sketch scales by streams x tokens a second.
+        "redis_cpu_ms_per_1000_tokens": round(spent["redis_cpu"] / max(made, 1) * 1e6, 1),
+        "pg_cpu_ms_per_1000_tokens": None
+        if before["pg_cpu"] < 0 or after["pg_cpu"] < 0
+        else round(spent["pg_cpu"] / max(made, 1) * 1e6, 1),
+        "pg_commits_per_1000_tokens": round(spent["pg_commits"] / max(made, 1) * 1000, 1),
+        "pg_rows_per_1000_tokens": round(spent["pg_rows"] / max(made, 1) * 1000, 1),
     }
 
 
@@ -298,7 +181,9 @@ def line(backend: str, step: dict[str, Any]) -> str:
         f"{step['follower_gap_p99_ms']}), p99 lag {step['lag_p99_ms']} ms (own "
         f"{step['own_lag_p99_ms']}, follower {step['follower_lag_p99_ms']}), "
         f"{step['failures']} failed {step['failure_kinds'] or ''}, instances "
-        f"{step['instances_cpu_ms_per_1000_tokens']} ms CPU/1k tokens, PostgreSQL "
+        f"{step['instances_cpu_ms_per_1000_tokens']} ms CPU/1k tokens (PostgreSQL "
+        f"{step['pg_cpu_ms_per_1000_tokens']}, Redis {step['redis_cpu_ms_per_1000_tokens']}), "
+        "PostgreSQL "
         f"{step['pg_commits_per_s']:,.0f} commits/s {step['pg_rows_per_s']:,.0f} rows/s: "
         f"{'kept pace' if step['kept_pace'] else 'fell behind'}"
     )
@@ -431,6 +316,7 @@ def main() -> None:
 
 
 def print_summary(results: dict[str, Any], config: Config) -> None:
+    """Print both figures and their ratio, and what 1,000 streams cost (added to `results`)."""
     print(
         f"\ntwo instances on one PostgreSQL: the most runs at {1000 // config.delay_ms} tokens/s "
         f"streaming at once, the p99 gap between tokens at every client under {config.gap_ms:g} ms"
@@ -443,6 +329,38 @@ def print_summary(results: dict[str, Any], config: Config) -> None:
     if results.get("postgres", {}).get("most_runs_kept_pace") and "redis" in results:
         ratio = results["redis"]["most_runs_kept_pace"] / results["postgres"]["most_runs_kept_pace"]
         print(f"  redis / postgres: {ratio:.2f}x")
+    per_second = 1000 / config.delay_ms * 1000  # tokens a second of 1,000 streams
+    print(
+        "what 1,000 streams at that pace cost (from the per-token figures of the largest step"
+        " that kept pace, else the smallest):"
+    )
+    for backend in ("postgres", "redis"):
+        if backend not in results or not results[backend]["steps"]:
+            continue
+        step = operating_point(results[backend]["steps"])
+        results[backend]["per_1000_streams"] = cost = {
+            "at_runs": step["runs"],
+            "instance_cores": round(step["instances_cpu_ms_per_1000_tokens"] * per_second / 1e6, 1),
+            "redis_cores": round(step["redis_cpu_ms_per_1000_tokens"] * per_second / 1e6, 2),
+            "pg_cores": None
+            if step["pg_cpu_ms_per_1000_tokens"] is None
+            else round(step["pg_cpu_ms_per_1000_tokens"] * per_second / 1e6, 2),
+            "pg_commits_per_s": round(step["pg_commits_per_1000_tokens"] * per_second / 1000),
+            "pg_rows_per_s": round(step["pg_rows_per_1000_tokens"] * per_second / 1000),
+        }
+        print(
+            f"  {backend:>9} (at {cost['at_runs']} runs): {cost['instance_cores']} cores of "
+            f"instances, {cost['redis_cores']} of Redis, {cost['pg_cores']} of PostgreSQL's "
+            f"backends, {cost['pg_commits_per_s']:,} transactions and {cost['pg_rows_per_s']:,} "
+            "rows written a second"
+        )
+
+
+def operating_point(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    kept = [step for step in steps if step["kept_pace"]]
+    if kept:
+        return max(kept, key=lambda step: int(step["runs"]))
+    return min(steps, key=lambda step: int(step["runs"]))
 
 
 if __name__ == "__main__":

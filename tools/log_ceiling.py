@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 import uuid
@@ -39,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
 from sqlalchemy import text
 
 from app.db.gate import Priority
@@ -48,10 +46,10 @@ from app.db.uow import Database
 from app.events import LoggedEvent
 from app.runs.live import BATCH_BYTES
 from app.runs.log.postgres import PostgresEventLog
-from app.runs.log.redis_streams import redis_streams_log, stream_key
+from app.runs.log.redis_streams import redis_streams_log
 from tests.redis_servers import RedisCluster, redis_cluster, redis_server
-from tests.support import eventually, process_memory
 from tools.bench import measuring_database
+from tools.server_cpu import BACKENDS_QUERY, BackendsCpu, redis_cpu_seconds
 
 WINDOW = 0.02
 KEPT_SHARE = 0.97
@@ -132,15 +130,6 @@ async def _nothing_to_prepare(runs: list[str]) -> None:
 
 async def _unknown_cpu() -> float | None:
     return None
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """A process's CPU (user + system) from /proc: None if it is gone or not readable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def one_step(
@@ -246,29 +235,12 @@ async def postgres(database_url: str, seconds: float, start: int = 10) -> list[S
     async def read(run: str, after: int) -> list[LoggedEvent]:
         return await log.read(run, after, budget=BATCH_BYTES, wait=WAIT)
 
-    seen: dict[int, float] = {}  # each backend's CPU when last looked at
-    spent, primed = 0.0, False
+    backends = BackendsCpu()
 
     async def server_cpu() -> float | None:
-        """The CPU of the measuring database's backends so far: each backend's CPU since it was
-        first seen (one that started during a step counts whole; one that ended is lost, rare
-        with the pool's connections kept)."""
-        nonlocal spent, primed
         async with database.engine.connect() as connection:
-            rows = await connection.execute(
-                text(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid()"
-                )
-            )
-            pids = [row[0] for row in rows]
-        for pid in pids:
-            cpu = process_cpu_seconds(pid)
-            if cpu is not None:
-                spent += cpu - seen.get(pid, 0.0 if primed else cpu)
-                seen[pid] = cpu
-        primed = True
-        return spent if seen else None  # None: another machine's, or not ours to read
+            rows = await connection.execute(text(BACKENDS_QUERY))
+            return backends.observe(row[0] for row in rows)
 
     try:
         async with anyio.create_task_group() as group:
@@ -306,14 +278,8 @@ async def redis(cluster: bool, seconds: float, start: int = 10) -> list[Step]:
     with redis_cluster() if cluster else redis_server() as servers:
 
         async def server_cpu() -> float | None:
-            """Every master's own counters (INFO cpu: its main thread and the others)."""
-            total = 0.0
             nodes = servers.nodes if isinstance(servers, RedisCluster) else [servers]
-            for node in nodes:
-                for line in node.cli("INFO", "cpu").splitlines():
-                    if line.startswith(("used_cpu_sys:", "used_cpu_user:")):
-                        total += float(line.split(":")[1])
-            return total
+            return redis_cpu_seconds(nodes)
 
         async with AsyncExitStack() as stack:
             log = await stack.enter_async_context(
@@ -333,57 +299,6 @@ async def redis(cluster: bool, seconds: float, start: int = 10) -> list[Step]:
             return steps
 
 
-async def waiting_cost(followers: int) -> None:
-    """What `followers` reads waiting at the tip cost: through the log's one shared blocking
-    read, then as one blocking XREAD each (the design the log does not use)."""
-    with redis_server() as server:
-
-        def figure(section: str, name: str) -> int:
-            for line in server.cli("INFO", section).splitlines():
-                if line.startswith(f"{name}:"):
-                    return int(line.split(":")[1])
-            raise LookupError(name)
-
-        def report(how: str, memory: int, rss: int) -> None:
-            print(
-                f"{how:>22}: {figure('clients', 'connected_clients')} clients, "
-                f"{figure('clients', 'blocked_clients')} blocked, Redis memory "
-                f"+{(figure('memory', 'used_memory') - memory) // 1024:,} KB, this process "
-                f"+{(process_memory('self') - rss) // 1024:,} KB",
-                flush=True,
-            )
-
-        async def blocked_at_least(count: int) -> bool:
-            return figure("clients", "blocked_clients") >= count
-
-        runs = [str(uuid.uuid4()) for _ in range(followers)]
-        first = LoggedEvent(1, '{"type":"text","content":"x","seq":1}')
-        async with redis_streams_log(server.url, retention_seconds=600) as log:
-            await log.append([(run, first) for run in runs])
-            memory, rss = figure("memory", "used_memory"), process_memory("self")
-            async with anyio.create_task_group() as group:
-                group.start_soon(log.serve)
-                for run in runs:
-                    group.start_soon(partial(log.read, run, 1, wait=30))
-                await eventually(lambda: blocked_at_least(1), "the shared read blocks")
-                await anyio.sleep(1)  # every read has come to wait
-                report("one shared read", memory, rss)
-                group.cancel_scope.cancel()
-        memory, rss = figure("memory", "used_memory"), process_memory("self")
-        client = Redis.from_url(server.url, max_connections=followers + 10)
-
-        async def wait_alone(run: str) -> None:
-            await client.xread({stream_key(run): "1-0"}, block=30_000)
-
-        async with anyio.create_task_group() as group:
-            for run in runs:
-                group.start_soon(wait_alone, run)
-            await eventually(lambda: blocked_at_least(followers), "every follower blocks")
-            report("one read per follower", memory, rss)
-            group.cancel_scope.cancel()
-        await client.aclose()
-
-
 def best(steps: list[Step]) -> Step | None:
     kept = [step for step in steps if step.kept_pace]
     return max(kept, key=lambda step: step.events_per_second) if kept else None
@@ -396,13 +311,7 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=["postgres", "redis"])
     parser.add_argument("--cluster", action="store_true", help="a three-master cluster too")
     parser.add_argument("--output", help="write the ceilings and every step as JSON here")
-    parser.add_argument(
-        "--waiting-cost", type=int, metavar="N", help="only: what N followers at the tip cost"
-    )
     args = parser.parse_args()
-    if args.waiting_cost:
-        asyncio.run(waiting_cost(args.waiting_cost))
-        return
     backends = args.backend or ["postgres", "redis"]
     steps: dict[str, list[Step]] = {}
     if "postgres" in backends:
