@@ -14,8 +14,10 @@ the next: 20 ms when the stream keeps the model's pace, longer when a token is h
 it, each token's lag, from its making to a client having it. A follower's tokens count from the
 moment its stream opened (what it catches up on is not live). A step of N clients keeps pace
 when every turn and every follower ends with `done`, every follower has every token, and the
-p99 gap over all clients is under `--gap-ms`. N doubles from `--start` until a step does
-not keep pace, then two steps of bisection; the figure is the largest N that kept pace.
+p99 gap over all clients is under `--gap-ms`. A step that does not is taken once more
+(`--tries`): other processes' load only adds delay, so the better try counts, for both
+configurations alike. N doubles from `--start` until a step does not keep pace, then two
+steps of bisection; the figure is the largest N that kept pace.
 
 With `redis`, the instances get REDIS_URL of a redis-server of the tool's own on a free port
 (tests/redis_servers.py); the tool checks that the service did write its streams there. Each
@@ -61,6 +63,7 @@ class Config:
     start: int = 8
     max_runs: int = 1024
     bisections: int = 2
+    tries: int = 2
     pool_size: int = 10
 
     @property
@@ -247,6 +250,21 @@ def instances(
             process.stop()
 
 
+async def best_of(tries: int, runs: int, config: Config, pair: Pair) -> dict[str, Any]:
+    """A step taken up to `tries` times until it keeps pace; the try with the smallest p99 gap.
+    Another process's load only ever adds delay, so the best try is the nearest to what the
+    service does on its own; both configurations get the same number of tries."""
+    taken: list[dict[str, Any]] = []
+    for number in range(tries):
+        step = await one_step(runs, config, pair.ports, pair.counters)
+        step["try"] = number + 1
+        print(line(pair.backend, step), flush=True)
+        taken.append(step)
+        if step["kept_pace"]:
+            break
+    return min(taken, key=lambda step: (not step["kept_pace"], step["gap_p99_ms"] or 1e9))
+
+
 @dataclass
 class Pair:
     """Two instances of one configuration, their clients' steps, and what decides the next."""
@@ -281,8 +299,7 @@ async def measure(
             for pair in pairs:
                 runs = pair.ramp.next
                 if runs:
-                    step = await one_step(runs, config, pair.ports, pair.counters)
-                    print(line(pair.backend, step), flush=True)
+                    step = await best_of(config.tries, runs, config, pair)
                     pair.steps.append(step)
                     pair.ramp.record(runs, bool(step["kept_pace"]))
     results: dict[str, Any] = {}

@@ -18,7 +18,7 @@ def test_two_instances_stream_and_follow_with_and_without_redis(
 ) -> None:
     redis_binaries()  # skips where redis-server is missing (fails in CI)
     output = tmp_path / "instances.json"
-    tiny = ["--start", "1", "--max-runs", "1", "--tokens", "5", "--turns", "2"]
+    tiny = ["--start", "1", "--max-runs", "1", "--tokens", "5", "--turns", "2", "--tries", "1"]
     result = subprocess.run(
         [sys.executable, "-m", "tools.bench_instances", *tiny, "--output", str(output)],
         cwd=PROJECT_ROOT,
