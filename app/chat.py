@@ -141,6 +141,7 @@ class ChatService:
                 return earlier
         if not self._registry.accepting:
             raise ShuttingDown
+        await self._registry.check_log()
         if conversation_id is not None and cancel_active:
             await self._cancel_active(user_id, conversation_id)
         run_id = str(uuid.uuid4())

@@ -293,6 +293,11 @@ class ShuttingDown(Exception):
     """The service is stopping and takes no new runs."""
 
 
+class EventLogUnavailable(Exception):
+    """The event log (kept apart from the database: Redis) cannot be reached: a send would
+    start a run that no other instance could follow or recover."""
+
+
 class TaskBook(Protocol):
     """One user's tasks. Whoever holds it acts for that user and no other."""
 

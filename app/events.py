@@ -89,6 +89,9 @@ ERROR_MESSAGES = {
     "model_error": "The assistant gave an answer that could not be used. Please try again.",
     "interrupted": "The answer was interrupted. Please send your message again.",
     "server_restarting": "The service is restarting. Please send your message again.",
+    "events_missing": (
+        "Part of this answer could not be shown here. Reload the conversation to read it."
+    ),
 }
 
 

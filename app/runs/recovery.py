@@ -39,7 +39,7 @@ from app.domain import NewMessage, Role, Run, RunStatus
 from app.events import Transcript, decode, encode, interrupted
 from app.runs.ending import RunEnd
 from app.runs.live import UNLOGGED_WINDOW
-from app.runs.log.base import EventLog
+from app.runs.log.base import EventLog, RunLogLost
 from app.runs.record.base import RunRecord
 from app.runs.registry import RunRegistry
 
@@ -157,7 +157,15 @@ class Recovery:
             else:
                 final = encode(interrupted(retryable=transcript.safe_to_retry), last + 1)
             end = RunEnd(run.id, RunStatus(status.value), answer, answer_id, final)
-            stored = await self._log.end_run(end, unwritten, partial(self._record.store_end, end))
+            try:
+                stored = await self._log.end_run(
+                    end, unwritten, partial(self._record.store_end, end)
+                )
+            except RunLogLost:
+                # Its log lost what it held (Redis restarted empty) and nothing here holds it
+                # to append again: the end goes to the record alone, and its readers are told
+                # that events are missing (`app.runs.reading`).
+                stored = await self._record.store_end(end)
         except BaseException:
             self._registry.put_back_unwritten(unwritten)
             raise

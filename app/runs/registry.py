@@ -29,20 +29,19 @@ from functools import partial
 import anyio
 from anyio.abc import TaskGroup
 
-from app.domain import Run, RunStatus
-from app.events import LoggedEvent, Transcript, decode, encode, interrupted, stored_through
+from app.domain import EventLogUnavailable, Run, RunStatus
+from app.events import LoggedEvent, Transcript, decode, encode, interrupted
 from app.metrics import RunTiming, count_tokens
 from app.runs.ending import RunEnd
-from app.runs.live import BATCH_BYTES, CancelReason, LiveRun
-from app.runs.log.base import EventLog, EventsMissing, RunEvents
+from app.runs.live import CancelReason, LiveRun
+from app.runs.log.base import EventLog, EventsMissing, RunEvents, RunLogLost
 from app.runs.log.writer import EventWriter
-from app.runs.record.base import RunRecord, RunState
+from app.runs.reading import POLL_SECONDS, missing_event, read_log
+from app.runs.record.base import RunRecord
 from app.settings import FINISH_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 2.0
-READ_BATCH = 500
 FINISH_RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0)
 
 Answer = Callable[[LiveRun], Awaitable[None]]
@@ -77,6 +76,7 @@ class RunRegistry:
         self._grace_over = False
         record.hear_cancels(self.cancel_here)
         writer.hear_logged(self._logged)
+        writer.refill_from(self._events_again)
 
     # Runs of this process
 
@@ -115,6 +115,22 @@ class RunRegistry:
         if live is not None:
             live.logged(seq)
 
+    def _events_again(self, run_id: str, held: int, through: int) -> RunEvents:
+        """A run's events after `held` up to `through`, from memory, for a log that lost them;
+        none once the run has ended here (`app.runs.log.writer`)."""
+        live = self._local.get(run_id)
+        return [] if live is None else _after(live, held, through)
+
+    async def check_log(self) -> None:
+        """Refuse a send (`EventLogUnavailable`, a 503) while the event log cannot be reached,
+        rather than start a run that no other instance could follow or recover."""
+        try:
+            await self._log.ping()
+        except Exception as error:
+            if self._log.is_outage(error):
+                raise EventLogUnavailable from error
+            raise
+
     async def finish(self, live: LiveRun, end: RunEnd) -> None:
         """End the run in the log and the record, with its events not yet in the log, then
         hand its followers the final event stored. While either cannot be reached the end is
@@ -122,7 +138,7 @@ class RunRegistry:
         the followers get `interrupted`, and recovery stores the end later with that event."""
         count_tokens(end.answer.usage)
         unwritten = await self._writer.take_unwritten(live.id)
-        final = await self._store_end_in_time(end, unwritten)
+        final = await self._store_end_in_time(live, end, unwritten)
         if final is None:
             self._writer.put_back(unwritten)
             self._left_to_recovery.add(live.id)
@@ -131,18 +147,39 @@ class RunRegistry:
         else:
             self._publish_end(live, final, stored=True)
 
-    async def _store_end_in_time(self, end: RunEnd, unwritten: RunEvents) -> LoggedEvent | None:
+    async def _store_end_in_time(
+        self, live: LiveRun, end: RunEnd, unwritten: RunEvents
+    ) -> LoggedEvent | None:
+        """The end stored, in the log and the record (`EventLog.end_run`): a log that lost the
+        run's earlier events gets them again from memory; a log apart from the record that
+        cannot be reached is left to the writer (the end, with its last events, is appended
+        once it is back), and the end is stored in the record alone: the answer is kept, and
+        the conversation freed, whatever the log's state."""
+        log_away = False
         with anyio.move_on_after(FINISH_TIMEOUT_SECONDS, shield=True):
             for attempt in itertools.count():
                 try:
+                    if log_away:
+                        final = await self._record.store_end(end)
+                        self._writer.put_back([*unwritten, (end.run_id, final)])
+                        return final
                     return await self._log.end_run(
                         end, unwritten, partial(self._record.store_end, end)
                     )
+                except RunLogLost as lost:
+                    logger.warning("run %s: the event log lost it; appending again", end.run_id)
+                    unwritten = _after(live, lost.held.get(end.run_id, 0), live.next_seq - 1)
+                    if attempt < len(FINISH_RETRY_SECONDS):
+                        continue
+                    log_away = not self._log.in_the_record
                 except Exception as error:
                     if not self.is_outage(error):
                         logger.exception("could not store the end of run %s", end.run_id)
                         return None
                     logger.warning("run %s: log or record unreachable at its end", end.run_id)
+                    log_away = log_away or (
+                        self._log.is_outage(error) and not self._log.in_the_record
+                    )
                 pause = FINISH_RETRY_SECONDS[min(attempt, len(FINISH_RETRY_SECONDS) - 1)]
                 await anyio.sleep(pause)
         logger.error("could not store the end of run %s in time", end.run_id)
@@ -229,8 +266,12 @@ class RunRegistry:
                 async for batch in live.subscribe(after_seq).batches():
                     yield batch
             else:
-                async for batch in self._read_log(run, after_seq):
-                    yield batch
+                try:
+                    async for batch in read_log(self._log, self._record, run, after_seq):
+                        yield batch
+                except EventsMissing as missing:
+                    logger.warning("following run %s: %s", run.id, missing)
+                    yield [missing_event(missing)]
         finally:
             self._following[run.user_id] -= 1
             if not self._following[run.user_id]:
@@ -249,9 +290,13 @@ class RunRegistry:
             while not remote.ended.is_set():
                 try:
                     after = remote.events[-1].seq if remote.events else 0
-                    async for batch in self._read_log(run, after):
+                    async for batch in read_log(self._log, self._record, run, after):
                         for event in batch:
                             remote.publish(event)
+                    break
+                except EventsMissing as missing:
+                    logger.warning("following run %s: %s", run.id, missing)
+                    remote.publish(missing_event(missing))
                     break
                 except Exception as error:
                     if not self.is_outage(error):
@@ -264,53 +309,6 @@ class RunRegistry:
         finally:
             remote.end()
             self._remote.pop(run.id, None)
-
-    async def _read_log(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
-        """The run's events from the log, up to its final event. While it runs, each read
-        waits up to `POLL_SECONDS` for an append; one that brings nothing asks the record
-        whether the run has ended. Once it has, every event before its final one is in the
-        log (the end-of-run contract, `app.runs.log.base`): the log is read to its end, and
-        the final event comes from the record if the log does not hold it. Every event read is
-        checked to follow on from the one before (`_following_on`): past a gap nothing
-        declares, the reader gets what came before it, then `EventsMissing`."""
-        last = after_seq
-        ended: RunState | None = None
-        if run.status is not RunStatus.ACTIVE:
-            ended = await self._record.state(run.id)
-            if ended is None:
-                return  # deleted with its conversation, and its log with it
-        while True:
-            events = await self._log.read(
-                run.id,
-                last,
-                limit=READ_BATCH,
-                budget=BATCH_BYTES,
-                wait=0.0 if ended is not None else POLL_SECONDS,
-            )
-            if events:
-                terminal = next((i for i, e in enumerate(events) if e.terminal), None)
-                if terminal is not None:
-                    events = events[: terminal + 1]
-                whole = _following_on(last, events)
-                if whole:
-                    yield events[:whole]
-                    last = events[whole - 1].seq
-                if whole < len(events):
-                    raise EventsMissing(run.id, last, events[whole].seq)
-                if terminal is not None:
-                    return
-                continue
-            if ended is not None:
-                if ended.final is not None and ended.final.seq > last:
-                    if not _following_on(last, [ended.final]):
-                        raise EventsMissing(run.id, last, ended.final.seq)
-                    yield [ended.final]
-                return  # (a final event no longer kept: the log was pruned too)
-            state = await self._record.state(run.id)
-            if state is None:
-                return
-            if state.ended:
-                ended = state  # read what the log holds of it, to its end, then the final
 
     # Cancelling
 
@@ -344,14 +342,7 @@ class RunRegistry:
             await self.wait_idle()
 
 
-def _following_on(last: int, events: list[LoggedEvent]) -> int:
-    """How many of these events, from the first, follow on from `last` and from each other:
-    each the next seq, or a final event that declares the stored answer ends at or before the
-    one before it (the seqs between are never used)."""
-    for count, event in enumerate(events):
-        if event.seq != last + 1:
-            declared = stored_through(event) if event.terminal else None
-            if declared is None or declared > last or event.seq <= last:
-                return count
-        last = event.seq
-    return len(events)
+def _after(live: LiveRun, held: int, through: int) -> RunEvents:
+    """The run's events after seq `held` up to `through`, from memory (`events[i]` has seq
+    i + 1 while the run goes on)."""
+    return [(live.id, event) for event in live.events[held:through]]

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from app.db.outage import is_outage
 from app.domain import (
     ConversationNotFound,
+    EventLogUnavailable,
     IdempotencyKeyReused,
     RegenerateUnsupported,
     RunActive,
@@ -117,6 +118,11 @@ DOMAIN_ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
     ShuttingDown: _fixed(
         503, "shutting_down", "The service is restarting. Please try again shortly."
     ),
+    EventLogUnavailable: _fixed(
+        503,
+        "event_log_unavailable",
+        "The service cannot reach its event log. Please try again shortly.",
+    ),
 }
 
 
@@ -125,6 +131,10 @@ async def handle_domain_error(request: Request, exc: Exception) -> Response:
     answer = next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)(exc)
     if answer.status_code in (409, 429):
         REFUSALS.labels(str(answer.status_code), answer.code).inc()
+    if answer.status_code == 503:  # a refusal for now: when to ask again
+        return error_response(
+            503, answer.code, answer.message, headers={"Retry-After": "5"}, **answer.details
+        )
     return await handle_api_error(request, answer)
 
 

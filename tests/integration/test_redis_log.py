@@ -17,14 +17,8 @@ import pytest
 from app.db.outage import is_outage
 from app.events import Done, Error, LoggedEvent, Text, encode
 from app.runs.live import batch_size
-from app.runs.log.redis_streams import (
-    BLOCK_MS,
-    EventsGone,
-    RedisStreamsLog,
-    RunLogLost,
-    redis_streams_log,
-    stream_key,
-)
+from app.runs.log.base import EventsGone, RunLogLost
+from app.runs.log.redis_streams import BLOCK_MS, RedisStreamsLog, redis_streams_log, stream_key
 from tests.redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
 from tests.support import eventually
 

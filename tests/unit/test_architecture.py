@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.runs.ending",),
     ("app.runs.log.base", "app.runs.record.base"),
     ("app.runs.log", "app.runs.record"),
+    ("app.runs.reading",),
     ("app.runs.registry",),
     ("app.runs.recovery",),
     ("app.chat", "app.tasks"),

@@ -37,7 +37,8 @@ Readers check the order (`app.runs.registry`): any other gap is `EventsMissing`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import ClassVar
 
 from app.events import LoggedEvent
 from app.runs.ending import RunEnd
@@ -61,8 +62,37 @@ class EventsMissing(Exception):
         self.found = found
 
 
+class RunLogLost(Exception):
+    """Some runs' logs lost events before this append (their store restarted empty, or evicted
+    them): nothing of those runs was appended, the append's other runs were. `held` maps each
+    such run to the last seq its log still holds (0: none). The instance running a run
+    appends its events again from there, out of memory (`app.runs.log.writer`); anyone else
+    leaves the run's end to its record."""
+
+    def __init__(self, held: Mapping[str, int]) -> None:
+        super().__init__(f"the event log lost the earlier events of {len(held)} run(s)")
+        self.held = dict(held)
+
+
+class EventsGone(Exception):
+    """The log no longer holds a run's events up to `after_seq`, which a reader had: they
+    expired or were lost, or (for a moment) have not been appended yet or again. The
+    registry reads again while the run goes on (its owner appends them again), and tells a
+    reader of an ended run that events are missing."""
+
+    def __init__(self, run_id: str, after_seq: int) -> None:
+        super().__init__(f"run {run_id}: the event log holds no events up to {after_seq}")
+        self.run_id = run_id
+        self.after_seq = after_seq
+
+
 class EventLog(ABC):
     """Where runs' events are kept; see the module's docstring."""
+
+    in_the_record: ClassVar[bool] = False
+    """The log lives in the record's own database: when one cannot be reached, neither can
+    the other. Else (Redis), a run whose log cannot be reached at its end has its end stored
+    in the record alone, and its last events appended once the log is back."""
 
     async def serve(self) -> None:  # noqa: B027 - a backend with nothing to run keeps this
         """What the backend runs for the instance's lifetime (listening for the appends of
@@ -73,6 +103,11 @@ class EventLog(ABC):
         """Keep these events (of one run or of several) and wake each run's followers, here
         and on other instances. Idempotent by (run, seq): an event already kept stays as it
         is. Raises what the backend raises when it cannot be reached (`is_outage` tells)."""
+
+    async def ping(self) -> None:  # noqa: B027 - a log in this process is always there
+        """Raise what `append` would if the log cannot be reached now: a send asks before it
+        starts a run (a log in the record's own database is checked by the send's own
+        statements; the default does nothing)."""
 
     def is_outage(self, error: BaseException) -> bool:
         """Whether `error`, raised by this backend, says it cannot be reached right now (it is

@@ -45,6 +45,8 @@ class _Waiter:
 
 
 class PostgresEventLog(EventLog):
+    in_the_record = True
+
     def __init__(self, database: Database, listener: Listener) -> None:
         self._database = database
         self._waiters: defaultdict[str, set[_Waiter]] = defaultdict(set)

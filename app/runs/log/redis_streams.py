@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -51,7 +51,7 @@ from redis.crc import key_slot
 
 from app.events import LoggedEvent, stored_through
 from app.runs.live import batch_size
-from app.runs.log.base import READ_LIMIT, EventLog, RunEvents
+from app.runs.log.base import READ_LIMIT, EventLog, EventsGone, RunEvents, RunLogLost
 from app.runs.log.redis_waiting import BlockingReader
 
 logger = logging.getLogger(__name__)
@@ -103,27 +103,6 @@ _OUTAGES = (
 _NOT_OUTAGES = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
 
 Client = Redis | RedisCluster
-
-
-class RunLogLost(Exception):
-    """Some runs' streams lost events before this batch (Redis restarted empty, or evicted
-    them): nothing of those runs was appended; the batch's other runs were. `held` maps each
-    such run to the last seq its stream still holds (0: none). The instance running a run
-    appends its events again from there; anyone else leaves the run's end to its record."""
-
-    def __init__(self, held: Mapping[str, int]) -> None:
-        super().__init__(f"the event log lost the earlier events of {len(held)} run(s)")
-        self.held = dict(held)
-
-
-class EventsGone(Exception):
-    """The log no longer holds a run's events up to `after_seq`, which a reader had: they
-    expired or were lost, or (for a moment) have not been appended yet or again."""
-
-    def __init__(self, run_id: str, after_seq: int) -> None:
-        super().__init__(f"run {run_id}: the event log holds no events up to {after_seq}")
-        self.run_id = run_id
-        self.after_seq = after_seq
 
 
 def stream_key(run_id: str) -> str:
@@ -202,6 +181,9 @@ class RedisStreamsLog(EventLog):
         """Raises `ConnectionError` if Redis cannot be reached now."""
         with _translated():
             await self._client.ping()
+
+    def is_outage(self, error: BaseException) -> bool:
+        return isinstance(error, ConnectionError)  # every outage, as `_translated` raises it
 
     async def append(self, events: RunEvents) -> None:
         by_run: dict[str, list[LoggedEvent]] = {}

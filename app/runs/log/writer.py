@@ -13,6 +13,12 @@ log cannot be reached (`EventLog.is_outage`) go back in the queue, written once 
 After each append that succeeds, the writer tells who listens (`hear_logged`: the registry) the
 highest seq it wrote of each run: a run shows its followers no event too far past what the log
 holds (`app.runs.live.UNLOGGED_WINDOW`).
+
+A log that lost a run's earlier events (`RunLogLost`: Redis restarted empty) appends none of
+its later ones; the writer asks who keeps the runs in memory (`refill_from`: the registry) for
+the run's events after what the log still holds, and appends them again, ahead of the rest: its
+followers elsewhere go on without a gap. A run this instance no longer holds stays lost; its
+readers are told events are missing (`app.runs.registry`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import anyio
 
 from app.events import LoggedEvent
 from app.metrics import EVENT_LOG_BATCH, EVENT_LOG_WRITE
-from app.runs.log.base import EventLog, RunEvents
+from app.runs.log.base import EventLog, RunEvents, RunLogLost
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,11 @@ Queued = list[tuple[str, LoggedEvent]]
 LoggedListener = Callable[[str, int], None]
 """Told a run's id and the highest seq of it an append has just written; it must not block."""
 
+Refill = Callable[[str, int, int], RunEvents]
+"""Asked a run's id, the last seq its log still holds and the highest seq being appended: the
+run's events between (from the one after the first to the second), or none if they are not
+held here."""
+
 
 class EventWriter:
     """Appends the runs' events to `log` in batches; see the module's docstring."""
@@ -50,10 +61,15 @@ class EventWriter:
         self._wakeup = anyio.Event()
         self._written = anyio.Event()
         self._listeners: list[LoggedListener] = []
+        self._refill: Refill = lambda _run, _held, _through: []
 
     def hear_logged(self, listener: LoggedListener) -> None:
         """Have `listener` told, after each append that succeeds, each run's highest seq in it."""
         self._listeners.append(listener)
+
+    def refill_from(self, refill: Refill) -> None:
+        """Where to take a run's events again when the log has lost them."""
+        self._refill = refill
 
     def add(self, run_id: str, event: LoggedEvent) -> None:
         self._pending.append((run_id, event))
@@ -87,6 +103,8 @@ class EventWriter:
             began = time.perf_counter()
             try:
                 await self._log.append(batch)
+            except RunLogLost as lost:
+                self._append_again(batch, lost)
             except Exception:
                 logger.exception("could not write %d run events; retrying run by run", len(batch))
                 unreachable = await self._write_each_run(batch)
@@ -110,6 +128,8 @@ class EventWriter:
         for run_id, events in by_run.items():
             try:
                 await self._log.append(events)
+            except RunLogLost as lost:
+                self._append_again(events, lost)
             except Exception as error:
                 if self._log.is_outage(error):  # they wait, and are written once it is back
                     unreachable = True
@@ -119,6 +139,29 @@ class EventWriter:
             else:
                 self._tell_logged(events)
         return unreachable
+
+    def _append_again(self, batch: RunEvents, lost: RunLogLost) -> None:
+        """The log took `batch` but for the runs it had lost events of: queue those runs'
+        events again from what it still holds, out of memory, ahead of the rest."""
+        self._tell_logged([item for item in batch if item[0] not in lost.held])
+        again: Queued = []
+        for run_id, held in lost.held.items():
+            through = max(event.seq for item_run, event in batch if item_run == run_id)
+            events = list(self._refill(run_id, held, through))
+            if events and events[0][1].seq == held + 1:
+                again += events
+                logger.warning(
+                    "run %s: the event log lost it past seq %d; appending again", run_id, held
+                )
+            else:
+                logger.warning(
+                    "run %s: the event log lost it past seq %d, which this instance no longer "
+                    "holds: its readers will be told events are missing",
+                    run_id,
+                    held,
+                )
+        if again:
+            self.put_back(again)
 
     def _tell_logged(self, events: RunEvents) -> None:
         highest: dict[str, int] = {}

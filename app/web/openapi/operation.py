@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from app.domain import (
     ConversationNotFound,
+    EventLogUnavailable,
     IdempotencyKeyReused,
     RunActive,
     ShuttingDown,
@@ -90,7 +91,14 @@ class ApiRoute(Route):
 
 BODY_ERRORS = ((413, "body_too_large"), (422, "invalid_request"))
 ID_SCHEMA: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID_ASKED}
-TURN_ERRORS = (ConversationNotFound, RunActive, TooManyRuns, IdempotencyKeyReused, ShuttingDown)
+TURN_ERRORS = (
+    ConversationNotFound,
+    RunActive,
+    TooManyRuns,
+    IdempotencyKeyReused,
+    ShuttingDown,
+    EventLogUnavailable,
+)
 """What `ChatService.send` refuses a send with."""
 
 

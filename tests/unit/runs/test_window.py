@@ -15,11 +15,11 @@ import anyio
 import pytest
 
 from app.domain import MessageStatus, NewMessage, Role, Run, RunStatus
-from app.events import LoggedEvent, Start, Text, encode, interrupted
+from app.events import LoggedEvent, Start, Text, encode, error_event, interrupted
 from app.runs import registry as registry_module
 from app.runs.ending import RunEnd
 from app.runs.live import UNLOGGED_WINDOW, Subscription
-from app.runs.log.base import EventsMissing, RunEvents
+from app.runs.log.base import RunEvents
 from app.runs.log.memory import MemoryEventLog
 from app.runs.record.memory import MemoryRunRecord
 from app.runs.recovery import SILENT_SECONDS
@@ -241,26 +241,34 @@ LOST = {
 }
 
 
+def _missing(seq: int) -> LoggedEvent:
+    return encode(error_event("events_missing"), seq)
+
+
 @pytest.mark.parametrize(("kept", "final_seq", "declared"), LOST.values(), ids=LOST.keys())
 async def test_a_reader_never_passes_a_gap_off_as_a_whole_run(
     kept: list[int], final_seq: int, declared: int | None
 ) -> None:
-    """Events lost from the log (a store that lost them, a bug): `EventsMissing`, whichever
-    instance reads, while the run goes on or after its end, from the start or from an id."""
+    """Events lost from the log (a store that lost them, a bug): whichever instance reads,
+    after the run's end, from the start or from an id, gets the events up to the gap, then a
+    typed `events_missing` error numbered just below what follows the gap (a reader back with
+    that id reads on from there), and nothing after it."""
     log, record = MemoryEventLog(), MemoryRunRecord()
     said = {event.seq: event for event in _said("run", 5)}
     run = await _ended(log, record, [said[seq] for seq in kept], _final(final_seq, declared))
+    whole = next(n for n, seq in enumerate(kept, 1) if kept[n : n + 1] != [seq + 1])
+    found = kept[whole] if whole < len(kept) else final_seq
     async with instance(log, record) as here:
-        with pytest.raises(EventsMissing) as missing:
-            await everything(here.registry.follow(run, 0))
-        with pytest.raises(EventsMissing):
-            await everything(here.registry.follow(run, 1))
-    assert missing.value.run_id == run.id
+        events = await everything(here.registry.follow(run, 0))
+        resumed = await everything(here.registry.follow(run, 1))
+    expected = [said[seq] for seq in kept[:whole]]
+    assert events == [*expected, _missing(found - 1)]
+    assert resumed == [*expected[1:], _missing(found - 1)]
 
 
-async def test_a_copy_of_a_run_going_on_elsewhere_stops_at_a_gap_without_a_final_event() -> None:
-    """A follower on another instance, while the run goes on: its stream ends without a final
-    event, so its client sees a cut, not a finished answer."""
+async def test_a_copy_of_a_run_going_on_elsewhere_stops_at_a_gap_with_a_typed_error() -> None:
+    """A follower on another instance, while the run goes on: its stream ends with an
+    `events_missing` error, so its client is told, not shown a cut or a finished answer."""
     log, record = MemoryEventLog(), MemoryRunRecord()
     run = record.start(str(uuid.uuid4()), "user", instance="elsewhere")
     said = _said(run.id, 5)
@@ -268,7 +276,7 @@ async def test_a_copy_of_a_run_going_on_elsewhere_stops_at_a_gap_without_a_final
     async with instance(log, record) as here:
         with anyio.fail_after(10):
             events = await everything(here.registry.follow(run, 0))
-    assert _seqs(events) == [1, 2]
+    assert events == [said[0], said[1], _missing(3)]
 
 
 async def test_the_final_event_from_the_record_is_checked_as_well() -> None:
@@ -282,6 +290,5 @@ async def test_the_final_event_from_the_record_is_checked_as_well() -> None:
     ended = record.run(run.id)
     assert ended is not None
     async with instance(log, record) as here:
-        with pytest.raises(EventsMissing):
-            await everything(here.registry.follow(ended, 0))
+        assert await everything(here.registry.follow(ended, 0)) == [said[0], _missing(3)]
         assert _seqs(await everything(here.registry.follow(ended, 3))) == [4]

@@ -1,0 +1,101 @@
+"""Two service processes with REDIS_URL on one PostgreSQL, and a Redis of the test's own: a
+stream cut on one instance resumes on the other with `Last-Event-ID`, without a gap, and the
+run's events are in its Redis stream, not in PostgreSQL's `run_events`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.settings import Settings
+from app.web.auth import issue_token
+from tests.redis_servers import RedisServer, redis_server
+from tests.support import PlainSql, User, start_service
+
+TASKS = 30
+Event = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _read(response: httpx.Response, events: list[Event], *, until: int | None = None) -> None:
+    """The stream's events, up to `until` of them, or to its end."""
+    async for line in response.aiter_lines():
+        if line.startswith("data: "):
+            events.append(json.loads(line[6:]))
+            if until is not None and len(events) >= until:
+                return
+
+
+async def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_redis(
+    redis: RedisServer, database_url: str, db: PlainSql, settings: Settings, tmp_path: Path
+) -> None:
+    env = {"OFFLINE_TOKEN_DELAY_MS": "20", "REDIS_URL": redis.url}
+    one, one_url = start_service(database_url, tmp_path / "one.log", **env)
+    two, two_url = start_service(database_url, tmp_path / "two.log", **env)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=one_url, timeout=60) as on_one,
+            httpx.AsyncClient(base_url=two_url, timeout=60) as on_two,
+        ):
+            user_id = f"redis-{uuid.uuid4().hex[:8]}"
+            user = User(user_id, issue_token(settings, user_id), on_one)
+            for n in range(TASKS):
+                assert (await user.post("/tasks", json={"title": f"errand {n}"})).status_code == 201
+            before: list[Event] = []
+            async with on_one.stream(
+                "POST",
+                user.url("/chat/stream"),
+                json={"message": "show my tasks"},
+                headers=user.headers,
+            ) as cut:
+                await _read(cut, before, until=8)  # then the connection is dropped
+            run_id = before[0]["run_id"]
+            after: list[Event] = []
+            resumed_on = User(user_id, user.token, on_two)
+            async with on_two.stream(
+                "GET",
+                resumed_on.url(f"/runs/{run_id}/events"),
+                headers={**user.headers, "Last-Event-ID": f"{run_id}:{before[-1]['seq']}"},
+            ) as resumed:
+                assert resumed.status_code == 200
+                await _read(resumed, after)
+            whole: list[Event] = []
+            async with on_two.stream(
+                "GET", resumed_on.url(f"/runs/{run_id}/events"), headers=user.headers
+            ) as replayed:
+                await _read(replayed, whole)
+    finally:
+        _stop(one)
+        _stop(two)
+
+    seqs = [event["seq"] for event in before + after]
+    assert seqs == list(range(1, len(seqs) + 1)), "resumed on the other instance, gapless"
+    assert after[-1]["type"] == "done"
+    assert before + after == whole
+    in_redis = redis.cli("XRANGE", f"todo-chat:{{{run_id}}}:events", "-", "+")
+    entries = [line for line in in_redis.splitlines() if line.endswith("-0")]
+    assert entries == [f"{seq}-0" for seq in seqs], "every event in the run's Redis stream"
+    assert await db.rows("SELECT seq FROM run_events WHERE run_id = :id", id=run_id) == []
+    stored = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
+    assert stored == [{"status": "complete"}]
