@@ -323,10 +323,14 @@ def main() -> None:
             steps["redis cluster"] = asyncio.run(redis(True, args.seconds, args.start))
     results = {name: best(tried) for name, tried in steps.items()}
     print_ceilings(results)
+    cpu_ratios = cpu_over_postgres(steps)
+    for runs, ratio in cpu_ratios.items():
+        print(f"  {runs} runs, both kept pace: PostgreSQL took {ratio:.1f}x Redis's CPU an event")
     if args.output:
         report = {
             "ceilings": {n: None if s is None else s.summary() for n, s in results.items()},
             "ratio_over_postgres": ratios(results),
+            "postgres_cpu_over_redis_at_the_same_step": cpu_ratios,
             "steps": {name: [step.summary() for step in tried] for name, tried in steps.items()},
         }
         Path(args.output).write_text(json.dumps(report, indent=2))
@@ -341,6 +345,24 @@ def ratios(results: dict[str, Step | None]) -> dict[str, float]:
         for name, step in results.items()
         if name != "postgres" and base is not None and step is not None
     }
+
+
+def cpu_over_postgres(steps: dict[str, list[Step]]) -> dict[int, float]:
+    """At each number of runs both backends kept pace with, PostgreSQL's CPU per event (this
+    process and its server) over Redis's: a comparison that a machine whose other load comes
+    and goes moves less than the ceilings, measured minutes apart."""
+
+    def total(step: Step) -> float | None:
+        here, server = step.cpu_ms_per_thousand()
+        return None if server is None else here + server
+
+    redis = {step.runs: total(step) for step in steps.get("redis", []) if step.kept_pace}
+    found: dict[int, float] = {}
+    for step in steps.get("postgres", []):
+        postgres, other = total(step), redis.get(step.runs)
+        if step.kept_pace and postgres is not None and other:
+            found[step.runs] = round(postgres / other, 2)
+    return dict(sorted(found.items()))
 
 
 def print_ceilings(results: dict[str, Step | None]) -> None:
