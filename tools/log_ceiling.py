@@ -6,13 +6,16 @@ second, a fast model); the writer gathers what came in each 20 ms, from every ru
 append (the registry's batching); one follower per run reads its run through the log's own
 `read`, waking as the followers of another instance's run do (PostgreSQL: LISTEN/NOTIFY, then
 a page of `run_events`; Redis: the log's shared blocking read). A step keeps pace when its
-followers get at least 97 % of what was made while it lasted and the p99 lag, from an event's
-making to its follower having it, stays within 250 ms. The number of runs doubles until a step
-does not keep pace, then one step halfway between; the ceiling is the highest events a second
-of a step that kept pace. Each step also reports the CPU a thousand events took: this process's
-(making, appending, following) and the server's (Redis: its own counters; PostgreSQL: the
-backends of the measuring database, read from /proc; the WAL writer and checkpointer are not in
-it).
+batches keep within their window (the median append takes at most the 20 ms the writer
+gathers for), its followers get at least 97 % of what was made while it lasted, and the p99
+lag, from an event's making to its follower having it, stays within 250 ms; a step that does
+not is taken once more (`--tries`), the better try counting. The number of runs doubles until
+a step does not keep pace, then one step halfway between; the ceiling is the highest events a
+second of a step that kept pace. Each step also reports the CPU a thousand events took: this
+process's (making, appending, following) and the server's (Redis: its own counters;
+PostgreSQL: the backends of the measuring database, read from /proc; the WAL writer and
+checkpointer are not in it), and where both backends kept pace at the same step, the ratio of
+their CPU per event.
 
     python -m tools.log_ceiling [--seconds 4] [--cluster] [--backend postgres --backend redis]
         [--output bench-log-ceiling.json]
@@ -85,7 +88,8 @@ class Step:
 
     @property
     def kept_pace(self) -> bool:
-        return self.read >= KEPT_SHARE * self.made and self.p99_lag <= LAG_BOUND
+        within_window = bool(self.writes) and statistics.median(self.writes) <= WINDOW
+        return within_window and self.read >= KEPT_SHARE * self.made and self.p99_lag <= LAG_BOUND
 
     def cpu_ms_per_thousand(self) -> tuple[float, float | None]:
         """CPU ms a thousand events took: this process's, and the server's."""
@@ -203,27 +207,37 @@ async def ceiling(
     server_cpu: ServerCpu = _unknown_cpu,
     *,
     start: int = 10,
+    tries: int = 2,
 ) -> list[Step]:
     step_of = partial(one_step, append=append, read=read, prepare=prepare, server_cpu=server_cpu)
     await step_of(start, 1.0)  # warm up: connections, caches, the script
+
+    async def measure(runs: int) -> Step:
+        """A step taken up to `tries` times until it keeps pace: the machine's other load
+        only ever slows a step, so the better try is the nearer to what the log does."""
+        tried: list[Step] = []
+        for _ in range(tries):
+            tried.append(await step_of(runs, seconds))
+            print(tried[-1].line(backend), flush=True)
+            if tried[-1].kept_pace:
+                break
+        return min(tried, key=lambda step: (not step.kept_pace, step.p99_lag))
+
     steps: list[Step] = []
     runs = start
     while True:
-        step = await step_of(runs, seconds)
-        print(step.line(backend), flush=True)
+        step = await measure(runs)
         steps.append(step)
         if not step.kept_pace or runs >= 20_000:
             break
         runs *= 2
     if len(steps) > 1 and not steps[-1].kept_pace:
         runs = (steps[-2].runs + steps[-1].runs) // 2
-        middle = await step_of(runs, seconds)
-        print(middle.line(backend), flush=True)
-        steps.append(middle)
+        steps.append(await measure(runs))
     return steps
 
 
-async def postgres(database_url: str, seconds: float, start: int = 10) -> list[Step]:
+async def postgres(database_url: str, seconds: float, start: int, tries: int) -> list[Step]:
     """The PostgreSQL log as the service builds it: one LISTEN connection, the log's reads."""
     database = Database(database_url, pool_size=20)
     listener = Listener(database.engine)
@@ -248,7 +262,7 @@ async def postgres(database_url: str, seconds: float, start: int = 10) -> list[S
             await listener.ready.wait()
             await server_cpu()  # what the backends did before is not the log's
             steps = await ceiling(
-                "postgres", seconds, log.append, read, prepare, server_cpu, start=start
+                "postgres", seconds, log.append, read, prepare, server_cpu, start=start, tries=tries
             )
             group.cancel_scope.cancel()
         return steps
@@ -274,7 +288,7 @@ async def _make_runs(database: Database, runs: list[str]) -> None:
         await uow.commit()
 
 
-async def redis(cluster: bool, seconds: float, start: int = 10) -> list[Step]:
+async def redis(cluster: bool, seconds: float, start: int, tries: int) -> list[Step]:
     with redis_cluster() if cluster else redis_server() as servers:
 
         async def server_cpu() -> float | None:
@@ -293,7 +307,7 @@ async def redis(cluster: bool, seconds: float, start: int = 10) -> list[Step]:
 
                 name = "redis cluster" if cluster else "redis"
                 steps = await ceiling(
-                    name, seconds, log.append, read, server_cpu=server_cpu, start=start
+                    name, seconds, log.append, read, server_cpu=server_cpu, start=start, tries=tries
                 )
                 group.cancel_scope.cancel()
             return steps
@@ -308,6 +322,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="how long each step lasts")
     parser.add_argument("--start", type=int, default=10, help="runs in the first step")
+    parser.add_argument("--tries", type=int, default=2, help="times a step is taken at most")
     parser.add_argument("--backend", action="append", choices=["postgres", "redis"])
     parser.add_argument("--cluster", action="store_true", help="a three-master cluster too")
     parser.add_argument("--output", help="write the ceilings and every step as JSON here")
@@ -316,11 +331,13 @@ def main() -> None:
     steps: dict[str, list[Step]] = {}
     if "postgres" in backends:
         database_url = measuring_database("log-ceiling")
-        steps["postgres"] = asyncio.run(postgres(database_url, args.seconds, args.start))
+        steps["postgres"] = asyncio.run(
+            postgres(database_url, args.seconds, args.start, args.tries)
+        )
     if "redis" in backends:
-        steps["redis"] = asyncio.run(redis(False, args.seconds, args.start))
+        steps["redis"] = asyncio.run(redis(False, args.seconds, args.start, args.tries))
         if args.cluster:
-            steps["redis cluster"] = asyncio.run(redis(True, args.seconds, args.start))
+            steps["redis cluster"] = asyncio.run(redis(True, args.seconds, args.start, args.tries))
     results = {name: best(tried) for name, tried in steps.items()}
     print_ceilings(results)
     cpu_ratios = cpu_over_postgres(steps)
