@@ -31,12 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,76 +52,15 @@ from app.runs.log.postgres import PostgresEventLog
 from app.runs.log.redis_streams import redis_streams_log
 from tests.redis_servers import RedisCluster, redis_cluster, redis_server
 from tools.bench import measuring_database
+from tools.ceiling_steps import WINDOW, Step, best, cpu_over_postgres, print_ceilings, ratios
 from tools.server_cpu import BACKENDS_QUERY, BackendsCpu, redis_cpu_seconds
 
-WINDOW = 0.02
-KEPT_SHARE = 0.97
-LAG_BOUND = 0.25
 SETTLE_SECONDS = 0.5
 READ_LIMIT = 500
 WAIT = 2.0
 
 Append = Callable[[list[tuple[str, LoggedEvent]]], Awaitable[None]]
 Read = Callable[[str, int], Awaitable[list[LoggedEvent]]]
-
-
-@dataclass
-class Step:
-    runs: int
-    made: int = 0
-    read: int = 0
-    lags: list[float] = field(default_factory=list)
-    writes: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    cpu_here: float = 0.0
-    """CPU seconds this process spent in the step."""
-    cpu_server: float | None = None
-    """CPU seconds the log's server spent in the step (None: not readable here)."""
-
-    @property
-    def events_per_second(self) -> float:
-        """What its runs made a second (all read, when the step kept pace)."""
-        return self.made / self.seconds
-
-    @property
-    def p99_lag(self) -> float:
-        return statistics.quantiles(self.lags, n=100)[98] if len(self.lags) > 1 else float("inf")
-
-    @property
-    def kept_pace(self) -> bool:
-        within_window = bool(self.writes) and statistics.median(self.writes) <= WINDOW
-        return within_window and self.read >= KEPT_SHARE * self.made and self.p99_lag <= LAG_BOUND
-
-    def cpu_ms_per_thousand(self) -> tuple[float, float | None]:
-        """CPU ms a thousand events took: this process's, and the server's."""
-        per = 1000 * 1000 / max(self.made, 1)
-        server = None if self.cpu_server is None else self.cpu_server * per
-        return self.cpu_here * per, server
-
-    def line(self, backend: str) -> str:
-        writes = statistics.quantiles(self.writes, n=100)[98] if len(self.writes) > 1 else 0.0
-        return (
-            f"{backend:>14} {self.runs:>6} runs: {self.events_per_second:>9,.0f} events/s read, "
-            f"p99 lag {self.p99_lag * 1000:>7.1f} ms, p99 append {writes * 1000:>6.1f} ms, "
-            f"CPU/1k events {_cpu_text(self)}, "
-            f"{'kept pace' if self.kept_pace else 'fell behind'}"
-        )
-
-    def summary(self) -> dict[str, Any]:
-        here, server = self.cpu_ms_per_thousand()
-        return {
-            "runs": self.runs,
-            "events_per_second": round(self.events_per_second),
-            "p99_lag_ms": round(self.p99_lag * 1000, 1),
-            "kept_pace": self.kept_pace,
-            "cpu_ms_per_1000_events_here": round(here, 2),
-            "cpu_ms_per_1000_events_server": None if server is None else round(server, 2),
-        }
-
-
-def _cpu_text(step: Step) -> str:
-    here, server = step.cpu_ms_per_thousand()
-    return f"{here:.1f} ms here + " + ("?" if server is None else f"{server:.1f} ms server")
 
 
 Prepare = Callable[[list[str]], Awaitable[None]]
@@ -206,19 +144,28 @@ async def one_step(
     return step
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How the runs are raised: steps of `seconds`, from `start` runs, doubled up to
+    `max_runs`, each taken up to `tries` times."""
+
+    seconds: float = 4.0
+    start: int = 10
+    tries: int = 2
+    max_runs: int = 20_000
+
+
 async def ceiling(
     backend: str,
-    seconds: float,
+    plan: Plan,
     append: Append,
     read: Read,
     prepare: Prepare = _nothing_to_prepare,
     server_cpu: ServerCpu = _unknown_cpu,
-    *,
-    start: int = 10,
-    tries: int = 2,
 ) -> list[Step]:
     step_of = partial(one_step, append=append, read=read, prepare=prepare, server_cpu=server_cpu)
-    await step_of(start, 1.0)  # warm up: connections, caches, the script
+    seconds, tries, max_runs = plan.seconds, plan.tries, plan.max_runs
+    await step_of(plan.start, 1.0)  # warm up: connections, caches, the script
 
     async def measure(runs: int) -> Step:
         """A step taken up to `tries` times until it keeps pace: the machine's other load
@@ -232,11 +179,11 @@ async def ceiling(
         return min(tried, key=lambda step: (not step.kept_pace, step.p99_lag))
 
     steps: list[Step] = []
-    runs = start
+    runs = plan.start
     while True:
         step = await measure(runs)
         steps.append(step)
-        if not step.kept_pace or runs >= 20_000:
+        if not step.kept_pace or runs * 2 > max_runs:
             break
         runs *= 2
     if len(steps) > 1 and not steps[-1].kept_pace:
@@ -245,7 +192,7 @@ async def ceiling(
     return steps
 
 
-async def postgres(database_url: str, seconds: float, start: int, tries: int) -> list[Step]:
+async def postgres(database_url: str, plan: Plan) -> list[Step]:
     """The PostgreSQL log as the service builds it: one LISTEN connection, the log's reads."""
     database = Database(database_url, pool_size=20)
     listener = Listener(database.engine)
@@ -269,9 +216,7 @@ async def postgres(database_url: str, seconds: float, start: int, tries: int) ->
             group.start_soon(listener.listen_forever)
             await listener.ready.wait()
             await server_cpu()  # what the backends did before is not the log's
-            steps = await ceiling(
-                "postgres", seconds, log.append, read, prepare, server_cpu, start=start, tries=tries
-            )
+            steps = await ceiling("postgres", plan, log.append, read, prepare, server_cpu)
             group.cancel_scope.cancel()
         return steps
     finally:
@@ -296,7 +241,7 @@ async def _make_runs(database: Database, runs: list[str]) -> None:
         await uow.commit()
 
 
-async def redis(cluster: bool, seconds: float, start: int, tries: int) -> list[Step]:
+async def redis(cluster: bool, plan: Plan) -> list[Step]:
     with redis_cluster() if cluster else redis_server() as servers:
 
         async def server_cpu() -> float | None:
@@ -314,16 +259,9 @@ async def redis(cluster: bool, seconds: float, start: int, tries: int) -> list[S
                     return await log.read(run, after, budget=BATCH_BYTES, wait=WAIT)
 
                 name = "redis cluster" if cluster else "redis"
-                steps = await ceiling(
-                    name, seconds, log.append, read, server_cpu=server_cpu, start=start, tries=tries
-                )
+                steps = await ceiling(name, plan, log.append, read, server_cpu=server_cpu)
                 group.cancel_scope.cancel()
             return steps
-
-
-def best(steps: list[Step]) -> Step | None:
-    kept = [step for step in steps if step.kept_pace]
-    return max(kept, key=lambda step: step.events_per_second) if kept else None
 
 
 def main() -> None:
@@ -331,21 +269,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="how long each step lasts")
     parser.add_argument("--start", type=int, default=10, help="runs in the first step")
     parser.add_argument("--tries", type=int, default=2, help="times a step is taken at most")
+    parser.add_argument("--max-runs", type=int, default=20_000, help="runs a step has at most")
     parser.add_argument("--backend", action="append", choices=["postgres", "redis"])
     parser.add_argument("--cluster", action="store_true", help="a three-master cluster too")
     parser.add_argument("--output", help="write the ceilings and every step as JSON here")
     args = parser.parse_args()
     backends = args.backend or ["postgres", "redis"]
+    plan = Plan(args.seconds, args.start, args.tries, args.max_runs)
     steps: dict[str, list[Step]] = {}
     if "postgres" in backends:
         database_url = measuring_database("log-ceiling")
-        steps["postgres"] = asyncio.run(
-            postgres(database_url, args.seconds, args.start, args.tries)
-        )
+        steps["postgres"] = asyncio.run(postgres(database_url, plan))
     if "redis" in backends:
-        steps["redis"] = asyncio.run(redis(False, args.seconds, args.start, args.tries))
+        steps["redis"] = asyncio.run(redis(False, plan))
         if args.cluster:
-            steps["redis cluster"] = asyncio.run(redis(True, args.seconds, args.start, args.tries))
+            steps["redis cluster"] = asyncio.run(redis(True, plan))
     results = {name: best(tried) for name, tried in steps.items()}
     print_ceilings(results)
     cpu_ratios = cpu_over_postgres(steps)
@@ -360,52 +298,6 @@ def main() -> None:
         }
         Path(args.output).write_text(json.dumps(report, indent=2))
         print(f"written to {args.output}")
-
-
-def ratios(results: dict[str, Step | None]) -> dict[str, float]:
-    """Each other backend's ceiling over PostgreSQL's, in this run."""
-    base = results.get("postgres")
-    return {
-        name: round(step.events_per_second / base.events_per_second, 2)
-        for name, step in results.items()
-        if name != "postgres" and base is not None and step is not None
-    }
-
-
-def cpu_over_postgres(steps: dict[str, list[Step]]) -> dict[int, float]:
-    """At each number of runs both backends kept pace with, PostgreSQL's CPU per event (this
-    process and its server) over Redis's: a comparison that a machine whose other load comes
-    and goes moves less than the ceilings, measured minutes apart."""
-
-    def total(step: Step) -> float | None:
-        here, server = step.cpu_ms_per_thousand()
-        return None if server is None else here + server
-
-    redis = {step.runs: total(step) for step in steps.get("redis", []) if step.kept_pace}
-    found: dict[int, float] = {}
-    for step in steps.get("postgres", []):
-        postgres, other = total(step), redis.get(step.runs)
-        if step.kept_pace and postgres is not None and other:
-            found[step.runs] = round(postgres / other, 2)
-    return dict(sorted(found.items()))
-
-
-def print_ceilings(results: dict[str, Step | None]) -> None:
-    print("\nthe event log's ceiling: events a second one instance appends and its followers")
-    print("read, 97 % of them with a p99 lag within 250 ms; CPU per 1,000 events at that step")
-    print(f"  {'':>14} {'events/s':>10} {'runs':>6} {'p99 lag':>9} {'CPU here':>10} {'server':>10}")
-    for name, step in results.items():
-        if step is None:
-            print(f"  {name:>14} {'none kept pace':>10}")
-            continue
-        here, server = step.cpu_ms_per_thousand()
-        server_text = "?" if server is None else f"{server:.1f} ms"
-        print(
-            f"  {name:>14} {step.events_per_second:>10,.0f} {step.runs:>6} "
-            f"{step.p99_lag * 1000:>6.1f} ms {here:>7.1f} ms {server_text:>10}"
-        )
-    for name, ratio in ratios(results).items():
-        print(f"  {name} / postgres: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
