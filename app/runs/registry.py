@@ -72,6 +72,9 @@ class RunRegistry:
         self._remote: dict[str, LiveRun] = {}
         self._following: Counter[str] = Counter()
         self._left_to_recovery: set[str] = set()
+        self._unlogged_ends: dict[str, list[LoggedEvent]] = {}
+        """Runs ended while their log could not be reached: all their events, kept until the
+        writer has appended the final one, in case the log comes back without them."""
         self._shutdown_started = False
         self._grace_over = False
         record.hear_cancels(self.cancel_here)
@@ -114,12 +117,19 @@ class RunRegistry:
         live = self._local.get(run_id)
         if live is not None:
             live.logged(seq)
+        ended = self._unlogged_ends.get(run_id)
+        if ended is not None and seq >= ended[-1].seq:
+            del self._unlogged_ends[run_id]
 
     def _events_again(self, run_id: str, held: int, through: int) -> RunEvents:
-        """A run's events after `held` up to `through`, from memory, for a log that lost them;
-        none once the run has ended here (`app.runs.log.writer`)."""
+        """A run's events after `held` up to `through`, from memory, for a log that lost them
+        (`app.runs.log.writer`): a run going on here, or one that ended while the log could not
+        be reached; none for any other."""
         live = self._local.get(run_id)
-        return [] if live is None else _after(live, held, through)
+        if live is not None:
+            return _after(live, held, through)
+        ended = self._unlogged_ends.get(run_id, [])
+        return [(run_id, event) for event in ended if held < event.seq <= through]
 
     async def check_log(self) -> None:
         """Refuse a send (`EventLogUnavailable`, a 503) while the event log cannot be reached,
@@ -161,6 +171,8 @@ class RunRegistry:
                 try:
                     if log_away:
                         final = await self._record.store_end(end)
+                        said = [event for _, event in _after(live, 0, live.next_seq - 1)]
+                        self._unlogged_ends[end.run_id] = [*said, final]
                         self._writer.put_back([*unwritten, (end.run_id, final)])
                         return final
                     return await self._log.end_run(

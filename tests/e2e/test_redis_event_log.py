@@ -1,13 +1,15 @@
 """Two service processes with REDIS_URL on one PostgreSQL, and a Redis of the test's own: a
 stream cut on one instance resumes on the other with `Last-Event-ID`, without a gap, and the
-run's events are in its Redis stream, not in PostgreSQL's `run_events`."""
+run's events are in its Redis stream, not in PostgreSQL's `run_events`; a cancel asked of the
+other instance stops the run (cancels stay on PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 from app.settings import Settings
 from app.web.auth import issue_token
 from tests.redis_servers import RedisServer, redis_server
-from tests.support import PlainSql, User, start_service
+from tests.support import PlainSql, User, eventually, start_service
 
 TASKS = 30
 Event = dict[str, Any]
@@ -27,6 +29,13 @@ Event = dict[str, Any]
 def redis() -> Iterator[RedisServer]:
     with redis_server() as server:
         yield server
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -99,3 +108,40 @@ async def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_redis(
     assert await db.rows("SELECT seq FROM run_events WHERE run_id = :id", id=run_id) == []
     stored = await db.rows("SELECT status FROM runs WHERE id = :id", id=run_id)
     assert stored == [{"status": "complete"}]
+
+
+async def test_a_cancel_on_the_other_instance_stops_a_run_streaming_through_redis(
+    redis: RedisServer, database_url: str, db: PlainSql, settings: Settings, tmp_path: Path
+) -> None:
+    env = {"OFFLINE_TOKEN_DELAY_MS": "20", "REDIS_URL": redis.url}
+    one, one_url = start_service(database_url, tmp_path / "one.log", **env)
+    two, two_url = start_service(database_url, tmp_path / "two.log", **env)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=one_url, timeout=60) as on_one,
+            httpx.AsyncClient(base_url=two_url, timeout=60) as on_two,
+        ):
+            user_id = f"redis-{uuid.uuid4().hex[:8]}"
+            user = User(user_id, issue_token(settings, user_id), on_one)
+            for n in range(TASKS):
+                assert (await user.post("/tasks", json={"title": f"errand {n}"})).status_code == 201
+            events: list[Event] = []
+            elsewhere = User(user_id, user.token, on_two)
+            async with on_one.stream(
+                "POST",
+                user.url("/chat/stream"),
+                json={"message": "show my tasks"},
+                headers=user.headers,
+            ) as streaming:
+                reading = asyncio.create_task(_read(streaming, events))
+                await eventually(_async(lambda: len(events) >= 4), "the answer has begun")
+                cancelled = await elsewhere.post(f"/runs/{events[0]['run_id']}/cancel")
+                await reading
+    finally:
+        _stop(one)
+        _stop(two)
+
+    assert cancelled.status_code in (200, 202), cancelled.text
+    assert (events[-1]["type"], events[-1]["status"]) == ("done", "cancelled")
+    stored = await db.rows("SELECT status FROM runs WHERE id = :id", id=events[0]["run_id"])
+    assert stored == [{"status": "cancelled"}]

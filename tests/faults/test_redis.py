@@ -188,6 +188,23 @@ async def test_redis_stopped_and_restarted_empty_mid_runs(
                 )
                 for user, s in zip(users, streams, strict=True)
             ]
+            # Empty once more, after the runs' end: nobody holds them to append again. A
+            # replay, and a resume from an id, are told that events are missing.
+            await asyncio.to_thread(_stop_all, servers)
+            await asyncio.to_thread(_start_empty, servers)
+            run_id = streams[0].events[0]["run_id"]
+            replayed: list[Event] = []
+            replay_status = await _follow(_on(users[0], on_two), run_id, replayed)
+            resumed: list[Event] = []
+            async with on_two.stream(
+                "GET",
+                users[0].url(f"/runs/{run_id}/events"),
+                headers={**users[0].headers, "Last-Event-ID": f"{run_id}:3"},
+            ) as response:
+                resume_status = response.status_code
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        resumed.append(json.loads(line[6:]))
     finally:
         for process in (one, two):
             _stop(process)
@@ -197,6 +214,11 @@ async def test_redis_stopped_and_restarted_empty_mid_runs(
     assert refused.headers["retry-after"]
     assert set(statuses) == {200}
     assert [response.status_code for response in again] == [200] * count
+    last = streams[0].events[-1]["seq"]
+    for told in (replayed, resumed):
+        (error,) = told
+        assert (error["type"], error["code"], error["seq"]) == ("error", "events_missing", last - 1)
+    assert (replay_status, resume_status) == (200, 200)
     missing = 0
     for stream, seen in zip(streams, followed, strict=True):
         events = stream.events

@@ -95,6 +95,18 @@ async def postgres_log(database: Database, listener: Listener) -> AsyncIterator[
     yield PostgresEventLog(database, listener)
 
 
+def redis_looks(servers: RedisServer | RedisCluster) -> int:
+    """The XRANGEs the servers have answered (INFO commandstats): a read that found nothing
+    there waits on the blocking reader, which hands it whatever is appended after its seq."""
+    nodes = servers.nodes if isinstance(servers, RedisCluster) else [servers]
+    total = 0
+    for node in nodes:
+        for line in node.cli("INFO", "commandstats").splitlines():
+            if line.startswith("cmdstat_xrange:"):
+                total += int(line.split("calls=")[1].split(",")[0])
+    return total
+
+
 def redis_log(servers: RedisServer | RedisCluster) -> LogOf:
     """A log on our own Redis (a single server or a three-master cluster), as `app.main` opens
     it with REDIS_URL: its own client and blocking reader per instance."""
@@ -111,14 +123,17 @@ def redis_log(servers: RedisServer | RedisCluster) -> LogOf:
 
 @asynccontextmanager
 async def postgres(
-    database_url: str, log_of: LogOf = postgres_log, name: str = "postgres"
+    database_url: str,
+    log_of: LogOf = postgres_log,
+    name: str = "postgres",
+    looks: Callable[[], int] | None = None,
 ) -> AsyncIterator[Backend]:
     """Two instances on one PostgreSQL database, each with its pool and its LISTEN connection;
     `log_of` opens each one's event log (the record is always PostgreSQL's: a log kept
     elsewhere, Redis, is opened as `postgres(url, redis_log(servers), "redis")`)."""
     async with AsyncExitStack() as stack:
-        one = await stack.enter_async_context(_postgres_instance(database_url, log_of))
-        other = await stack.enter_async_context(_postgres_instance(database_url, log_of))
+        one = await stack.enter_async_context(_postgres_instance(database_url, log_of, looks))
+        other = await stack.enter_async_context(_postgres_instance(database_url, log_of, looks))
         yield Backend(
             name,
             one[0],
@@ -130,7 +145,7 @@ async def postgres(
 
 @asynccontextmanager
 async def _postgres_instance(
-    database_url: str, log_of: LogOf
+    database_url: str, log_of: LogOf, looks: Callable[[], int] | None
 ) -> AsyncIterator[tuple[Instance, Database]]:
     database = Database(database_url, pool_size=3)
     listener = Listener(database.engine)
@@ -143,17 +158,18 @@ async def _postgres_instance(
     sqlalchemy.event.listen(database.engine.sync_engine, "after_cursor_execute", look)
     async with AsyncExitStack() as stack:
         log = await stack.enter_async_context(log_of(database, listener))
-        yield await stack.enter_async_context(_serving(database, listener, log, looked))
+        counted = (lambda: looked[0]) if isinstance(log, PostgresEventLog) else looks
+        yield await stack.enter_async_context(_serving(database, listener, log, counted))
 
 
 @asynccontextmanager
 async def _serving(
-    database: Database, listener: Listener, log: EventLog, looked: list[int]
+    database: Database, listener: Listener, log: EventLog, looks: Callable[[], int] | None
 ) -> AsyncIterator[tuple[Instance, Database]]:
     instance = Instance(
         log,
         PostgresRunRecord(database, listener, final_kept_seconds=KEPT_SECONDS),
-        (lambda: looked[0]) if isinstance(log, PostgresEventLog) else None,
+        looks,
     )
     listening = asyncio.ensure_future(listener.listen_forever())
     serving = asyncio.ensure_future(log.serve())
@@ -176,20 +192,21 @@ async def _begin_in(database: Database, instance: str) -> tuple[str, int, int]:
     return run_id, started.conversation_id, started.answer_message_id
 
 
+def _on_redis(request: pytest.FixtureRequest, name: str, servers_fixture: str) -> Opener:
+    servers = request.getfixturevalue(servers_fixture)
+    return partial(
+        postgres,
+        request.getfixturevalue("suite_database"),
+        redis_log(servers),
+        name,
+        partial(redis_looks, servers),
+    )
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
     "memory": lambda request: memory,
     "postgres": lambda request: partial(postgres, request.getfixturevalue("suite_database")),
-    "redis": lambda request: partial(
-        postgres,
-        request.getfixturevalue("suite_database"),
-        redis_log(request.getfixturevalue("redis_single")),
-        "redis",
-    ),
-    "redis-cluster": lambda request: partial(
-        postgres,
-        request.getfixturevalue("suite_database"),
-        redis_log(request.getfixturevalue("redis_three_masters")),
-        "redis-cluster",
-    ),
+    "redis": lambda request: _on_redis(request, "redis", "redis_single"),
+    "redis-cluster": lambda request: _on_redis(request, "redis-cluster", "redis_three_masters"),
 }
 """Every backend of the event log, by name: a new backend is one more entry here."""

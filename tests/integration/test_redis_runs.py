@@ -194,7 +194,8 @@ async def test_an_unreachable_redis_refuses_sends_and_keeps_no_run_from_ending(
 ) -> None:
     """Redis stopped: a send is refused (`EventLogUnavailable`, a 503); a run going on ends
     all the same, its end stored in the record and its final event given to its followers
-    here, with every event it said."""
+    here, with every event it said. Redis back, empty: the owner appends the whole run again
+    from memory."""
     server = RedisServer(tmp_path)
     server.start()
     try:
@@ -213,8 +214,12 @@ async def test_an_unreachable_redis_refuses_sends_and_keeps_no_run_from_ending(
                 turn.more.set()
                 turn.go.set()
             stored = record.run(turn.run.id)
-            server.start()
+            server.start()  # empty: the owner appends the whole run again, from memory
             await owner.check_log()
+            async with redis_streams_log(server.url, retention_seconds=60) as reader:
+                with anyio.fail_after(30):
+                    while await reader.read(turn.run.id, 0) != here:  # noqa: ASYNC110 (Redis)
+                        await anyio.sleep(0.05)
     finally:
         server.stop()
     assert stored is not None and stored.status is RunStatus.COMPLETE

@@ -8,6 +8,7 @@ picked by the composition root (`app.main`) and handed to the registry:
 
 - `memory`: in this process. For the fast tests, and for a service of one process.
 - `postgres`: the `run_events` table, woken by LISTEN/NOTIFY.
+- `redis_streams`: a Redis stream per run (`REDIS_URL`), past what one PostgreSQL takes.
 
 One test suite (tests/integration/test_event_logs.py) runs every behaviour below against every
 backend.
@@ -31,7 +32,8 @@ but the run of an instance that died is closed (`app.runs.recovery`) with a fina
 above anything that instance could have shown its clients (`app.runs.live.UNLOGGED_WINDOW`),
 which declares the last seq of the stored answer (`app.events.stored_through`); the seqs
 between are never used. Every backend keeps such a final event as it keeps any other.
-Readers check the order (`app.runs.registry`): any other gap is `EventsMissing`.
+Readers check the order (`app.runs.reading`): any other gap is `EventsMissing`, which a
+follower is told as a typed `error` event.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ A log that lost a run's earlier events (`RunLogLost`: Redis restarted empty) app
 its later ones; the writer asks who keeps the runs in memory (`refill_from`: the registry) for
 the run's events after what the log still holds, and appends them again, ahead of the rest: its
 followers elsewhere go on without a gap. A run this instance no longer holds stays lost; its
-readers are told events are missing (`app.runs.registry`).
+readers are told events are missing (`app.runs.reading`).
 """
 
 from __future__ import annotations
