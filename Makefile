@@ -61,6 +61,17 @@ BENCH_RUNS ?= 3
 
 bench:
 	$(BIN)/python -m tools.bench --runs $(BENCH_RUNS)
+	$(MAKE) --no-print-directory bench-log bench-instances
+
+# The event log's ceiling, PostgreSQL beside Redis (a redis-server of its own on a free port),
+# with the ratio and CPU per 1,000 events; then two instances on one PostgreSQL, without and
+# with Redis: the most runs streaming 50 tokens a second at once within a p99 lag of 50 ms.
+.PHONY: bench-log bench-instances
+bench-log:
+	$(BIN)/python -m tools.log_ceiling --output bench-log-ceiling.json
+
+bench-instances:
+	$(BIN)/python -m tools.bench_instances --output bench-instances.json
 
 # A flame graph of the service under one bench scenario (py-spy, sampling from outside the
 # process without pausing it): `make profile` (a32), `make profile SCENARIO=c2000`.
