@@ -267,7 +267,7 @@ async def test_a_failed_run_resolves_with_the_error_event(
     seen = await _one(frames, client, Route(FAILED))
     _clean(seen)
     assert seen["events"][-1] == "RUN_ERROR"
-    error = error_event("model_unavailable", retryable=True)  # as the recorded run ended
+    error = error_event("model_unavailable", retryable=True)
     assert seen["runErrors"] == [{"code": error.code, "message": error.message}]
     assert seen["finished"] == []
     assert seen["messages"][-1] == {
