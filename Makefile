@@ -12,17 +12,29 @@ RUN_TIME ?= 30s
 # uv installs from uv.lock, the lock the Heroku buildpack installs from; this is the uv version
 # that buildpack pins (its requirements/uv.txt), so both read and check the lock alike.
 UV_VERSION ?= 0.12.5
+# The pinned uv lives beside the environment, not in it: in a .venv that uv made (`uv sync`,
+# `uv venv`), `uv sync` removes every package the lock does not name, uv and pip among them.
+UV_HOME := $(VENV)/uv-tool
+UV := $(UV_HOME)/bin/uv
+
+# The JavaScript clients' installer: NPM=none skips them (the deploy test of this target does).
+NPM ?= npm
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/uv --version 2>/dev/null | grep -qF 'uv $(UV_VERSION) ' \
-		|| $(BIN)/python -m pip install -qq --disable-pip-version-check uv==$(UV_VERSION)
+	@# A .venv that uv made has no pip: the standard library's ensurepip puts one in first.
+	$(UV) --version 2>/dev/null | grep -qF 'uv $(UV_VERSION) ' || { \
+		$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; \
+		$(BIN)/python -m pip install -qq --disable-pip-version-check --upgrade \
+			--target $(UV_HOME) uv==$(UV_VERSION); }
 	@# --compile-bytecode, as pip did: without it each start compiles what it imports where
 	@# PYTHONDONTWRITEBYTECODE is set, as on this project's machines (import app.main: 9 s, not 5).
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --quiet --locked --extra dev --compile-bytecode \
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --extra dev --compile-bytecode \
 		--python $(BIN)/python
+	@# .venv/bin/uv, as the README and the tests name it: a link the sync leaves alone.
+	ln -sf ../uv-tool/bin/uv $(BIN)/uv
 	@# The real JavaScript clients the tests run (tests/clients); skipped where Node is missing.
-	if command -v npm >/dev/null; then npm ci --prefix tests/clients --no-audit --no-fund --silent; \
+	if command -v $(NPM) >/dev/null; then $(NPM) ci --prefix tests/clients --no-audit --no-fund --silent; \
 	else echo "npm not found: the JavaScript client tests will be skipped"; fi
 
 run:

@@ -197,3 +197,43 @@ async def test_the_host_signs_in_a_user_whose_id_is_a_number(start_site: SiteFac
         await expect(refused.frame_locator("#chat").locator("#sign-in-error")).to_have_text(
             'That token\'s "id" claim must be a user id: a string or a whole number.'
         )
+
+
+async def test_a_token_posted_from_an_origin_outside_cors_origins_is_ignored(
+    start_site: SiteFactory,
+) -> None:
+    """The page in a frame whose parent is not a listed origin (the service's own: the only
+    other origin its frame-ancestors lets frame it), the parent posting a good token: the page
+    stays waiting, keeps nothing, calls nothing."""
+    site = await start_site(app_env="production", cors_origins=("http://127.0.0.1:9",))
+    parent = await site.page()
+    await parent.goto(site.url)
+    await parent.evaluate(
+        """() => new Promise((loaded) => {
+          const frame = document.createElement("iframe");
+          frame.id = "chat";
+          frame.addEventListener("load", loaded, { once: true });
+          frame.src = "/";
+          document.body.append(frame);
+        })"""
+    )
+    chat = next(frame for frame in parent.frames if frame is not parent.main_frame)
+    await expect(chat.get_by_text("Waiting for the application")).to_be_visible()
+    # Told once the page's own listener, registered first, has had the message.
+    await chat.evaluate(
+        """() => { window.delivered = new Promise((told) =>
+          addEventListener("message", (event) => told(event.origin), { once: true })); }"""
+    )
+    token = site.user(f"outsider-{uuid.uuid4().hex[:8]}").token
+    await parent.evaluate(
+        """(token) => document.getElementById("chat").contentWindow.postMessage(
+          { type: "todo-chat:token", token }, "*")""",
+        token,
+    )
+    origin = await chat.evaluate("() => window.delivered")
+    assert origin == site.url.rstrip("/"), "the message came, from the service's own origin"
+    # The page's handler has run (it is synchronous): what it did is there to see at once.
+    assert await chat.locator("#sign-in-host").is_visible()
+    assert await chat.locator("#app").is_hidden()
+    assert await storage(chat) == {"local": [], "session": []}
+    assert [r.url for r in site.requests if "/api/" in r.url] == []

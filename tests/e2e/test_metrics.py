@@ -18,6 +18,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.web.state import state_of
 from tests.conftest import with_settings
+from tests.e2e.test_runs import _Pausing
 from tests.support import LiveServer, eventually, serve
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -250,3 +251,38 @@ async def test_the_connection_gate_counts_its_queue(settings: Settings) -> None:
     name = "todo_chat_db_wait_seconds_count"
     assert value(after, name, priority="new") - value(before, name, priority="new") >= 1
     assert value(after, "todo_chat_db_queue", priority="new") == 0
+
+
+async def test_a_cancelled_run_is_counted_as_cancelled(settings: Settings) -> None:
+    """Stopped by its user, a run ends with `done` (status cancelled): its outcome is
+    `cancelled`, not `complete`, in the runs counter and the duration histogram."""
+    model = _Pausing({"add buy milk": (2,)})
+    async with serve(create_app(settings, model=model), settings) as live:
+        user = live.user()
+        before = await scrape(live.client)
+        body = {
+            "id": "metrics-cancel",
+            "messages": [
+                {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "add buy milk"}]}
+            ],
+        }
+
+        async def send() -> list[str]:
+            async with live.client.stream(
+                "POST", user.url("/ai/chat"), json=body, headers=user.headers
+            ) as stream:
+                return [line async for line in stream.aiter_lines()]
+
+        posted = asyncio.create_task(send())
+        await model.reached["add buy milk", 2].wait()
+        cancelled = await user.post("/ai/chat/metrics-cancel/cancel")
+        await posted
+        after = await _streams_closed(live)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("todo_chat_runs_total", outcome="cancelled", code="") == 1
+    assert moved("todo_chat_runs_total", outcome="complete", code="") == 0
+    assert moved("todo_chat_run_duration_seconds_count", outcome="cancelled") == 1

@@ -13,10 +13,13 @@ from app.agent.intent.vocabulary import (
     TODO_VERBS,
 )
 
+# A number as a title's last word ("item 1", "step two", "part #3").
+_NUMBER = r"(?:#?\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 _TITLE_LEAD = re.compile(
-    # "add task: x", "add a task to x", but not "add item 1": a noun before a number is the title.
+    # "add task: x", "add a task to x", but not "add item 1" nor "add item one": a noun before a
+    # number is the title; nor "add items 1 and 2" (not "s 1").
     r"^(?:(?:(?:a|an|another|one more)\s+)?(?:new\s+)?(?:task|todo|to-do|reminder|item|entry)"
-    r"(?!\s*\d)(?:\s+(?:to|called|named|titled|saying|that says|for)\b|\s*:)?\s*"
+    rf"\b(?!\s*{_NUMBER}\b)(?:\s+(?:to|called|named|titled|saying|that says|for)\b|\s*:)?\s*"
     r"|to[- ]?do\s*:\s*"
     r"|(?:to|on|onto)\s+(?:my|the)\s+(?:[\w-]+\s+){0,2}?list\s*:?\s*"
     r"|(?:these|the following|following|this)\s*:\s*|:\s*)",
@@ -41,9 +44,26 @@ def titles(span: str) -> tuple[str, ...]:
         return tuple(capitalized(part) for part in map(clean_part, numbered) if part)
     parts = [part for part in map(clean_part, _split(span)) if part]
     if len(parts) > 1 and _separate_tasks(parts):
-        return tuple(capitalized(part) for part in parts)
+        return tuple(capitalized(part) for part in _numbered_alike(parts))
     whole = clean_part(span)
     return (capitalized(whole),) if whole else ()
+
+
+_NUMBERED_THING = re.compile(rf"(?P<head>.*\S)\s+{_NUMBER}", re.I)
+_BARE_NUMBER = re.compile(_NUMBER, re.I)
+
+
+def _numbered_alike(parts: list[str]) -> list[str]:
+    """ "item 1 and 2", "steps 1, 2 and 3": each bare number is a thing of the same name as the
+    numbered part before it ("Item 2", "Step 3"), said once in the singular when plural."""
+    first = _NUMBERED_THING.fullmatch(parts[0])
+    if first is None or not all(_BARE_NUMBER.fullmatch(part) for part in parts[1:]):
+        return parts
+    head = first["head"]
+    if head.endswith("s") and not head.endswith("ss"):
+        head = head[:-1]
+    number = parts[0][first.end("head") :].strip()
+    return [f"{head} {number}", *(f"{head} {part}" for part in parts[1:])]
 
 
 def _split(span: str) -> list[str]:
