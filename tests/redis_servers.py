@@ -246,3 +246,22 @@ def single_and_cluster(request: pytest.FixtureRequest) -> Iterator[Servers]:
 def servers(single_and_cluster: Servers) -> Servers:
     """What a test of `single_and_cluster`'s module takes: the servers of its parameter."""
     return single_and_cluster
+
+
+def nodes_of(servers: Servers) -> list[RedisServer]:
+    return servers.nodes if isinstance(servers, RedisCluster) else [servers]
+
+
+def stop_all(servers: Servers) -> None:
+    for node in nodes_of(servers):
+        node.stop()
+
+
+def start_all_empty(servers: Servers) -> None:
+    """Every node started again with no data (a cluster's nodes keep their membership, in
+    their nodes.conf), back when a cluster says it is whole."""
+    for node in nodes_of(servers):
+        node.start()
+    for node in nodes_of(servers):
+        if node.cluster:
+            node._until(lambda n=node: "cluster_state:ok" in n.cli("CLUSTER", "INFO"), "is ok")

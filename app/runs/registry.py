@@ -278,16 +278,32 @@ class RunRegistry:
                 async for batch in live.subscribe(after_seq).batches():
                     yield batch
             else:
-                try:
-                    async for batch in read_log(self._log, self._record, run, after_seq):
-                        yield batch
-                except EventsMissing as missing:
-                    logger.warning("following run %s: %s", run.id, missing)
-                    yield [missing_event(missing)]
+                async for batch in self._replay(run, after_seq):
+                    yield batch
         finally:
             self._following[run.user_id] -= 1
             if not self._following[run.user_id]:
                 del self._following[run.user_id]
+
+    async def _replay(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
+        """An ended run's events from its log. While the log or the record is unreachable (a
+        restart), the follower waits and reads on from where it stopped: its stream has begun,
+        and a stream that has begun ends with an event, not a cut."""
+        while True:
+            try:
+                async for batch in read_log(self._log, self._record, run, after_seq):
+                    yield batch
+                    after_seq = batch[-1].seq
+                return
+            except EventsMissing as missing:
+                logger.warning("following run %s: %s", run.id, missing)
+                yield [missing_event(missing)]
+                return
+            except Exception as error:
+                if not self.is_outage(error):
+                    raise
+                logger.warning("replaying run %s: log or record unreachable", run.id)
+                await anyio.sleep(POLL_SECONDS)
 
     def _remote_reader(self, run: Run) -> LiveRun:
         """The in-memory copy of another instance's run, filled from its log by one reader."""

@@ -31,30 +31,18 @@ from app.settings import Settings
 from app.web.auth import issue_token
 from tests.faults.conftest import PrivatePostgres, scale
 from tests.faults.streams import Stream, read_stream
-from tests.redis_servers import RedisCluster, RedisServer, Servers
+from tests.redis_servers import (
+    RedisCluster,
+    Servers,
+    start_all_empty,
+    stop_all,
+)
 from tests.support import PlainSql, User, eventually, start_service, text_of
 
 TASKS = 40
 """Each user's tasks: "show my tasks" is then an answer of a few hundred tokens, paced."""
 TOKEN_DELAY_MS = 25
 Event = dict[str, Any]
-
-
-def _nodes(servers: Servers) -> list[RedisServer]:
-    return servers.nodes if isinstance(servers, RedisCluster) else [servers]
-
-
-def _stop_all(servers: Servers) -> None:
-    for node in _nodes(servers):
-        node.stop()
-
-
-def _start_empty(servers: Servers) -> None:
-    for node in _nodes(servers):
-        node.start()
-    for node in _nodes(servers):
-        if node.cluster:
-            node._until(lambda n=node: "cluster_state:ok" in n.cli("CLUSTER", "INFO"), "is ok")
 
 
 def _services(
@@ -178,9 +166,9 @@ async def test_redis_stopped_and_restarted_empty_mid_runs(
             followed, following = traffic.followed, traffic.following
             await _until(lambda: all(len(seen) >= 3 for seen in followed), "followers follow")
 
-            await asyncio.to_thread(_stop_all, servers)
+            await asyncio.to_thread(stop_all, servers)
             refused = await users[0].post("/chat/stream", json={"message": "hello"})
-            await asyncio.to_thread(_start_empty, servers)
+            await asyncio.to_thread(start_all_empty, servers)
 
             with anyio.fail_after(120):
                 await asyncio.gather(*reading)
@@ -195,8 +183,8 @@ async def test_redis_stopped_and_restarted_empty_mid_runs(
             ]
             # Empty once more, after the runs' end: nobody holds them to append again. A
             # replay, and a resume from an id, are told that events are missing.
-            await asyncio.to_thread(_stop_all, servers)
-            await asyncio.to_thread(_start_empty, servers)
+            await asyncio.to_thread(stop_all, servers)
+            await asyncio.to_thread(start_all_empty, servers)
             run_id = streams[0].events[0]["run_id"]
             replayed: list[Event] = []
             replay_status = await _follow(_on(users[0], on_two), run_id, replayed)

@@ -7,7 +7,7 @@ cannot be reached refuses a send and does not keep a run's end from being stored
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,8 @@ from app.runs.log.redis_streams import redis_streams_log, stream_key
 from app.runs.log.writer import EventWriter
 from app.runs.record.memory import MemoryRunRecord
 from app.runs.registry import RunRegistry
-from tests.redis_servers import RedisCluster, RedisServer, Servers
+from tests.redis_servers import RedisCluster, RedisServer, Servers, start_all_empty, stop_all
+from tests.support import eventually
 
 
 @asynccontextmanager
@@ -108,6 +109,13 @@ async def _until_logged(registry: RunRegistry, live: LiveRun, seq: int) -> None:
             await anyio.sleep(0.01)
 
 
+def _checked(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
+
+
 async def _collect(batches: AsyncIterator[list[LoggedEvent]], into: list[LoggedEvent]) -> None:
     async for batch in batches:
         into.extend(batch)
@@ -167,6 +175,34 @@ async def test_a_run_whose_log_is_lost_after_its_end_is_told_as_missing_events(
         error = decode(missing)
         assert (error.type, getattr(error, "code", None)) == ("error", "events_missing")
         assert missing.seq == live.events[-1].seq - 1  # a reader back with it reads the final
+
+
+async def test_a_replay_while_redis_is_down_waits_for_it_and_ends_with_an_event(
+    servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ended run replayed from the log while every Redis node is down: the follower's
+    stream has begun, so it waits and reads on once Redis is back (here empty: it is told
+    `events_missing`), never a cut stream."""
+    record = MemoryRunRecord()
+    async with _instance(servers, record) as owner, _instance(servers, record) as other:
+        turn, _ = _turn(owner, record)
+        turn.more.set()
+        turn.go.set()
+        await owner.wait_idle()
+        ended = record.run(turn.run.id)
+        assert ended is not None and ended.status is RunStatus.COMPLETE
+        stop_all(servers)
+        replayed: list[LoggedEvent] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(_collect, other.follow(ended, 0), replayed)
+            await eventually(
+                _checked(lambda: "log or record unreachable" in caplog.text),
+                "the replay has met the outage",
+            )
+            start_all_empty(servers)
+    (missing,) = replayed
+    error = decode(missing)
+    assert (error.type, getattr(error, "code", None)) == ("error", "events_missing")
 
 
 async def test_an_unreachable_redis_refuses_sends_and_keeps_no_run_from_ending(
