@@ -19,9 +19,10 @@ most `app.runs.live.BATCH_BYTES`, however far behind the client is (tests/faults
 test_stopped_readers.py measures it).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
-its grace, the client's disconnect) as plain asyncio tasks instead of in the anyio task group
-its `__call__` makes, and bounds each write with asyncio's timeout: less memory per open
-stream, and fewer instructions per write (docs/performance.md has the measurements). These
+its grace, the client's disconnect) instead of in the anyio task group its `__call__` makes:
+the body in the request's own task, the others as plain asyncio tasks; and bounds each write
+with asyncio's timeout: less memory per open stream, fewer instructions per write, and the first
+write sooner (docs/performance.md has the measurements). These
 are private parts of sse-starlette: the version is bounded in pyproject.toml, and
 tests/unit/web/test_streaming.py fails when one of them changes.
 """
@@ -128,24 +129,45 @@ class _Stream(EventSourceResponse):
     async def _serve(self, receive: Receive, send: Send) -> None:
         """sse-starlette's own watchers (the stream, its pings, the server's exit and its
         grace, the client's disconnect), each as it runs them, the first to end stopping the
-        others; but as plain asyncio tasks, not in an anyio task group, which held half of
-        what the response kept for each open stream."""
+        others; but not in an anyio task group, which held half of what the response kept
+        for each open stream, and the stream itself in the request's own task: its first
+        write (the run's start event, already queued) goes out in the step that returned the
+        response, with no task of its own to create, schedule and keep for each stream."""
         watchers = [
-            self._stream_response(send),
             self._listen_for_exit_signal_with_grace(),
             self._listen_for_disconnect(receive),
         ]
         if self.ping_interval > 0:
             watchers.append(self._ping(send))
         tasks = [asyncio.ensure_future(watcher) for watcher in watchers]
+        request = asyncio.current_task()
+        assert request is not None
+        stopping = False
+
+        def stop(_: asyncio.Future[None]) -> None:
+            """A watcher ended first (the client left, the server's grace is over, a ping
+            failed): stop the stream, as asyncio.timeout stops what it bounds."""
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                request.cancel()
+
+        for task in tasks:
+            task.add_done_callback(stop)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self._stream_response(send)
+        except asyncio.CancelledError:
+            # Cancelled by `stop` alone: the stream is over. Cancelled from outside too
+            # (the server's own cancel): go on unwinding.
+            if not stopping or request.uncancel() > 0:
+                raise
         finally:
+            stopping = True  # a watcher ending from now on stops nothing
             for task in tasks:
                 task.cancel()
-            # Their cleanup (the body's, which lets its run's subscription go) runs to its end.
+            # Their cleanup runs to its end.
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
+        for task in tasks:
             error = None if task.cancelled() else task.exception()
             if error is not None:
                 raise error
