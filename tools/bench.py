@@ -38,6 +38,8 @@ from tools.sdk_floor import measure as measure_sdk_floor
 from tools.sdk_floor import measure_paced
 
 SECRET = "bench-secret-" + "b" * 40
+INSTRUCTIONS_AT_ONCE = 16
+"""Tool-using turns at once when the bench counts their instructions (`tools.instructions`)."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -462,8 +464,16 @@ def run_all(
     *,
     quick: bool,
     profile: str | None = None,
+    instruction_turns: int = 0,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"scenarios": {}}
+    if instruction_turns:
+        # What a busy machine does not move: a regression in CPU per turn shows here first.
+        from tools.instructions import measure as measure_instructions
+
+        results["instructions"] = measure_instructions(
+            database_url, turns=instruction_turns, concurrency=INSTRUCTIONS_AT_ONCE
+        )
     for scenario in chosen:
         results["scenarios"][scenario.name] = asyncio.run(
             run_scenario(scenario, database_url, port, profile)
@@ -557,6 +567,10 @@ def print_table(results: dict[str, Any]) -> None:
     floor = results.get("sdk_floor")
     if floor:
         print(f"\nAgents SDK floor (the same tool-using turn, no HTTP, no database): {floor}")
+    if results.get("instructions"):
+        from tools.instructions import describe
+
+        print(f"\n{describe(results['instructions'])}")
 
 
 def measuring_database(name: str) -> str:
@@ -590,6 +604,12 @@ def main() -> None:
     parser.add_argument(
         "--port", type=int, default=0, help="the service's port, the reference's the next (0: free)"
     )
+    parser.add_argument(
+        "--instruction-turns",
+        type=int,
+        help=f"tool-using turns counted under callgrind, {INSTRUCTIONS_AT_ONCE} at once (default:"
+        " 48 when every scenario runs, else none; 0: none)",
+    )
     args = parser.parse_args()
 
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
@@ -609,8 +629,18 @@ def main() -> None:
         ]
     database_url = measuring_database("bench")
 
+    instruction_turns = args.instruction_turns
+    if instruction_turns is None:
+        instruction_turns = 0 if args.quick or args.scenario else 48
     runs = [
-        run_all(chosen, database_url, args.port, quick=args.quick, profile=args.profile)
+        run_all(
+            chosen,
+            database_url,
+            args.port,
+            quick=args.quick,
+            profile=args.profile,
+            instruction_turns=instruction_turns,
+        )
         for _ in range(args.runs)
     ]
     results = combine(runs)

@@ -20,7 +20,8 @@ test_stopped_readers.py measures it).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
 its grace, the client's disconnect) instead of in the anyio task group its `__call__` makes:
-the body in the request's own task, the others as plain asyncio tasks; and bounds each write
+the body in the request's own task, pings and the disconnect as plain asyncio tasks, the
+server's exit watched once for all open streams; and bounds each write
 with asyncio's timeout: less memory per open stream, fewer instructions per write, and the first
 write sooner (docs/performance.md has the measurements). These
 are private parts of sse-starlette: the version is bounded in pyproject.toml, and
@@ -31,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
@@ -67,7 +70,7 @@ def stream_response(
         # When the server stops, keep the stream open until its run has sent its last event.
         # (The grace needs no `shutdown_event`: no body here watches one, and each would cost
         # every open stream an anyio Event.)
-        shutdown_grace_period=settings.stream_close_seconds,
+        grace=settings.stream_close_seconds,
     )
 
 
@@ -102,6 +105,14 @@ class _Ping(ServerSentEvent):
 
 
 class _Stream(EventSourceResponse):
+    _stop: Callable[[], None] | None = None
+    _exit_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, grace: float, **kwargs: Any) -> None:
+        kwargs["shutdown_grace_period"] = grace
+        super().__init__(*args, **kwargs)
+        self._grace = grace
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             if scope["type"] == "http" and scope["method"].upper() != "HEAD":
@@ -128,15 +139,13 @@ class _Stream(EventSourceResponse):
 
     async def _serve(self, receive: Receive, send: Send) -> None:
         """sse-starlette's own watchers (the stream, its pings, the server's exit and its
-        grace, the client's disconnect), each as it runs them, the first to end stopping the
-        others; but not in an anyio task group, which held half of what the response kept
-        for each open stream, and the stream itself in the request's own task: its first
-        write (the run's start event, already queued) goes out in the step that returned the
-        response, with no task of its own to create, schedule and keep for each stream."""
-        watchers = [
-            self._listen_for_exit_signal_with_grace(),
-            self._listen_for_disconnect(receive),
-        ]
+        grace, the client's disconnect), the first to end stopping the others; but not in an
+        anyio task group, which held half of what the response kept for each open stream. The
+        stream runs in the request's own task: its first write (the run's start event, already
+        queued) goes out in the step that returned the response, with no task of its own to
+        create, schedule and keep. The server's exit is watched once for every open stream
+        (`_ExitWatch`), not by a task and an event of each."""
+        watchers = [self._listen_for_disconnect(receive)]
         if self.ping_interval > 0:
             watchers.append(self._ping(send))
         tasks = [asyncio.ensure_future(watcher) for watcher in watchers]
@@ -144,7 +153,7 @@ class _Stream(EventSourceResponse):
         assert request is not None
         stopping = False
 
-        def stop(_: asyncio.Future[None]) -> None:
+        def stop() -> None:
             """A watcher ended first (the client left, the server's grace is over, a ping
             failed): stop the stream, as asyncio.timeout stops what it bounds."""
             nonlocal stopping
@@ -153,7 +162,9 @@ class _Stream(EventSourceResponse):
                 request.cancel()
 
         for task in tasks:
-            task.add_done_callback(stop)
+            task.add_done_callback(lambda _: stop())
+        self._stop = stop
+        _ExitWatch.of_this_loop().add(self)
         try:
             await self._stream_response(send)
         except asyncio.CancelledError:
@@ -163,6 +174,9 @@ class _Stream(EventSourceResponse):
                 raise
         finally:
             stopping = True  # a watcher ending from now on stops nothing
+            _ExitWatch.of_this_loop().discard(self)
+            if self._exit_timer is not None:
+                self._exit_timer.cancel()
             for task in tasks:
                 task.cancel()
             # Their cleanup runs to its end.
@@ -173,6 +187,53 @@ class _Stream(EventSourceResponse):
                 raise error
         if self.background is not None:
             await self.background()
+
+    def server_exiting(self) -> None:
+        """The server is stopping: the stream may go on for its grace period (its run's last
+        events), then it is stopped, as sse-starlette's own watcher would."""
+        if self._stop is not None:
+            loop = asyncio.get_running_loop()
+            self._exit_timer = loop.call_later(self._grace, self._stop)
+
+
+class _ExitWatch:
+    """The server's exit, watched by one task for every open stream of an event loop, as
+    sse-starlette's own watcher tells every stream registered when it sees the exit; a stream
+    opened after that starts a new watch, which sees the exit at once if it is still on."""
+
+    def __init__(self) -> None:
+        self._waiting: set[_Stream] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of_this_loop(cls) -> _ExitWatch:
+        loop = asyncio.get_running_loop()
+        watch = _EXIT_WATCHES.get(loop)
+        if watch is None:
+            watch = _EXIT_WATCHES[loop] = cls()
+        return watch
+
+    def add(self, stream: _Stream) -> None:
+        self._waiting.add(stream)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def discard(self, stream: _Stream) -> None:
+        self._waiting.discard(stream)
+
+    async def _watch(self) -> None:
+        try:
+            await server_exiting()
+        finally:
+            self._task = None
+        told, self._waiting = self._waiting, set()
+        for stream in told:
+            stream.server_exiting()
+
+
+_EXIT_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ExitWatch] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def server_exiting() -> None:

@@ -110,7 +110,6 @@ def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() ->
     `_send_with_timeout` (the version is also bounded in pyproject.toml)."""
     expected = {
         "_stream_response": ["self", "send"],
-        "_listen_for_exit_signal_with_grace": ["self"],
         "_listen_for_disconnect": ["self", "receive"],
         "_ping": ["self", "send"],
         "_send_with_timeout": ["self", "send", "message"],
