@@ -112,6 +112,9 @@ class _Stream(EventSourceResponse):
         kwargs["shutdown_grace_period"] = grace
         super().__init__(*args, **kwargs)
         self._grace = grace
+        # What sse-starlette's pings and its last write hold while they send: asyncio's lock
+        # makes its queue of waiters only when one waits; anyio's holds a deque per stream.
+        self._send_lock = asyncio.Lock()  # type: ignore[assignment]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -122,6 +122,8 @@ def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() ->
     assert "self._send_with_timeout(" in sends
     response = EventSourceResponse(iter(()), ping=15, send_timeout=3)
     assert (response.active, response.ping_interval, response.send_timeout) == (True, 15, 3)
+    assert "async with self._send_lock:" in sends  # the lock the stream replaces
+    assert hasattr(response, "_send_lock")
     assert response.background is None
 
 
