@@ -20,12 +20,12 @@ test_stopped_readers.py measures it).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
 its grace, the client's disconnect) instead of in the anyio task group its `__call__` makes:
-the body in the request's own task, pings and the disconnect as plain asyncio tasks, the
-server's exit watched once for all open streams; and bounds each write
-with asyncio's timeout: less memory per open stream, fewer instructions per write, and the first
-write sooner (docs/performance.md has the measurements). These
-are private parts of sse-starlette: the version is bounded in pyproject.toml, and
-tests/unit/web/test_streaming.py fails when one of them changes.
+the body in the request's own task, the disconnect as a plain asyncio task, pings as timers (a
+task only while one is sent), the server's exit watched once for all open streams; and bounds
+each write with asyncio's timeout: less memory per open stream, fewer instructions per write,
+and the first write sooner (docs/performance.md has the measurements). These are private parts
+of sse-starlette: the version is bounded in pyproject.toml, and tests/unit/web/test_streaming.py
+fails when one of them changes.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def stream_response(
         # (The grace needs no `shutdown_event`: no body here watches one, and each would cost
         # every open stream an anyio Event.)
         grace=settings.stream_close_seconds,
+        keep_alive=wire_format.keep_alive,
     )
 
 
@@ -108,10 +109,11 @@ class _Stream(EventSourceResponse):
     _stop: Callable[[], None] | None = None
     _exit_timer: asyncio.TimerHandle | None = None
 
-    def __init__(self, *args: Any, grace: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, grace: float, keep_alive: bytes, **kwargs: Any) -> None:
         kwargs["shutdown_grace_period"] = grace
         super().__init__(*args, **kwargs)
         self._grace = grace
+        self._keep_alive = keep_alive
         # What sse-starlette's pings and its last write hold while they send: asyncio's lock
         # makes its queue of waiters only when one waits; anyio's holds a deque per stream.
         self._send_lock = asyncio.Lock()  # type: ignore[assignment]
@@ -146,15 +148,16 @@ class _Stream(EventSourceResponse):
         anyio task group, which held half of what the response kept for each open stream. The
         stream runs in the request's own task: its first write (the run's start event, already
         queued) goes out in the step that returned the response, with no task of its own to
-        create, schedule and keep. The server's exit is watched once for every open stream
-        (`_ExitWatch`), not by a task and an event of each."""
-        watchers = [self._listen_for_disconnect(receive)]
-        if self.ping_interval > 0:
-            watchers.append(self._ping(send))
-        tasks = [asyncio.ensure_future(watcher) for watcher in watchers]
+        create, schedule and keep. Pings are timers, each making a task only to send one. The
+        server's exit is watched once for every open stream (`_ExitWatch`)."""
+        disconnect = asyncio.ensure_future(self._listen_for_disconnect(receive))
+        loop = asyncio.get_running_loop()
         request = asyncio.current_task()
         assert request is not None
         stopping = False
+        pinging: set[asyncio.Task[None]] = set()  # a ping being sent
+        failures: list[BaseException] = []  # a ping's, or the disconnect watcher's
+        timer: asyncio.TimerHandle | None = None
 
         def stop() -> None:
             """A watcher ended first (the client left, the server's grace is over, a ping
@@ -164,8 +167,29 @@ class _Stream(EventSourceResponse):
                 stopping = True
                 request.cancel()
 
-        for task in tasks:
-            task.add_done_callback(lambda _: stop())
+        def ended(task: asyncio.Task[None]) -> None:
+            pinging.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(task.exception())  # type: ignore[arg-type]
+            stop()
+
+        def ping() -> None:
+            task = loop.create_task(self._ping_once(send))
+            pinging.add(task)
+            task.add_done_callback(pinged)
+
+        def pinged(task: asyncio.Task[None]) -> None:
+            nonlocal timer
+            if task.cancelled() or task.exception() is not None:
+                ended(task)
+            else:
+                pinging.discard(task)
+                if not stopping:
+                    timer = loop.call_later(self.ping_interval, ping)
+
+        disconnect.add_done_callback(ended)
+        if self.ping_interval > 0:
+            timer = loop.call_later(self.ping_interval, ping)
         self._stop = stop
         _ExitWatch.of_this_loop().add(self)
         try:
@@ -178,18 +202,26 @@ class _Stream(EventSourceResponse):
         finally:
             stopping = True  # a watcher ending from now on stops nothing
             _ExitWatch.of_this_loop().discard(self)
-            if self._exit_timer is not None:
-                self._exit_timer.cancel()
-            for task in tasks:
+            for handle in (self._exit_timer, timer):
+                if handle is not None:
+                    handle.cancel()
+            others = [disconnect, *pinging]
+            for task in others:
                 task.cancel()
             # Their cleanup runs to its end.
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                raise error
+            await asyncio.gather(*others, return_exceptions=True)
+        if failures:
+            raise failures[0]
         if self.background is not None:
             await self.background()
+
+    async def _ping_once(self, send: Send) -> None:
+        """One keep-alive, as sse-starlette's own pings send it (under the send lock, while
+        the stream is active)."""
+        async with self._send_lock:
+            if self.active:
+                message = {"type": "http.response.body", "body": self._keep_alive}
+                await self._send_with_timeout(send, {**message, "more_body": True})
 
     def server_exiting(self) -> None:
         """The server is stopping: the stream may go on for its grace period (its run's last

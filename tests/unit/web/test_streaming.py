@@ -111,7 +111,6 @@ def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() ->
     expected = {
         "_stream_response": ["self", "send"],
         "_listen_for_disconnect": ["self", "receive"],
-        "_ping": ["self", "send"],
         "_send_with_timeout": ["self", "send", "message"],
     }
     for name, parameters in expected.items():
@@ -162,4 +161,37 @@ async def test_the_stream_writes_from_the_requests_task_and_stops_when_the_clien
         await response(scope, receive, send)
     assert sent == [b"open;1;"]
     assert writers == [asyncio.current_task()]
+    assert let_go.is_set()
+
+
+async def test_a_ping_the_client_does_not_take_drops_the_stream() -> None:
+    """A stream with nothing to send still finds a client that stopped reading: its ping's
+    write is bounded as every write is, and the stream is dropped, its batches let go."""
+    let_go = anyio.Event()
+
+    async def batches() -> AsyncIterator[list[LoggedEvent]]:
+        try:
+            yield TEXT[:1]
+            await anyio.sleep_forever()
+            yield TEXT[1:]
+        finally:
+            let_go.set()
+
+    sent: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+            if message["body"] == b"ping;":
+                await anyio.sleep_forever()  # the client's buffers are full
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    settings = Settings(jwt_secret="s" * 40, sse_ping_seconds=0.01, send_timeout_seconds=0.01)
+    response = stream_response(_Tagged(), batches(), settings)
+    with anyio.fail_after(5):
+        await response({"type": "http", "method": "GET", "headers": []}, receive, send)
+    assert sent == [b"open;1;", b"ping;"]
     assert let_go.is_set()
