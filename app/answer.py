@@ -51,8 +51,16 @@ class TurnAnswer:
         self._registry = registry
         self._database = database
 
+    def start(self, live: LiveRun) -> None:
+        """The run's first event, `start`, emitted by whoever started the run as soon as it
+        has (the request that sent the turn), not by the run's own task once the loop runs
+        it: the stream's first write waits for no other task."""
+        turn = self._turn
+        start = Start(turn.conversation_id, turn.user_message_id, turn.run_id)
+        self._registry.emit(live, encode(start, live.next_seq))
+
     async def __call__(self, live: LiveRun) -> None:
-        """The agent's events as they come, then the run's end."""
+        """The agent's events as they come (after `start`), then the run's end."""
         turn = self._turn
 
         def emit(event: Event) -> None:
@@ -62,7 +70,6 @@ class TurnAnswer:
         agent_run: AgentRun | None = None
         failure: AgentFailed | None = None
         try:
-            emit(Start(turn.conversation_id, turn.user_message_id, turn.run_id))
             tasks = UserTasks(self._database, turn.user_id, Priority.RUN)
             agent_run = self._agent.answer(turn.history, turn.message, tasks)
             live.on_cancel = agent_run.cancel

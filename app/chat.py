@@ -195,7 +195,9 @@ class ChatService:
     def start(self, turn: ChatTurn) -> LiveRun:
         """Answer the turn in the background. Subscribe to the returned run for its events."""
         answer = TurnAnswer(turn, self._agent, self._registry, self._database)
-        return self._registry.start_run(turn.run_id, answer)
+        live = self._registry.start_run(turn.run_id, answer)
+        answer.start(live)
+        return live
 
     def follow(self, run: Run, after_seq: int) -> AsyncIterator[list[LoggedEvent]]:
         """The run's events after `after_seq`, from whichever instance runs it. A user may

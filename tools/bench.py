@@ -33,11 +33,12 @@ from app.db.migrations import upgrade
 from app.settings import PROJECT_ROOT, Settings, normalize_database_url
 from app.web.auth import issue_token
 from tests.support import free_port, process_memory
-from tools.bench_server import StampingModel
 from tools.sdk_floor import measure as measure_sdk_floor
-from tools.sdk_floor import measure_paced
+from tools.sdk_floor import measure_paced_apart
 
 SECRET = "bench-secret-" + "b" * 40
+INSTRUCTIONS_AT_ONCE = 16
+"""Tool-using turns at once when the bench counts their instructions (`tools.instructions`)."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -462,24 +463,41 @@ def run_all(
     *,
     quick: bool,
     profile: str | None = None,
+    instruction_turns: int = 0,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"scenarios": {}}
+    if instruction_turns:
+        # What a busy machine does not move: a regression in CPU per turn shows here first.
+        from tools.instructions import measure as measure_instructions
+
+        results["instructions"] = measure_instructions(
+            database_url, turns=instruction_turns, concurrency=INSTRUCTIONS_AT_ONCE
+        )
     for scenario in chosen:
         results["scenarios"][scenario.name] = asyncio.run(
             run_scenario(scenario, database_url, port, profile)
         )
+        # The SDK alone on the same turns, as many at once: what no server can beat.
+        floor = measure_paced_apart(
+            delay_ms=scenario.delay_ms,
+            tokens=scenario.tokens,
+            concurrency=scenario.concurrency,
+            turns=scenario.turns,
+        )
+        results["scenarios"][scenario.name]["sdk_floor"] = floor
+        service = results["scenarios"][scenario.name]["service"]
+        reference = results["scenarios"][scenario.name].get("reference")
+        if reference:
+            # CPU per turn over the limit on this stack at the same concurrency: the SDK alone
+            # plus the bare sse-starlette, both measured in this run.
+            limit = floor["cpu_ms_per_turn"] + reference["server_cpu_ms_per_turn"]
+            service["cpu_over_limit"] = round(service["server_cpu_ms_per_turn"] / limit, 2)
         if scenario.delay_ms:
-            # The SDK alone on the same paced turns, as many at once: what no server can beat.
-            model = StampingModel(delay_ms=scenario.delay_ms, tokens=scenario.tokens)
-            floor = measure_paced(model, concurrency=scenario.concurrency, turns=scenario.turns)
             floor["cores_to_keep_pace"] = cores_to_keep_pace(
                 floor["cpu_ms_per_turn"] / 1000, scenario
             )
-            results["scenarios"][scenario.name]["sdk_floor"] = floor
             # What the service needs to keep pace, over what the SDK alone and a bare
             # sse-starlette need together (docs/performance.md has each round's target).
-            service = results["scenarios"][scenario.name]["service"]
-            reference = results["scenarios"][scenario.name].get("reference")
             if reference and service["cores_to_keep_pace"] and floor["cores_to_keep_pace"]:
                 parts = floor["cores_to_keep_pace"] + reference["cores_to_keep_pace"]
                 service["pace_over_sdk_and_bare"] = round(service["cores_to_keep_pace"] / parts, 2)
@@ -530,6 +548,7 @@ def print_table(results: dict[str, Any]) -> None:
         ("cores to keep pace", "cores_to_keep_pace"),
         ("  over SDK + bare SSE", "pace_over_sdk_and_bare"),
         ("CPU over the SDK floor", "cpu_over_sdk_floor"),
+        ("CPU over SDK + bare SSE", "cpu_over_limit"),
         ("load generator CPU share", "client_cpu_share"),
     ]
     for name, result in results["scenarios"].items():
@@ -548,15 +567,20 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"  {label:28} {cells[0]:>18} {cells[1]:>18}")
         floor = result.get("sdk_floor")
         if floor:
+            pace = floor.get("cores_to_keep_pace")
             print(
                 f"  the Agents SDK alone on these turns ({floor['concurrency']} at once):"
                 f" {floor['cpu_ms_per_turn']} ms CPU per turn, {floor['cpu_share']} of a core,"
-                f" {floor['rss_per_run_kb']} KB RSS per run;"
-                f" {floor['cores_to_keep_pace']} cores to keep every run at the model's pace"
+                f" {floor['rss_per_run_kb']} KB RSS per run"
+                + (f"; {pace} cores to keep every run at the model's pace" if pace else "")
             )
     floor = results.get("sdk_floor")
     if floor:
         print(f"\nAgents SDK floor (the same tool-using turn, no HTTP, no database): {floor}")
+    if results.get("instructions"):
+        from tools.instructions import describe
+
+        print(f"\n{describe(results['instructions'])}")
 
 
 def measuring_database(name: str) -> str:
@@ -590,6 +614,12 @@ def main() -> None:
     parser.add_argument(
         "--port", type=int, default=0, help="the service's port, the reference's the next (0: free)"
     )
+    parser.add_argument(
+        "--instruction-turns",
+        type=int,
+        help=f"tool-using turns counted under callgrind, {INSTRUCTIONS_AT_ONCE} at once (default:"
+        " 48 when every scenario runs, else none; 0: none)",
+    )
     args = parser.parse_args()
 
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
@@ -609,8 +639,18 @@ def main() -> None:
         ]
     database_url = measuring_database("bench")
 
+    instruction_turns = args.instruction_turns
+    if instruction_turns is None:
+        instruction_turns = 0 if args.quick or args.scenario else 48
     runs = [
-        run_all(chosen, database_url, args.port, quick=args.quick, profile=args.profile)
+        run_all(
+            chosen,
+            database_url,
+            args.port,
+            quick=args.quick,
+            profile=args.profile,
+            instruction_turns=instruction_turns,
+        )
         for _ in range(args.runs)
     ]
     results = combine(runs)

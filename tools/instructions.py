@@ -1,13 +1,14 @@
 """CPU per tool-using turn as instructions (valgrind's callgrind), which a busy machine does not
 change: the service (as `make bench` runs it: uvicorn, uvloop, httptools, a real PostgreSQL,
-whose own instructions are not counted) against the Agents SDK alone on the same turn (the
-floor of `make bench`'s scenario d), one turn at a time.
+whose own instructions are not counted) against its limit on this stack, the Agents SDK alone
+on the same turn (the floor of `make bench`'s scenario d) plus a bare sse-starlette streaming the
+same events (the bench's reference), each `--concurrency` turns at once.
 
-    python -m tools.instructions [--turns 40]
+    python -m tools.instructions [--turns 40] [--concurrency 1]
 
 Each process runs under callgrind with instrumentation off until it has warmed up; then the
 turns are counted and the count divided by them. Slow (valgrind runs Python ~50 times slower):
-a few minutes.
+a few minutes. `make bench` runs it at 16 at once (`measure`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from app.settings import PROJECT_ROOT, Settings
 from app.web.auth import issue_token
@@ -46,7 +48,22 @@ def _instructions(directory: Path, name: str) -> int:
     return max(counts)
 
 
-async def _service(database_url: str, turns: int, directory: Path) -> int:
+async def _turns(port: int, users: list[str], tokens: dict[str, str], count: int, tag: str) -> None:
+    """`count` turns, as many at once as there are users, each user one turn after another."""
+    numbers = iter(range(count))
+
+    async def client(user: str) -> None:
+        for number in numbers:
+            turn = await one_turn(port, user, tokens[user], f"add {tag} item {number}")
+            assert turn.ok, turn.failure
+
+    await asyncio.gather(*(client(user) for user in users))
+
+
+async def _server(
+    kind: str, database_url: str, turns: int, concurrency: int, directory: Path
+) -> int:
+    """Instructions per turn of a server (`service` or the bare `reference`) under callgrind."""
     port = free_port()
     env = {
         **os.environ,
@@ -55,12 +72,12 @@ async def _service(database_url: str, turns: int, directory: Path) -> int:
         "APP_ENV": "test",
         "MAX_ACTIVE_RUNS_PER_USER": "5",
     }
-    out = directory / "service.out"
+    out = directory / f"{kind}.out"
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, not awaited on)
         [
             *VALGRIND,
             f"--callgrind-out-file={out}",
-            *(sys.executable, "-m", "tools.bench_server", "service", str(port), "0", "0"),
+            *(sys.executable, "-m", "tools.bench_server", kind, str(port), "0", "0"),
         ],
         cwd=PROJECT_ROOT,
         env=env,
@@ -73,35 +90,28 @@ async def _service(database_url: str, turns: int, directory: Path) -> int:
                 break
             except OSError:
                 await asyncio.sleep(0.5)
-        user = f"instructions-{os.getpid()}-{port}"
-        token = issue_token(Settings(jwt_secret=SECRET), user)
-        for number in range(10):  # warm up
-            assert (await one_turn(port, user, token, f"add warm item {number}")).ok
+        settings = Settings(jwt_secret=SECRET)
+        users = [f"instructions-{os.getpid()}-{port}-{n}" for n in range(concurrency)]
+        tokens = {user: issue_token(settings, user) for user in users}
+        await _turns(port, users, tokens, max(10, concurrency), "warm")  # warm up
         await asyncio.to_thread(_control, server.pid, "--instr=on")
-        for number in range(turns):
-            assert (await one_turn(port, user, token, f"add bench item {number}")).ok
+        await _turns(port, users, tokens, turns, "bench")
         await asyncio.to_thread(_control, server.pid, "--instr=off")
         await asyncio.to_thread(_control, server.pid, "--dump")
     finally:
         server.terminate()
         server.wait(120)
-    return await asyncio.to_thread(_instructions, directory, "service.out") // turns
+    return await asyncio.to_thread(_instructions, directory, f"{kind}.out") // turns
 
 
-def _floor(turns: int, directory: Path) -> int:
+def _floor(turns: int, concurrency: int, directory: Path) -> int:
     out = directory / "floor.out"
     subprocess.run(
         [
             *VALGRIND,
             f"--callgrind-out-file={out}",
-            *(
-                sys.executable,
-                "-m",
-                "tools.instructions",
-                "--floor-child",
-                "--turns",
-                str(turns),
-            ),
+            *(sys.executable, "-m", "tools.instructions", "--floor-child"),
+            *("--turns", str(turns), "--concurrency", str(concurrency)),
         ],
         cwd=PROJECT_ROOT,
         check=True,
@@ -109,35 +119,62 @@ def _floor(turns: int, directory: Path) -> int:
     return _instructions(directory, "floor.out") // turns
 
 
-def _floor_child(turns: int) -> None:
+def _floor_child(turns: int, concurrency: int) -> None:
     """In the process callgrind runs: the floor's turns, counted after a warm-up."""
     import uvloop
 
     from tools.bench_server import StampingModel
-    from tools.sdk_floor import _turns
+    from tools.sdk_floor import _turns as sdk_turns
 
     model = StampingModel(delay_ms=0, tokens=0)
-    uvloop.run(_turns(10, model))
+    uvloop.run(sdk_turns(max(10, concurrency), model, concurrency))
     _control(os.getpid(), "--instr=on")
-    uvloop.run(_turns(turns, model))
+    uvloop.run(sdk_turns(turns, model, concurrency))
     _control(os.getpid(), "--instr=off")
     _control(os.getpid(), "--dump")
+
+
+def measure(database_url: str, *, turns: int, concurrency: int) -> dict[str, Any]:
+    """Instructions per tool-using turn, `concurrency` at once: the service, the SDK alone, the
+    bare sse-starlette, and the service over the limit (the SDK alone + the bare stream)."""
+    directory = Path(tempfile.mkdtemp(prefix="instructions-"))
+    floor = _floor(turns, concurrency, directory)
+    bare = asyncio.run(_server("reference", database_url, turns, concurrency, directory))
+    service = asyncio.run(_server("service", database_url, turns, concurrency, directory))
+    return {
+        "turns": turns,
+        "concurrency": concurrency,
+        "service": service,
+        "sdk_alone": floor,
+        "bare_sse": bare,
+        "limit": floor + bare,
+        "over_limit": round(service / (floor + bare), 3),
+        "over_sdk_alone": round(service / floor, 3),
+    }
+
+
+def describe(result: dict[str, Any]) -> str:
+    millions = {key: f"{result[key] / 1e6:.2f} M" for key in ("service", "sdk_alone", "bare_sse")}
+    return (
+        f"instructions per tool-using turn, {result['concurrency']} at once"
+        f" ({result['turns']} turns each): the service {millions['service']}, its limit"
+        f" {result['limit'] / 1e6:.2f} M (the SDK alone {millions['sdk_alone']} + a bare"
+        f" sse-starlette {millions['bare_sse']}): {result['over_limit']:.2f} x the limit,"
+        f" {result['over_sdk_alone']:.2f} x the SDK alone"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--floor-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:
-        _floor_child(args.turns)
+        _floor_child(args.turns, args.concurrency)
         return
     database_url = measuring_database("instructions")
-    directory = Path(tempfile.mkdtemp(prefix="instructions-"))
-    floor = _floor(args.turns, directory)
-    service = asyncio.run(_service(database_url, args.turns, directory))
-    print(f"instructions per tool-using turn: the service {service:,}, the SDK alone {floor:,}:")
-    print(f"{service / floor:.2f} x the floor ({args.turns} turns each, one at a time)")
+    print(describe(measure(database_url, turns=args.turns, concurrency=args.concurrency)))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,12 @@ benchmark's stamping offline model.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +25,7 @@ from agents import Model
 
 from app.agent import TodoAgent
 from app.domain import Task, TaskChanges, TaskFilter
+from app.settings import PROJECT_ROOT
 from tests.support import process_memory
 from tools.bench_server import StampingModel
 
@@ -101,3 +106,35 @@ def measure_paced(model: Model, *, concurrency: int, turns: int) -> dict[str, An
         "cpu_share": round(cpu / wall, 2),
         "rss_per_run_kb": round((peak - baseline) / concurrency / 1024, 1),
     }
+
+
+def measure_paced_apart(
+    *, delay_ms: int, tokens: int, concurrency: int, turns: int
+) -> dict[str, Any]:
+    """`measure_paced` in a process of its own: in the load generator's process, the runs
+    reuse (or not) the heap its clients freed, so RSS per run depended on what ran before."""
+    args = [f"--delay-ms={delay_ms}", f"--tokens={tokens}", f"--concurrency={concurrency}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.sdk_floor", *args, f"--turns={turns}"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--delay-ms", type=int, required=True)
+    parser.add_argument("--tokens", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--turns", type=int, required=True)
+    args = parser.parse_args()
+    model = StampingModel(delay_ms=args.delay_ms, tokens=args.tokens)
+    print(json.dumps(measure_paced(model, concurrency=args.concurrency, turns=args.turns)))
+
+
+if __name__ == "__main__":
+    main()

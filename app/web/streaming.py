@@ -19,19 +19,23 @@ most `app.runs.live.BATCH_BYTES`, however far behind the client is (tests/faults
 test_stopped_readers.py measures it).
 
 **`_Stream` runs sse-starlette's own watchers itself** (the body, pings, the server's exit with
-its grace, the client's disconnect) as plain asyncio tasks instead of in the anyio task group
-its `__call__` makes, and bounds each write with asyncio's timeout: less memory per open
-stream, and fewer instructions per write (docs/performance.md has the measurements). These
-are private parts of sse-starlette: the version is bounded in pyproject.toml, and
-tests/unit/web/test_streaming.py fails when one of them changes.
+its grace, the client's disconnect) instead of in the anyio task group its `__call__` makes:
+the body in the request's own task, the disconnect as a plain asyncio task, pings as timers (a
+task only while one is sent), the server's exit watched once for all open streams; and bounds
+each write with asyncio's timeout: less memory per open stream, fewer instructions per write,
+and the first write sooner (docs/performance.md has the measurements). These are private parts
+of sse-starlette: the version is bounded in pyproject.toml, and tests/unit/web/test_streaming.py
+fails when one of them changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
@@ -66,7 +70,8 @@ def stream_response(
         # When the server stops, keep the stream open until its run has sent its last event.
         # (The grace needs no `shutdown_event`: no body here watches one, and each would cost
         # every open stream an anyio Event.)
-        shutdown_grace_period=settings.stream_close_seconds,
+        grace=settings.stream_close_seconds,
+        keep_alive=wire_format.keep_alive,
     )
 
 
@@ -101,6 +106,18 @@ class _Ping(ServerSentEvent):
 
 
 class _Stream(EventSourceResponse):
+    _stop: Callable[[], None] | None = None
+    _exit_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, grace: float, keep_alive: bytes, **kwargs: Any) -> None:
+        kwargs["shutdown_grace_period"] = grace
+        super().__init__(*args, **kwargs)
+        self._grace = grace
+        self._keep_alive = keep_alive
+        # What sse-starlette's pings and its last write hold while they send: asyncio's lock
+        # makes its queue of waiters only when one waits; anyio's holds a deque per stream.
+        self._send_lock = asyncio.Lock()  # type: ignore[assignment]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             if scope["type"] == "http" and scope["method"].upper() != "HEAD":
@@ -127,30 +144,131 @@ class _Stream(EventSourceResponse):
 
     async def _serve(self, receive: Receive, send: Send) -> None:
         """sse-starlette's own watchers (the stream, its pings, the server's exit and its
-        grace, the client's disconnect), each as it runs them, the first to end stopping the
-        others; but as plain asyncio tasks, not in an anyio task group, which held half of
-        what the response kept for each open stream."""
-        watchers = [
-            self._stream_response(send),
-            self._listen_for_exit_signal_with_grace(),
-            self._listen_for_disconnect(receive),
-        ]
+        grace, the client's disconnect), the first to end stopping the others; but not in an
+        anyio task group, which held half of what the response kept for each open stream. The
+        stream runs in the request's own task: its first write (the run's start event, already
+        queued) goes out in the step that returned the response, with no task of its own to
+        create, schedule and keep. Pings are timers, each making a task only to send one. The
+        server's exit is watched once for every open stream (`_ExitWatch`)."""
+        disconnect = asyncio.ensure_future(self._listen_for_disconnect(receive))
+        loop = asyncio.get_running_loop()
+        request = asyncio.current_task()
+        assert request is not None
+        stopping = False
+        pinging: set[asyncio.Task[None]] = set()  # a ping being sent
+        failures: list[BaseException] = []  # a ping's, or the disconnect watcher's
+        timer: asyncio.TimerHandle | None = None
+
+        def stop() -> None:
+            """A watcher ended first (the client left, the server's grace is over, a ping
+            failed): stop the stream, as asyncio.timeout stops what it bounds."""
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                request.cancel()
+
+        def ended(task: asyncio.Task[None]) -> None:
+            pinging.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(task.exception())  # type: ignore[arg-type]
+            stop()
+
+        def ping() -> None:
+            task = loop.create_task(self._ping_once(send))
+            pinging.add(task)
+            task.add_done_callback(pinged)
+
+        def pinged(task: asyncio.Task[None]) -> None:
+            nonlocal timer
+            if task.cancelled() or task.exception() is not None:
+                ended(task)
+            else:
+                pinging.discard(task)
+                if not stopping:
+                    timer = loop.call_later(self.ping_interval, ping)
+
+        disconnect.add_done_callback(ended)
         if self.ping_interval > 0:
-            watchers.append(self._ping(send))
-        tasks = [asyncio.ensure_future(watcher) for watcher in watchers]
+            timer = loop.call_later(self.ping_interval, ping)
+        self._stop = stop
+        _ExitWatch.of_this_loop().add(self)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self._stream_response(send)
+        except asyncio.CancelledError:
+            # Cancelled by `stop` alone: the stream is over. Cancelled from outside too
+            # (the server's own cancel): go on unwinding.
+            if not stopping or request.uncancel() > 0:
+                raise
         finally:
-            for task in tasks:
+            stopping = True  # a watcher ending from now on stops nothing
+            _ExitWatch.of_this_loop().discard(self)
+            for handle in (self._exit_timer, timer):
+                if handle is not None:
+                    handle.cancel()
+            others = [disconnect, *pinging]
+            for task in others:
                 task.cancel()
-            # Their cleanup (the body's, which lets its run's subscription go) runs to its end.
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                raise error
+            # Their cleanup runs to its end.
+            await asyncio.gather(*others, return_exceptions=True)
+        if failures:
+            raise failures[0]
         if self.background is not None:
             await self.background()
+
+    async def _ping_once(self, send: Send) -> None:
+        """One keep-alive, as sse-starlette's own pings send it (under the send lock, while
+        the stream is active)."""
+        async with self._send_lock:
+            if self.active:
+                message = {"type": "http.response.body", "body": self._keep_alive}
+                await self._send_with_timeout(send, {**message, "more_body": True})
+
+    def server_exiting(self) -> None:
+        """The server is stopping: the stream may go on for its grace period (its run's last
+        events), then it is stopped, as sse-starlette's own watcher would."""
+        if self._stop is not None:
+            loop = asyncio.get_running_loop()
+            self._exit_timer = loop.call_later(self._grace, self._stop)
+
+
+class _ExitWatch:
+    """The server's exit, watched by one task for every open stream of an event loop, as
+    sse-starlette's own watcher tells every stream registered when it sees the exit; a stream
+    opened after that starts a new watch, which sees the exit at once if it is still on."""
+
+    def __init__(self) -> None:
+        self._waiting: set[_Stream] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of_this_loop(cls) -> _ExitWatch:
+        loop = asyncio.get_running_loop()
+        watch = _EXIT_WATCHES.get(loop)
+        if watch is None:
+            watch = _EXIT_WATCHES[loop] = cls()
+        return watch
+
+    def add(self, stream: _Stream) -> None:
+        self._waiting.add(stream)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def discard(self, stream: _Stream) -> None:
+        self._waiting.discard(stream)
+
+    async def _watch(self) -> None:
+        try:
+            await server_exiting()
+        finally:
+            self._task = None
+        told, self._waiting = self._waiting, set()
+        for stream in told:
+            stream.server_exiting()
+
+
+_EXIT_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ExitWatch] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def server_exiting() -> None:

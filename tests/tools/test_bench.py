@@ -39,6 +39,9 @@ def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> No
         assert a32[side]["server_cpu_ms_per_turn"] > 0
     assert a32["service"]["start_p50_ms"] > 0 and a32["service"]["text_lag_p99_ms"] is not None
     assert report["sdk_floor"]["cpu_ms_per_turn"] > 0
+    # The limit at the same concurrency: the SDK alone and the bare stream, in this run.
+    assert a32["sdk_floor"]["concurrency"] == 8 and a32["sdk_floor"]["cpu_ms_per_turn"] > 0
+    assert a32["service"]["cpu_over_limit"] > 0
     two_workers = report["scenarios"]["b100w2"]["service"]
     assert two_workers["turns"] == 16 and two_workers["errors"] == 0
     # The server's figures cover its workers, not just uvicorn's parent process.

@@ -3,16 +3,19 @@ sse-starlette it runs (their versions move; these fail when one changes)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
+from starlette.types import Message
 
 from app.events import Done, LoggedEvent, Text, encode
 from app.protocols.base import WireFormat
-from app.web.streaming import server_exiting, writes
+from app.settings import Settings
+from app.web.streaming import server_exiting, stream_response, writes
 
 
 class _Tagged(WireFormat):
@@ -107,9 +110,7 @@ def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() ->
     `_send_with_timeout` (the version is also bounded in pyproject.toml)."""
     expected = {
         "_stream_response": ["self", "send"],
-        "_listen_for_exit_signal_with_grace": ["self"],
         "_listen_for_disconnect": ["self", "receive"],
-        "_ping": ["self", "send"],
         "_send_with_timeout": ["self", "send", "message"],
     }
     for name, parameters in expected.items():
@@ -120,4 +121,77 @@ def test_the_private_parts_of_sse_starlette_our_stream_runs_are_still_there() ->
     assert "self._send_with_timeout(" in sends
     response = EventSourceResponse(iter(()), ping=15, send_timeout=3)
     assert (response.active, response.ping_interval, response.send_timeout) == (True, 15, 3)
+    assert "async with self._send_lock:" in sends  # the lock the stream replaces
+    assert hasattr(response, "_send_lock")
     assert response.background is None
+
+
+async def test_the_stream_writes_from_the_requests_task_and_stops_when_the_client_leaves() -> None:
+    """The first batch is written by the task that called the response (no task of its own for
+    the stream), and the client's leaving stops a stream that has nothing more to send, its
+    batches let go (a follower's subscription ends with them)."""
+    let_go = anyio.Event()
+    left = anyio.Event()
+
+    async def batches() -> AsyncIterator[list[LoggedEvent]]:
+        try:
+            yield TEXT[:1]
+            await anyio.sleep_forever()
+            yield TEXT[1:]
+        finally:
+            let_go.set()
+
+    writers: list[asyncio.Task[object] | None] = []
+    sent: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            writers.append(asyncio.current_task())
+            sent.append(message["body"])
+            left.set()
+
+    async def receive() -> Message:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    settings = Settings(jwt_secret="s" * 40, sse_ping_seconds=3600)
+    response = stream_response(_Tagged(), batches(), settings)
+    scope = {"type": "http", "method": "POST", "headers": []}
+    with anyio.fail_after(5):
+        await response(scope, receive, send)
+    assert sent == [b"open;1;"]
+    assert writers == [asyncio.current_task()]
+    assert let_go.is_set()
+
+
+async def test_a_ping_the_client_does_not_take_drops_the_stream() -> None:
+    """A stream with nothing to send still finds a client that stopped reading: its ping's
+    write is bounded as every write is, and the stream is dropped, its batches let go."""
+    let_go = anyio.Event()
+
+    async def batches() -> AsyncIterator[list[LoggedEvent]]:
+        try:
+            yield TEXT[:1]
+            await anyio.sleep_forever()
+            yield TEXT[1:]
+        finally:
+            let_go.set()
+
+    sent: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+            if message["body"] == b"ping;":
+                await anyio.sleep_forever()  # the client's buffers are full
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    settings = Settings(jwt_secret="s" * 40, sse_ping_seconds=0.01, send_timeout_seconds=0.01)
+    response = stream_response(_Tagged(), batches(), settings)
+    with anyio.fail_after(5):
+        await response({"type": "http", "method": "GET", "headers": []}, receive, send)
+    assert sent == [b"open;1;", b"ping;"]
+    assert let_go.is_set()
