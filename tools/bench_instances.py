@@ -48,8 +48,9 @@ from app.settings import Settings
 from app.web.auth import issue_token
 from tests.redis_servers import RedisServer, redis_server
 from tests.support import free_port
-from tools.bench import SECRET, Process, measuring_database, percentile, wait_listening
+from tools.load import percentile
 from tools.server_cpu import BACKENDS_QUERY, BackendsCpu, redis_cpu_seconds
+from tools.servers import SECRET, Process, measuring_database, wait_listening
 from tools.stream_client import Stream, turn
 
 

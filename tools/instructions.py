@@ -26,7 +26,8 @@ from typing import Any
 from app.settings import PROJECT_ROOT, Settings
 from app.web.auth import issue_token
 from tests.support import free_port
-from tools.bench import SECRET, measuring_database, one_turn
+from tools.load import one_turn
+from tools.servers import SECRET, measuring_database
 
 VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no"]
 

@@ -51,9 +51,9 @@ from app.runs.live import BATCH_BYTES
 from app.runs.log.postgres import PostgresEventLog
 from app.runs.log.redis_streams import redis_streams_log
 from tests.redis_servers import RedisCluster, redis_cluster, redis_server
-from tools.bench import measuring_database
 from tools.ceiling_steps import WINDOW, Step, best, cpu_over_postgres, print_ceilings, ratios
 from tools.server_cpu import BACKENDS_QUERY, BackendsCpu, redis_cpu_seconds
+from tools.servers import measuring_database
 
 SETTLE_SECONDS = 0.5
 READ_LIMIT = 500

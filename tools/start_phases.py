@@ -28,16 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import free_port
-from tools.bench import (
-    SCENARIOS,
-    SECRET,
-    Process,
-    Scenario,
-    drive,
-    measuring_database,
-    percentile,
-    wait_listening,
-)
+from tools.load import drive, percentile
+from tools.scenarios import SCENARIOS, Scenario
+from tools.servers import SECRET, Process, measuring_database, wait_listening
 
 _marks: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
     "start_marks", default=None

@@ -30,9 +30,10 @@ import uvloop
 from app.settings import Settings
 from app.web.auth import issue_token
 from tests.support import free_port
-from tools.bench import SECRET, Process, Streams, measuring_database, one_turn, wait_listening
 from tools.bench_server import StampingModel
+from tools.load import Streams, one_turn
 from tools.sdk_floor import _turns
+from tools.servers import SECRET, Process, measuring_database, wait_listening
 
 
 async def _snapshot(
