@@ -146,9 +146,35 @@ def _trace_memory(path: str) -> None:
     signal.signal(signal.SIGUSR1, dump)
 
 
+def _time_collections(path: str) -> None:
+    """`tools.cpu_split`: the collector's CPU time and collections by generation; at each
+    SIGUSR2 written to `path`.PID as JSON."""
+    cpu = [0.0, 0.0, 0.0]
+    count = [0, 0, 0]
+    began = 0.0
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        nonlocal began
+        if phase == "start":
+            began = time.thread_time()
+            return
+        cpu[info["generation"]] += time.thread_time() - began
+        count[info["generation"]] += 1
+
+    def dump(signum: int, frame: object) -> None:
+        target = Path(f"{path}.{os.getpid()}")
+        target.with_suffix(".tmp").write_text(json.dumps({"cpu": cpu, "count": count}))
+        target.with_suffix(".tmp").rename(target)
+
+    gc.callbacks.append(timed)
+    signal.signal(signal.SIGUSR2, dump)
+
+
 def main() -> None:
     if os.environ.get("BENCH_TRACEMALLOC"):
         _trace_memory(os.environ["BENCH_TRACEMALLOC"])
+    if os.environ.get("BENCH_GC_TIMES"):
+        _time_collections(os.environ["BENCH_GC_TIMES"])
     kind, port, delay_ms, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     app: Starlette | str

@@ -33,11 +33,13 @@ class Turn:
 
 
 class Streams:
-    """How many streams are open at once: from the response's head to the stream's end."""
+    """How many streams are open at once: from the response's head to the stream's end; and
+    how many have had their first text (past the tool call: the turn's largest state)."""
 
     def __init__(self) -> None:
         self.open = 0
         self.peak = 0
+        self.texting = 0
 
     def opened(self) -> None:
         self.open += 1
@@ -74,7 +76,7 @@ async def one_turn(
         if streams is not None:
             streams.opened()
         try:
-            await _read_stream(reader, turn, began)
+            await _read_stream(reader, turn, began, streams)
         finally:
             if streams is not None:
                 streams.closed()
@@ -85,7 +87,9 @@ async def one_turn(
     return turn
 
 
-async def _read_stream(reader: asyncio.StreamReader, turn: Turn, began: float) -> None:
+async def _read_stream(
+    reader: asyncio.StreamReader, turn: Turn, began: float, streams: Streams | None
+) -> None:
     buffer = b""
     while True:
         chunk = await reader.read(65536)
@@ -103,6 +107,8 @@ async def _read_stream(reader: asyncio.StreamReader, turn: Turn, began: float) -
             if kind == b"text":
                 stamp = block[block.index(b'"content":" ') + 12 :].split(b'"', 1)[0]
                 turn.lags.append(wall - float(stamp))
+                if turn.first_text is None and streams is not None:
+                    streams.texting += 1
                 turn.first_text = turn.first_text or now - began
                 turn.last_text = now - began
             elif kind == b"start":

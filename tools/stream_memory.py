@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import pickle
@@ -27,13 +28,18 @@ from pathlib import Path
 
 import uvloop
 
+from app.agent import TodoAgent
+from app.events import Text
 from app.settings import Settings
 from app.web.auth import issue_token
 from tests.support import free_port
 from tools.bench_server import StampingModel
 from tools.load import Streams, one_turn
-from tools.sdk_floor import _turns
+from tools.sdk_floor import MAX_TURNS, MemoryTasks, _turns
 from tools.servers import SECRET, Process, measuring_database, wait_listening
+
+# After every stream (run) had its first text: a token or two more, then the snapshot.
+SETTLE_S = 1.5
 
 
 async def _snapshot(
@@ -85,11 +91,13 @@ async def measure(database_url: str, streams_wanted: int, top: int, frames: int)
                 failures[turn.failure] += 1
 
         clients = asyncio.gather(*(client(user) for user in users))
-        while streams.open < streams_wanted:
+        # Every stream past its tool call and a token or two into its reply, as the SDK alone
+        # is measured (`measure_sdk`): a stream open is not yet a run past its set-up.
+        while streams.texting < streams_wanted:
             await asyncio.sleep(0.1)
             if clients.done():
-                raise RuntimeError(f"streams ended before all were open: {failures}")
-        await asyncio.sleep(3.0)  # every stream past its tool call, a few tokens in
+                raise RuntimeError(f"streams ended before all had text: {failures}")
+        await asyncio.sleep(SETTLE_S)
         open_now = streams.open
         busy_rss = service.rss()
         busy, busy_types = await _snapshot(service, path, 1)
@@ -190,14 +198,32 @@ def _component(traceback: tracemalloc.Traceback) -> str:
 
 
 async def measure_sdk(runs: int, top: int, frames: int) -> None:
-    """The Agents SDK alone (the floor's runs: no HTTP, no database), `runs` paced runs open."""
-    model = StampingModel(delay_ms=1000, tokens=40)
+    """The Agents SDK alone (the floor's runs: no HTTP, no database), `runs` paced runs open,
+    snapshotted at the same point of their turn as the service's streams (`measure`)."""
+    model = StampingModel(delay_ms=1000, tokens=60)
     await _turns(5, model, 5)  # warm up
     gc.collect()
     tracemalloc.start(frames)
     idle = tracemalloc.take_snapshot()
-    work = asyncio.ensure_future(_turns(runs, model, runs))
-    await asyncio.sleep(6.0)  # every run past its tool call, a few tokens in
+    agent = TodoAgent(model, max_turns=MAX_TURNS)
+    texting = 0
+    all_texting = asyncio.Event()
+
+    async def run(number: int) -> None:
+        nonlocal texting
+        seen = False
+        async for event in agent.answer((), f"add bench item {number}", MemoryTasks()).events():
+            if isinstance(event, Text) and not seen:
+                seen = True
+                texting += 1
+                if texting == runs:
+                    all_texting.set()
+
+    work = asyncio.gather(*(run(number) for number in range(runs)))
+    # Under tracemalloc, 200 runs started together take many seconds of CPU to set up: a
+    # fixed wait caught every run before its first model call.
+    await all_texting.wait()
+    await asyncio.sleep(SETTLE_S)
     gc.collect()
     busy = tracemalloc.take_snapshot()
     tracemalloc.stop()
@@ -215,6 +241,8 @@ async def measure_sdk(runs: int, top: int, frames: int) -> None:
     print("\nthe Agents SDK's and the model's part, by the innermost line of theirs:")
     print_lines(stats, runs, top)
     work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
 
 
 def main() -> None:
