@@ -22,6 +22,10 @@ from app.runs.record.base import RunRecord, RunState
 
 POLL_SECONDS = 2.0
 READ_BATCH = 500
+TAIL_WAITS = 3
+"""How many waits of `POLL_SECONDS` an ended run's reader gives the log to catch up with the
+record's final event: an end stored while the log was unreachable is in the record first,
+and its last events reach the log when its writer next gets through."""
 
 
 async def read_log(
@@ -31,11 +35,13 @@ async def read_log(
     waits up to `POLL_SECONDS` for an append; one that brings nothing asks the record
     whether the run has ended. Once it has, every event before its final one is in the
     log (the end-of-run contract, `app.runs.log.base`): the log is read to its end, and
-    the final event comes from the record if the log does not hold it. Every event read is
-    checked to follow on from the one before (`_following_on`): past a gap nothing
-    declares, the reader gets what came before it, then `EventsMissing`."""
+    the final event comes from the record if the log does not hold it (after waiting, up to
+    `TAIL_WAITS` times, for the log to catch up with it). Every event read is checked to
+    follow on from the one before (`_following_on`): past a gap nothing declares, the
+    reader gets what came before it, then `EventsMissing`."""
     last = after_seq
     ended: RunState | None = None
+    tail_waits = 0
     if run.status is not RunStatus.ACTIVE:
         ended = await record.state(run.id)
         if ended is None:
@@ -47,12 +53,13 @@ async def read_log(
                 last,
                 limit=READ_BATCH,
                 budget=BATCH_BYTES,
-                wait=0.0 if ended is not None else POLL_SECONDS,
+                wait=POLL_SECONDS if ended is None or tail_waits else 0.0,
             )
         except EventsGone:
             # Lost past `last`: while the run goes on its owner appends them again (or
-            # recovery ends it); once it has ended, its final event cannot follow on.
-            if ended is None:
+            # recovery ends it); once it has ended, only an end stored while the log was
+            # away is still to come (its tail, appended again by its owner).
+            if ended is None or tail_waits:
                 await anyio.sleep(POLL_SECONDS)
             events = []
         if events:
@@ -63,6 +70,7 @@ async def read_log(
             if whole:
                 yield events[:whole]
                 last = events[whole - 1].seq
+                tail_waits = 0  # the log is catching up: wait for it again
             if whole < len(events):
                 raise EventsMissing(run.id, last, events[whole].seq)
             if terminal is not None:
@@ -71,6 +79,9 @@ async def read_log(
         if ended is not None:
             if ended.final is not None and ended.final.seq > last:
                 if not _following_on(last, [ended.final]):
+                    if tail_waits < TAIL_WAITS:
+                        tail_waits += 1
+                        continue
                     raise EventsMissing(run.id, last, ended.final.seq)
                 yield [ended.final]
             return  # (a final event no longer kept: the log was pruned too)

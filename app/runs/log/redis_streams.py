@@ -23,9 +23,10 @@ module that imports `redis`. Each decision is deliberate (docs/redis.md: sources
   followers go on without a gap. A read after seq N > 0 of a stream that is gone raises
   `EventsGone` once its wait is over: never an empty page that the final event from the run
   record would follow as if whole. The registry makes it a typed error for an ended run.
-- **Redis unreachable**: after a brief retry every call raises the builtin `ConnectionError`
-  (`is_outage`: yes): the writer keeps its events and retries, a request gets 503, as for a
-  PostgreSQL restart; a send may `ping` first rather than start a run the log cannot hold.
+- **Redis unreachable**: after a brief retry every call raises `RedisUnreachable`, a
+  `ConnectionError` (`is_outage`: yes, and for nothing else): the writer keeps its events
+  and retries, a request gets 503, as for a PostgreSQL restart; a send may `ping` first
+  rather than start a run the log cannot hold.
 - **TLS**: `rediss://` does not verify the certificate unless the URL says
   `ssl_cert_reqs=required`: Heroku's Key-Value Store presents a self-signed one and documents
   `ssl_cert_reqs=None`. Encrypted either way.
@@ -105,6 +106,11 @@ _NOT_OUTAGES = (redis_errors.AuthenticationError, redis_errors.AuthorizationErro
 Client = Redis | RedisCluster
 
 
+class RedisUnreachable(ConnectionError):
+    """Redis cannot be reached (after redis-py's brief retry): what every call of the log
+    raises for an outage, whatever redis-py's own error was."""
+
+
 def stream_key(run_id: str) -> str:
     return f"todo-chat:{{{run_id}}}:events"
 
@@ -134,7 +140,7 @@ def _translated() -> Iterator[None]:
     except _NOT_OUTAGES:
         raise
     except _OUTAGES as error:
-        raise ConnectionError(f"the event log's Redis cannot be reached: {error}") from error
+        raise RedisUnreachable(f"the event log's Redis cannot be reached: {error}") from error
 
 
 def _events(entries: Any) -> list[LoggedEvent]:
@@ -178,12 +184,14 @@ class RedisStreamsLog(EventLog):
         await self._client.aclose()
 
     async def ping(self) -> None:
-        """Raises `ConnectionError` if Redis cannot be reached now."""
+        """Raises `RedisUnreachable` if Redis cannot be reached now."""
         with _translated():
             await self._client.ping()
 
     def is_outage(self, error: BaseException) -> bool:
-        return isinstance(error, ConnectionError)  # every outage, as `_translated` raises it
+        # Ours alone: a builtin ConnectionError may be the record's database (asyncpg lets
+        # OSErrors through), which is no reason to take the log for away.
+        return isinstance(error, RedisUnreachable)
 
     async def append(self, events: RunEvents) -> None:
         by_run: dict[str, list[LoggedEvent]] = {}
