@@ -105,7 +105,11 @@ class HttpProtocol(HttpToolsProtocol):
             if self._lingering or self.transport.is_closing():
                 return
             if self._before_body():
-                self._refuse(HEADERS_TOO_LARGE)
+                if self._in_progress():
+                    # Behind a request the app still answers: a 431 now would come first.
+                    self.transport.close()
+                else:
+                    self._refuse(HEADERS_TOO_LARGE)
                 return
             self.data_received(data[room:])
             return
@@ -155,9 +159,9 @@ class HttpProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self._answering():
-            # A head pipelined behind a response still on its way (a stream): it waits its turn,
-            # and a 408 now would land inside that response.
+        if self._in_progress():
+            # A head pipelined behind a request still with the app (answering, or yet to): it
+            # waits its turn, and a 408 now would come before or inside that answer.
             self._arm(self._head_seconds, self._head_expired)
         elif self._head_bytes == 0 and self._phase is _Phase.IDLE:
             self.transport.close()  # nothing was asked: nothing to answer
@@ -182,6 +186,12 @@ class HttpProtocol(HttpToolsProtocol):
         # The app waiting for the body is told the client left; what it answers goes nowhere.
         cycle.disconnected = True
         cycle.message_event.set()
+
+    def _in_progress(self) -> bool:
+        """Whether the request before the head being read is still with the app: its
+        response not complete (begun or not)."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete
 
     def _answering(self) -> bool:
         """Whether a response has begun on this connection and not ended."""

@@ -260,6 +260,29 @@ async def test_a_head_pipelined_behind_a_stream_waits_for_it(strict: Service) ->
     refused(after, 408, "request_timeout")
 
 
+async def test_a_head_pipelined_behind_a_request_not_yet_answered_waits_for_its_answer(
+    strict: Service,
+) -> None:
+    """Half a request sent right behind a whole one that the app takes longer than the head's
+    deadline to answer (a turn answered as JSON, at the end): the first answer comes first and
+    whole, then the half request's 408."""
+    token = issue_token(Settings(jwt_secret=TEST_SECRET), "pipeliner")
+    body = json.dumps({"message": "add buy milk, call mom and water the plants"}).encode()
+    turn = request(
+        "POST",
+        "/api/pipeliner/chat",
+        f"Authorization: Bearer {token}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        body=body,
+    )
+    answers = await until_closed(strict.port, turn + b"GET /hea")
+    assert Answer(answers).status == 200, answers[:300]
+    answered, _, after = answers.partition(b"\r\n\r\n")[2].partition(b"HTTP/1.1 ")
+    assert answered.startswith(b'{"conversation_id"') and b'"response":' in answered, answers[:600]
+    refused(b"HTTP/1.1 " + after, 408, "request_timeout")
+
+
 @pytest.fixture
 async def capped(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
     with service(database_url, tmp_path / "service.log", MAX_CONNECTIONS="3") as started:
