@@ -223,7 +223,7 @@ class _Stream(EventSourceResponse):
                 message = {"type": "http.response.body", "body": self._keep_alive}
                 await self._send_with_timeout(send, {**message, "more_body": True})
 
-    def server_exiting(self) -> None:
+    def on_server_exit(self) -> None:
         """The server is stopping: the stream may go on for its grace period (its run's last
         events), then it is stopped, as sse-starlette's own watcher would."""
         if self._stop is not None:
@@ -263,7 +263,7 @@ class _ExitWatch:
             self._task = None
         told, self._waiting = self._waiting, set()
         for stream in told:
-            stream.server_exiting()
+            stream.on_server_exit()
 
 
 _EXIT_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ExitWatch] = (
