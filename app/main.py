@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
                 head_revision=head_revision(),
             )
             share(app, shared)
-            resources.enter_context(_garbage_collection_for_serving())
+            resources.enter_context(garbage_collection_for_serving())
             yield
             await registry.shutdown()
             with anyio.move_on_after(2, shield=True):
@@ -209,7 +209,7 @@ YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 @contextmanager
-def _garbage_collection_for_serving() -> Iterator[None]:
+def garbage_collection_for_serving() -> Iterator[None]:
     """Freeze what start-up allocated (the collector stops walking it on every full
     collection) and collect young objects less often."""
     threshold = gc.get_threshold()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from tools.scenarios import SCENARIOS, Scenario, cores_to_keep_pace
 from tools.sdk_floor import measure as measure_sdk_floor
 from tools.sdk_floor import measure_paced_apart
 from tools.servers import (
-    SECRET,
     Process,
     measuring_database,
+    server_environment,
     start_profiler,
     stop_profiler,
     wait_listening,
@@ -41,14 +40,7 @@ def _ms(seconds: float | None) -> float | None:
 async def run_scenario(
     scenario: Scenario, database_url: str, base_port: int, profile: str | None = None
 ) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "JWT_SECRET": SECRET,
-        "APP_ENV": "test",
-        "DB_POOL_SIZE": str(scenario.pool_size),
-        "MAX_ACTIVE_RUNS_PER_USER": "5",
-    }
+    env = server_environment(database_url, DB_POOL_SIZE=str(scenario.pool_size))
     args = [str(scenario.delay_ms), str(scenario.tokens)]
     results: dict[str, Any] = {"scenario": scenario.description}
     # --port 0 (the default): ports the system says are free, so that a test (or a second

@@ -24,21 +24,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
-from app.main import YOUNG_GENERATION_THRESHOLD
+from app.main import garbage_collection_for_serving
 from app.settings import PROJECT_ROOT, Settings
 from app.web.auth import issue_token
 from tests.support import free_port
 from tools.bench_server import StampingModel
 from tools.load import one_turn
 from tools.sdk_floor import _turns as sdk_turns
-from tools.servers import CLOCK_TICKS, SECRET, Process, measuring_database, wait_listening
+from tools.servers import (
+    CLOCK_TICKS,
+    SECRET,
+    Process,
+    measuring_database,
+    server_environment,
+    wait_listening,
+)
 
 
 def _user_system(process: Process) -> tuple[float, float]:
@@ -74,15 +80,7 @@ async def _collections(process: Process, path: str) -> dict[str, Any]:
 async def server(kind: str, database_url: str, turns: int, concurrency: int) -> dict[str, Any]:
     """A server (`service` or `reference`) under `concurrency` clients, after a warm-up."""
     path = f"{tempfile.mkdtemp(prefix='cpu-split-')}/gc"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "JWT_SECRET": SECRET,
-        "APP_ENV": "test",
-        "DB_POOL_SIZE": "10",
-        "MAX_ACTIVE_RUNS_PER_USER": "5",
-        "BENCH_GC_TIMES": path,
-    }
+    env = server_environment(database_url, DB_POOL_SIZE="10", BENCH_GC_TIMES=path)
     port = free_port()
     process = Process([kind, str(port), "0", "0"], env)
     try:
@@ -102,19 +100,6 @@ async def server(kind: str, database_url: str, turns: int, concurrency: int) -> 
     )
 
 
-@contextmanager
-def _service_collector(wanted: bool) -> Iterator[None]:
-    threshold = gc.get_threshold()
-    if wanted:
-        gc.freeze()
-        gc.set_threshold(YOUNG_GENERATION_THRESHOLD, threshold[1], threshold[2])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 def sdk_alone(turns: int, concurrency: int, *, service_collector: bool) -> dict[str, Any]:
     """The bench's limit's SDK part (`tools.sdk_floor`), in this process."""
     model = StampingModel(delay_ms=0, tokens=0)
@@ -130,7 +115,7 @@ def sdk_alone(turns: int, concurrency: int, *, service_collector: bool) -> dict[
         count[info["generation"]] += 1
 
     gc.collect()
-    with _service_collector(service_collector):
+    with garbage_collection_for_serving() if service_collector else nullcontext():
         gc.callbacks.append(timed)
         try:
             before = os.times()

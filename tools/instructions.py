@@ -27,7 +27,7 @@ from app.settings import PROJECT_ROOT, Settings
 from app.web.auth import issue_token
 from tests.support import free_port
 from tools.load import one_turn
-from tools.servers import SECRET, measuring_database
+from tools.servers import SECRET, measuring_database, server_environment
 
 VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no"]
 
@@ -66,13 +66,7 @@ async def _server(
 ) -> int:
     """Instructions per turn of a server (`service` or the bare `reference`) under callgrind."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "JWT_SECRET": SECRET,
-        "APP_ENV": "test",
-        "MAX_ACTIVE_RUNS_PER_USER": "5",
-    }
+    env = server_environment(database_url)
     out = directory / f"{kind}.out"
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, not awaited on)
         [

@@ -137,3 +137,16 @@ def measuring_database(name: str) -> str:
         database_url = normalize_database_url(embedded)
     asyncio.run(upgrade(database_url))
     return database_url
+
+
+def server_environment(database_url: str, **settings: str) -> dict[str, str]:
+    """The environment a measured server starts with: this one's, its database, the bench's
+    secret, and room for a client's few turns at once; `settings` add to it."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": SECRET,
+        "APP_ENV": "test",
+        "MAX_ACTIVE_RUNS_PER_USER": "5",
+        **settings,
+    }

@@ -30,7 +30,7 @@ from typing import Any
 from tests.support import free_port
 from tools.load import drive, percentile
 from tools.scenarios import SCENARIOS, Scenario
-from tools.servers import SECRET, Process, measuring_database, wait_listening
+from tools.servers import Process, measuring_database, server_environment, wait_listening
 
 _marks: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
     "start_marks", default=None
@@ -178,15 +178,9 @@ async def _records(service: Process, path: Path) -> list[dict[str, float]]:
 
 async def measure(database_url: str, scenario: Scenario) -> None:
     path = Path(f"/tmp/start-phases-{os.getpid()}.json")
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "JWT_SECRET": SECRET,
-        "APP_ENV": "test",
-        "DB_POOL_SIZE": str(scenario.pool_size),
-        "MAX_ACTIVE_RUNS_PER_USER": "5",
-        "BENCH_PHASES": str(path),
-    }
+    env = server_environment(
+        database_url, DB_POOL_SIZE=str(scenario.pool_size), BENCH_PHASES=str(path)
+    )
     port = free_port()
     args = ["service", str(port), str(scenario.delay_ms), str(scenario.tokens)]
     service = Process(args, env)

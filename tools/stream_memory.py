@@ -36,7 +36,7 @@ from tests.support import free_port
 from tools.bench_server import StampingModel
 from tools.load import Streams, one_turn
 from tools.sdk_floor import MAX_TURNS, MemoryTasks, _turns
-from tools.servers import SECRET, Process, measuring_database, wait_listening
+from tools.servers import SECRET, Process, measuring_database, server_environment, wait_listening
 
 # After every stream (run) had its first text: a token or two more, then the snapshot.
 SETTLE_S = 1.5
@@ -56,16 +56,12 @@ async def _snapshot(
 async def measure(database_url: str, streams_wanted: int, top: int, frames: int) -> None:
     directory = tempfile.mkdtemp(prefix="stream-memory-")
     path = f"{directory}/snap"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "JWT_SECRET": SECRET,
-        "APP_ENV": "test",
-        "DB_POOL_SIZE": "10",
-        "MAX_ACTIVE_RUNS_PER_USER": "5",
-        "BENCH_TRACEMALLOC": path,
-        "BENCH_TRACEMALLOC_FRAMES": str(frames),
-    }
+    env = server_environment(
+        database_url,
+        DB_POOL_SIZE="10",
+        BENCH_TRACEMALLOC=path,
+        BENCH_TRACEMALLOC_FRAMES=str(frames),
+    )
     port = free_port()
     # Paced slowly enough that every stream is open when the snapshot is taken.
     service = Process(["service", str(port), "1000", "60"], env)
