@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import anyio
 
 from app.domain import Run, RunStatus
-from app.events import LoggedEvent, encode, error_event, stored_through
+from app.events import MAX_SEQ, LoggedEvent, encode, error_event, stored_through
 from app.runs.live import BATCH_BYTES
 from app.runs.log.base import EventLog, EventsGone, EventsMissing
 from app.runs.record.base import RunRecord, RunState
@@ -109,6 +109,15 @@ def missing_event(missing: EventsMissing) -> LoggedEvent:
     if missing.end_gone:
         return encode(error_event("events_missing"), missing.found)
     return encode(error_event("events_missing"), max(missing.found - 1, missing.after_seq + 1))
+
+
+def failed_event() -> LoggedEvent:
+    """What a follower is told when its run could not be read, the log or the record refusing
+    rather than away (a bug, an event it cannot decode): a typed `follow_failed` error numbered
+    above any seq a run has (`MAX_SEQ`), so that it names none of the run's events and reaches
+    every follower, and a client back with its id is past the run's end (a 204 once it has
+    ended), never resumed where it did not stop."""
+    return encode(error_event("follow_failed"), MAX_SEQ)
 
 
 def _following_on(last: int, events: list[LoggedEvent]) -> int:

@@ -36,7 +36,7 @@ from app.runs.ending import RunEnd
 from app.runs.live import CancelReason, LiveRun
 from app.runs.log.base import EventLog, EventsMissing, RunEvents, RunLogLost
 from app.runs.log.writer import EventWriter
-from app.runs.reading import POLL_SECONDS, missing_event, read_log
+from app.runs.reading import POLL_SECONDS, failed_event, missing_event, read_log
 from app.runs.record.base import RunRecord
 from app.settings import FINISH_TIMEOUT_SECONDS
 
@@ -301,7 +301,9 @@ class RunRegistry:
                 return
             except Exception as error:
                 if not self.is_outage(error):
-                    raise
+                    logger.exception("replaying run %s failed", run.id)
+                    yield [failed_event()]
+                    return
                 logger.warning("replaying run %s: log or record unreachable", run.id)
                 await anyio.sleep(POLL_SECONDS)
 
@@ -334,6 +336,7 @@ class RunRegistry:
                     await anyio.sleep(POLL_SECONDS)
         except Exception:
             logger.exception("following run %s failed", run.id)
+            remote.publish(failed_event())  # a typed end for its followers, not a cut
         finally:
             remote.end()
             self._remote.pop(run.id, None)

@@ -7,10 +7,12 @@ import json
 import uuid
 
 import anyio
+import pytest
 
 from app.domain import MessageStatus, NewMessage, Role, RunStatus
-from app.events import LoggedEvent, encode, interrupted
+from app.events import MAX_SEQ, LoggedEvent, encode, error_event, interrupted
 from app.runs.ending import RunEnd
+from app.runs.log.base import READ_LIMIT
 from app.runs.log.memory import MemoryEventLog
 from app.runs.record.memory import MemoryRunRecord
 from tests.unit.runs.engine import Script, ended, everything, going, instance
@@ -132,3 +134,61 @@ async def test_an_end_stored_first_by_another_closer_is_the_one_followers_get() 
     assert events[-1] == earlier, "followers get the final event stored first"
     assert state is not None and state.status is RunStatus.INCOMPLETE
     assert logged_final == earlier
+
+
+class RefusingLog(MemoryEventLog):
+    """The in-memory log, handing out a run's events up to seq `refused_after`, then refusing
+    (not away: an error `is_outage` does not know), as a log holding an event it cannot hand
+    out would."""
+
+    def __init__(self, refused_after: int) -> None:
+        super().__init__()
+        self.refused_after = refused_after
+
+    async def read(
+        self,
+        run_id: str,
+        after_seq: int,
+        *,
+        limit: int = READ_LIMIT,
+        budget: int | None = None,
+        wait: float = 0.0,
+    ) -> list[LoggedEvent]:
+        if after_seq >= self.refused_after:
+            raise RuntimeError("the log refused")
+        page = await super().read(run_id, after_seq, limit=limit, budget=budget, wait=wait)
+        return [event for event in page if event.seq <= self.refused_after]
+
+
+FOLLOW_FAILED = encode(error_event("follow_failed"), MAX_SEQ)
+
+
+async def test_a_copy_of_a_run_elsewhere_whose_log_refuses_ends_with_a_typed_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The one reader of a run going on elsewhere meets an error that is no outage: every
+    follower here gets a `follow_failed` error after what it was shown, never a stream that
+    just stops, and the error is logged."""
+    log, record = RefusingLog(refused_after=3), MemoryRunRecord()
+    async with instance(log, record) as owner, instance(log, record) as other:
+        run, script, _ = await going(owner)
+        with anyio.fail_after(10):
+            whole = await everything(other.registry.follow(run, 0))
+            resumed = await everything(other.registry.follow(run, 3))
+        script.go.set()
+    assert _seqs(whole) == [1, 2, 3, MAX_SEQ] and whole[-1] == FOLLOW_FAILED
+    assert resumed == [FOLLOW_FAILED]
+    failures = [r for r in caplog.records if r.name == "app.runs.registry" and r.exc_info]
+    assert failures and "the log refused" in str(failures[0].exc_info[1])
+
+
+async def test_a_replay_whose_log_refuses_ends_with_a_typed_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log, record = RefusingLog(refused_after=2), MemoryRunRecord()
+    async with instance(log, record) as owner:
+        run = await ended(owner)
+        with anyio.fail_after(10):
+            replayed = await everything(owner.registry.follow(run, 0))
+    assert _seqs(replayed) == [1, 2, MAX_SEQ] and replayed[-1] == FOLLOW_FAILED
+    assert any(r.name == "app.runs.registry" and r.exc_info for r in caplog.records)
