@@ -73,12 +73,14 @@ class RunRegistry:
         self._following: Counter[str] = Counter()
         self._left_to_recovery: set[str] = set()
         self._unlogged_ends: dict[str, list[LoggedEvent]] = {}
-        """Runs ended while their log could not be reached: all their events, kept until the
-        writer has appended the final one, in case the log comes back without them."""
+        """Runs ended while their log could not be reached: all their events, kept while the
+        writer holds any of them to append (in case the log comes back without the earlier
+        ones), and let go once it holds none (appended, dropped or taken back)."""
         self._shutdown_started = False
         self._grace_over = False
         record.hear_cancels(self.cancel_here)
         writer.hear_logged(self._logged)
+        writer.hear_released(self._released)
         writer.refill_from(self._events_again)
 
     # Runs of this process
@@ -117,9 +119,14 @@ class RunRegistry:
         live = self._local.get(run_id)
         if live is not None:
             live.logged(seq)
-        ended = self._unlogged_ends.get(run_id)
-        if ended is not None and seq >= ended[-1].seq:
-            del self._unlogged_ends[run_id]
+
+    def _released(self, run_id: str) -> None:
+        self._unlogged_ends.pop(run_id, None)
+
+    def keeps_unlogged_end(self, run_id: str) -> bool:
+        """Whether the run ended while its log was away, and its events are still kept here
+        for the writer, which has yet to append them."""
+        return run_id in self._unlogged_ends
 
     def _events_again(self, run_id: str, held: int, through: int) -> RunEvents:
         """A run's events after `held` up to `through`, from memory, for a log that lost them

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -12,10 +13,10 @@ import pytest
 from app.domain import MessageStatus, NewMessage, Role, RunStatus
 from app.events import MAX_SEQ, LoggedEvent, encode, error_event, interrupted
 from app.runs.ending import RunEnd
-from app.runs.log.base import READ_LIMIT
+from app.runs.log.base import READ_LIMIT, RunEvents
 from app.runs.log.memory import MemoryEventLog
 from app.runs.record.memory import MemoryRunRecord
-from tests.unit.runs.engine import Script, ended, everything, going, instance
+from tests.unit.runs.engine import HeldLog, Script, ended, everything, going, instance
 
 
 def _types(events: list[LoggedEvent]) -> list[str]:
@@ -192,3 +193,66 @@ async def test_a_replay_whose_log_refuses_ends_with_a_typed_error(
             replayed = await everything(owner.registry.follow(run, 0))
     assert _seqs(replayed) == [1, 2, MAX_SEQ] and replayed[-1] == FOLLOW_FAILED
     assert any(r.name == "app.runs.registry" and r.exc_info for r in caplog.records)
+
+
+class Unreachable(ConnectionError):
+    pass
+
+
+class AwayAtTheEnd(HeldLog):
+    """The in-memory log, unreachable for a run's end (so the registry stores it in the record
+    alone and leaves its events to the writer), whose appends wait while it is held and then
+    are refused (an error that is no outage: the writer drops them) while `refusing`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusing = False
+        self.appending = anyio.Event()
+        """Set once an append has begun since the log was last held."""
+
+    def hold(self) -> None:
+        super().hold()
+        self.appending = anyio.Event()
+
+    async def append(self, events: RunEvents) -> None:
+        self.appending.set()
+        await super().append([])  # waits while held
+        if self.refusing:
+            raise RuntimeError("the log refused")
+        await super().append(events)
+
+    async def end_run(
+        self, end: RunEnd, unwritten: RunEvents, store: Callable[[], Awaitable[LoggedEvent]]
+    ) -> LoggedEvent:
+        raise Unreachable
+
+    def is_outage(self, error: BaseException) -> bool:
+        return isinstance(error, Unreachable)
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["appended", "dropped"])
+async def test_a_run_ended_while_its_log_was_away_is_let_go_once_the_writer_is_done_with_it(
+    refused: bool,
+) -> None:
+    """Its events are kept for the writer (to append again if the log comes back without the
+    earlier ones) only while the writer holds some of them: let go once they are appended,
+    and as well once the writer drops them (refused), which would otherwise keep them for
+    ever."""
+    log = AwayAtTheEnd()
+    async with instance(log) as here:
+        run, script, live = await going(here)
+        with anyio.fail_after(10):
+            while live.logged_seq < 3:  # noqa: ASYNC110 (the writer's pace)
+                await anyio.sleep(0.01)
+        log.hold()
+        script.go.set()
+        with anyio.fail_after(10):
+            await live.ended.wait()
+            await log.appending.wait()  # the writer appends the run's end, held meanwhile
+        assert here.registry.keeps_unlogged_end(run.id), "kept while the writer holds them"
+        log.refusing = refused
+        log.release()
+        await anyio.wait_all_tasks_blocked()
+        assert not here.registry.keeps_unlogged_end(run.id)
+        logged = await log.final(run.id)
+    assert (logged is None) == refused
