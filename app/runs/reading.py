@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import anyio
 
 from app.domain import Run, RunStatus
-from app.events import MAX_SEQ, LoggedEvent, encode, error_event, stored_through
+from app.events import MAX_SEQ, LoggedEvent, decode, encode, error_event, stored_through
 from app.runs.live import BATCH_BYTES
 from app.runs.log.base import EventLog, EventsGone, EventsMissing
 from app.runs.record.base import RunRecord, RunState
@@ -109,6 +109,11 @@ def missing_event(missing: EventsMissing) -> LoggedEvent:
     if missing.end_gone:
         return encode(error_event("events_missing"), missing.found)
     return encode(error_event("events_missing"), max(missing.found - 1, missing.after_seq + 1))
+
+
+def is_missing_event(event: LoggedEvent) -> bool:
+    """Whether this is the error a follower is told at a gap (`missing_event`)."""
+    return event.type == "error" and getattr(decode(event), "code", None) == "events_missing"
 
 
 def failed_event() -> LoggedEvent:

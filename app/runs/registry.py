@@ -31,12 +31,12 @@ from anyio.abc import TaskGroup
 
 from app.domain import EventLogUnavailable, Run, RunStatus
 from app.events import LoggedEvent, Transcript, decode, encode, interrupted
-from app.metrics import RunTiming, count_tokens
+from app.metrics import EVENTS_MISSING, RunTiming, count_tokens
 from app.runs.ending import RunEnd
 from app.runs.live import CancelReason, LiveRun
 from app.runs.log.base import EventLog, EventsMissing, RunEvents, RunLogLost
 from app.runs.log.writer import EventWriter
-from app.runs.reading import POLL_SECONDS, failed_event, missing_event, read_log
+from app.runs.reading import POLL_SECONDS, failed_event, is_missing_event, missing_event, read_log
 from app.runs.record.base import RunRecord
 from app.settings import FINISH_TIMEOUT_SECONDS
 
@@ -277,16 +277,19 @@ class RunRegistry:
         running it; once it has ended, from the log (and its final event from the record if
         the log does not hold it)."""
         self._following[run.user_id] += 1
+        last: list[LoggedEvent] = []
         try:
             live = self._local.get(run.id) or (
                 self._remote_reader(run) if run.status is RunStatus.ACTIVE else None
             )
             if live is not None:
-                async for batch in live.subscribe(after_seq).batches():
-                    yield batch
+                async for last in live.subscribe(after_seq).batches():
+                    yield last
             else:
-                async for batch in self._replay(run, after_seq):
-                    yield batch
+                async for last in self._replay(run, after_seq):
+                    yield last
+            if last and is_missing_event(last[-1]):
+                EVENTS_MISSING.inc()  # here, once for each follower a copy's gap reaches
         finally:
             self._following[run.user_id] -= 1
             if not self._following[run.user_id]:
