@@ -2,8 +2,9 @@
 
 What an operator of a streaming agent watches: time to first token and between tokens, runs by
 outcome, what is open now (runs, streams, the database queue), tokens, tool calls, the event
-log's batches, resumes, followers told events are missing, refusals, and HTTP requests by route template. No label holds a user
-id, a run id or anything a client chooses freely: every label has a few known values.
+log's batches, resumes, followers told events are missing, refusals, and HTTP requests by route
+template. No label holds a user id, a run id or anything a client chooses freely: every label
+has a few known values.
 
 **Several workers.** Under `uvicorn --workers N` (the Procfile: `WEB_CONCURRENCY`) each worker
 is its own process, and a scrape reaches one of them. prometheus-client's multiprocess mode has

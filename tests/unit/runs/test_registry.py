@@ -179,8 +179,10 @@ async def test_a_copy_of_a_run_elsewhere_whose_log_refuses_ends_with_a_typed_err
         script.go.set()
     assert _seqs(whole) == [1, 2, 3, MAX_SEQ] and whole[-1] == FOLLOW_FAILED
     assert resumed == [FOLLOW_FAILED]
-    failures = [r for r in caplog.records if r.name == "app.runs.registry" and r.exc_info]
-    assert failures and "the log refused" in str(failures[0].exc_info[1])
+    failures = [
+        r.exc_info[1] for r in caplog.records if r.name == "app.runs.registry" and r.exc_info
+    ]
+    assert failures and "the log refused" in str(failures[0])
 
 
 async def test_a_replay_whose_log_refuses_ends_with_a_typed_error(
