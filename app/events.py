@@ -92,6 +92,9 @@ ERROR_MESSAGES = {
     "events_missing": (
         "Part of this answer could not be shown here: reload the conversation to read it."
     ),
+    "follow_failed": (
+        "The rest of this answer could not be shown here: reload the conversation to read it."
+    ),
 }
 
 RETRY_ADVICE = "Please try again."

@@ -2,8 +2,9 @@
 
 What an operator of a streaming agent watches: time to first token and between tokens, runs by
 outcome, what is open now (runs, streams, the database queue), tokens, tool calls, the event
-log's batches, resumes, refusals, and HTTP requests by route template. No label holds a user
-id, a run id or anything a client chooses freely: every label has a few known values.
+log's batches, resumes, followers told events are missing, refusals, and HTTP requests by route
+template. No label holds a user id, a run id or anything a client chooses freely: every label
+has a few known values.
 
 **Several workers.** Under `uvicorn --workers N` (the Procfile: `WEB_CONCURRENCY`) each worker
 is its own process, and a scrape reaches one of them. prometheus-client's multiprocess mode has
@@ -169,6 +170,12 @@ RESUMES = Counter(
     "todo_chat_resumes",
     "Streams that resumed a run from an event id (Last-Event-ID or last_event_id); a 204 to a "
     "client that has the run's end is not one.",
+)
+EVENTS_MISSING = Counter(
+    "todo_chat_events_missing",
+    "Follower streams told that part of their run is missing (the typed events_missing error): "
+    "events the event log lost (Redis restarted empty, or evicted them), or a run read past "
+    "RUN_RETENTION_HOURS, its events and final event pruned.",
 )
 REFUSALS = Counter(
     "todo_chat_refusals",

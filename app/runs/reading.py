@@ -5,7 +5,9 @@ answer ends (`events.stored_through`); any other gap is `EventsMissing`, never p
 whole run, and a follower is told so with a typed `error` event (`missing_event`) rather than a
 stream cut short. A log that no longer holds a run's earlier events (`EventsGone`: Redis
 restarted empty) is read again while the run goes on (its owner appends them again); for an
-ended run it is a gap like any other.
+ended run it is a gap like any other. So is the rest of a run whose events and final event
+are no longer kept (`RUN_RETENTION_HOURS` after its end): a reader short of its end is told
+`EventsMissing`, numbered in place of that end; one that has had it gets nothing more.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import AsyncIterator
 import anyio
 
 from app.domain import Run, RunStatus
-from app.events import LoggedEvent, encode, error_event, stored_through
+from app.events import MAX_SEQ, LoggedEvent, decode, encode, error_event, stored_through
 from app.runs.live import BATCH_BYTES
 from app.runs.log.base import EventLog, EventsGone, EventsMissing
 from app.runs.record.base import RunRecord, RunState
@@ -36,7 +38,8 @@ async def read_log(
     whether the run has ended. Once it has, every event before its final one is in the
     log (the end-of-run contract, `app.runs.log.base`): the log is read to its end, and
     the final event comes from the record if the log does not hold it (after waiting, up to
-    `TAIL_WAITS` times, for the log to catch up with it). Every event read is checked to
+    `TAIL_WAITS` times, for the log to catch up with it), and where neither holds it any
+    more, a reader short of it gets `EventsMissing`. Every event read is checked to
     follow on from the one before (`_following_on`): past a gap nothing declares, the
     reader gets what came before it, then `EventsMissing`."""
     last = after_seq
@@ -77,14 +80,20 @@ async def read_log(
                 return
             continue
         if ended is not None:
-            if ended.final is not None and ended.final.seq > last:
+            if ended.final is None:
+                # No longer kept, and the log was pruned with it: a reader short of the run's
+                # end is told the rest is missing, never handed what it has as the whole run.
+                if last < ended.last_seq:
+                    raise EventsMissing(run.id, last, ended.last_seq, end_gone=True)
+                return
+            if ended.final.seq > last:
                 if not _following_on(last, [ended.final]):
                     if tail_waits < TAIL_WAITS:
                         tail_waits += 1
                         continue
                     raise EventsMissing(run.id, last, ended.final.seq)
                 yield [ended.final]
-            return  # (a final event no longer kept: the log was pruned too)
+            return
         state = await record.state(run.id)
         if state is None:
             return
@@ -95,8 +104,25 @@ async def read_log(
 def missing_event(missing: EventsMissing) -> LoggedEvent:
     """What a follower is told at a gap: an `error` event numbered just below the event found
     after it (a reader that comes back with this seq reads on from that event), above
-    everything it has."""
+    everything it has; in place of the run's final event where that is gone too (a reader
+    back with this seq has had the run's end: nothing more is kept to read on to)."""
+    if missing.end_gone:
+        return encode(error_event("events_missing"), missing.found)
     return encode(error_event("events_missing"), max(missing.found - 1, missing.after_seq + 1))
+
+
+def is_missing_event(event: LoggedEvent) -> bool:
+    """Whether this is the error a follower is told at a gap (`missing_event`)."""
+    return event.type == "error" and getattr(decode(event), "code", None) == "events_missing"
+
+
+def failed_event() -> LoggedEvent:
+    """What a follower is told when its run could not be read, the log or the record refusing
+    rather than away (a bug, an event it cannot decode): a typed `follow_failed` error numbered
+    above any seq a run has (`MAX_SEQ`), so that it names none of the run's events and reaches
+    every follower, and a client back with its id is past the run's end (a 204 once it has
+    ended), never resumed where it did not stop."""
+    return encode(error_event("follow_failed"), MAX_SEQ)
 
 
 def _following_on(last: int, events: list[LoggedEvent]) -> int:

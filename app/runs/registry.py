@@ -31,12 +31,12 @@ from anyio.abc import TaskGroup
 
 from app.domain import EventLogUnavailable, Run, RunStatus
 from app.events import LoggedEvent, Transcript, decode, encode, interrupted
-from app.metrics import RunTiming, count_tokens
+from app.metrics import EVENTS_MISSING, RunTiming, count_tokens
 from app.runs.ending import RunEnd
 from app.runs.live import CancelReason, LiveRun
 from app.runs.log.base import EventLog, EventsMissing, RunEvents, RunLogLost
 from app.runs.log.writer import EventWriter
-from app.runs.reading import POLL_SECONDS, missing_event, read_log
+from app.runs.reading import POLL_SECONDS, failed_event, is_missing_event, missing_event, read_log
 from app.runs.record.base import RunRecord
 from app.settings import FINISH_TIMEOUT_SECONDS
 
@@ -73,12 +73,14 @@ class RunRegistry:
         self._following: Counter[str] = Counter()
         self._left_to_recovery: set[str] = set()
         self._unlogged_ends: dict[str, list[LoggedEvent]] = {}
-        """Runs ended while their log could not be reached: all their events, kept until the
-        writer has appended the final one, in case the log comes back without them."""
+        """Runs ended while their log could not be reached: all their events, kept while the
+        writer holds any of them to append (in case the log comes back without the earlier
+        ones), and let go once it holds none (appended, dropped or taken back)."""
         self._shutdown_started = False
         self._grace_over = False
         record.hear_cancels(self.cancel_here)
         writer.hear_logged(self._logged)
+        writer.hear_released(self._released)
         writer.refill_from(self._events_again)
 
     # Runs of this process
@@ -117,9 +119,14 @@ class RunRegistry:
         live = self._local.get(run_id)
         if live is not None:
             live.logged(seq)
-        ended = self._unlogged_ends.get(run_id)
-        if ended is not None and seq >= ended[-1].seq:
-            del self._unlogged_ends[run_id]
+
+    def _released(self, run_id: str) -> None:
+        self._unlogged_ends.pop(run_id, None)
+
+    def keeps_unlogged_end(self, run_id: str) -> bool:
+        """Whether the run ended while its log was away, and its events are still kept here
+        for the writer, which has yet to append them."""
+        return run_id in self._unlogged_ends
 
     def _events_again(self, run_id: str, held: int, through: int) -> RunEvents:
         """A run's events after `held` up to `through`, from memory, for a log that lost them
@@ -270,16 +277,19 @@ class RunRegistry:
         running it; once it has ended, from the log (and its final event from the record if
         the log does not hold it)."""
         self._following[run.user_id] += 1
+        last: list[LoggedEvent] = []
         try:
             live = self._local.get(run.id) or (
                 self._remote_reader(run) if run.status is RunStatus.ACTIVE else None
             )
             if live is not None:
-                async for batch in live.subscribe(after_seq).batches():
-                    yield batch
+                async for last in live.subscribe(after_seq).batches():
+                    yield last
             else:
-                async for batch in self._replay(run, after_seq):
-                    yield batch
+                async for last in self._replay(run, after_seq):
+                    yield last
+            if last and is_missing_event(last[-1]):
+                EVENTS_MISSING.inc()  # here, once for each follower a copy's gap reaches
         finally:
             self._following[run.user_id] -= 1
             if not self._following[run.user_id]:
@@ -301,7 +311,9 @@ class RunRegistry:
                 return
             except Exception as error:
                 if not self.is_outage(error):
-                    raise
+                    logger.exception("replaying run %s failed", run.id)
+                    yield [failed_event()]
+                    return
                 logger.warning("replaying run %s: log or record unreachable", run.id)
                 await anyio.sleep(POLL_SECONDS)
 
@@ -334,6 +346,7 @@ class RunRegistry:
                     await anyio.sleep(POLL_SECONDS)
         except Exception:
             logger.exception("following run %s failed", run.id)
+            remote.publish(failed_event())  # a typed end for its followers, not a cut
         finally:
             remote.end()
             self._remote.pop(run.id, None)

@@ -18,10 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.main import create_app
 from app.settings import Settings
 from app.web.auth import issue_token
+from tests.conftest import with_settings
 from tests.redis_servers import RedisServer, redis_server
-from tests.support import PlainSql, User, eventually, start_service
+from tests.support import PlainSql, User, eventually, serve, start_service
 
 TASKS = 30
 Event = dict[str, Any]
@@ -147,3 +149,30 @@ async def test_a_cancel_on_the_other_instance_stops_a_run_streaming_through_redi
     assert (events[-1]["type"], events[-1]["status"]) == ("done", "cancelled")
     stored = await db.rows("SELECT status FROM runs WHERE id = :id", id=events[0]["run_id"])
     assert stored == [{"status": "cancelled"}]
+
+
+async def test_ready_is_503_while_the_redis_event_log_is_unreachable(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`/ready` asks the event log what a send asks (`RunRegistry.check_log`): with Redis
+    stopped, not ready (503 `event_log_unavailable`, as every send would get), ready again
+    once it is back. A Redis of the test's own, never the machine's."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        on_redis = with_settings(settings, event_log="redis", redis_url=server.url)
+        async with serve(create_app(on_redis), on_redis) as live:
+            before = await live.client.get("/ready")
+            server.stop()
+            away = await live.client.get("/ready")
+            server.start()
+            back = await live.client.get("/ready")
+    finally:
+        server.stop()
+    assert before.status_code == 200 and before.json()["status"] == "ready"
+    assert away.status_code == 503 and away.headers["retry-after"] == "5"
+    assert away.json()["error"] == {
+        "code": "event_log_unavailable",
+        "message": "The service cannot reach its event log. Please try again shortly.",
+    }
+    assert back.status_code == 200

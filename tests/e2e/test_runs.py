@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -367,9 +368,15 @@ async def test_a_service_of_one_process_keeps_its_runs_events_in_memory(
 
 
 async def test_old_event_logs_are_pruned(settings: Settings, db: PlainSql) -> None:
+    """Past retention a run's events are gone: a reader is told so (`events_missing`, in
+    place of the final event, whose seq `last_seq` still names), and a replay of its send
+    gets 410, never a stream or an answer that passes what is left off as the whole run."""
     async with serve(create_app(settings), settings) as live:
         user = live.user()
-        run_id = (await _post_until(user, "hello", 10_000))[0]["run_id"]
+        key = {**user.headers, "Idempotency-Key": str(uuid.uuid4())}
+        sent = await user.client.post(user.url("/chat"), json={"message": "hi"}, headers=key)
+        assert sent.status_code == 200, sent.text
+        run_id = sent.json()["run_id"]
         await live.registry.wait_idle()
         await db.execute(
             "UPDATE runs SET finished_at = now() - interval '25 hours' WHERE id = :id",
@@ -379,7 +386,12 @@ async def test_old_event_logs_are_pruned(settings: Settings, db: PlainSql) -> No
         assert await db.rows("SELECT seq FROM run_events WHERE run_id = :id", id=run_id) == []
         run = (await user.get(f"/runs/{run_id}")).json()
         assert run["status"] == "complete"
-        assert await _read_run(user, run_id) == []
+        read = await _read_run(user, run_id)
+        replayed = await user.client.post(user.url("/chat"), json={"message": "hi"}, headers=key)
+    assert [(e["type"], e.get("code"), e["seq"]) for e in read] == [
+        ("error", "events_missing", run["last_seq"])
+    ]
+    assert replayed.status_code == 410 and replayed.json()["error"]["code"] == "replay_expired"
 
 
 END_OF_RUN = b"WITH finished AS"  # in the one statement that stores a run's end

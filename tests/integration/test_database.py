@@ -209,8 +209,8 @@ async def test_a_run_ends_once_with_the_answer_id_reserved_at_its_start(database
             (started.answer_message_id, Role.ASSISTANT, "Hi!"),
         ]
         assert messages[1].usage == Usage(1, 2, 3, 4)
-        assert state == (RunStatus.COMPLETE, final)
-        assert forgotten == (RunStatus.COMPLETE, None), "kept no longer than its events"
+        assert state == (RunStatus.COMPLETE, final, 3)
+        assert forgotten == (RunStatus.COMPLETE, None, 3), "kept no longer than its events"
     finally:
         await database.dispose()
 

@@ -30,16 +30,18 @@ async def test_a_run_stands_active_until_its_end_is_stored_once(backend: Backend
     run = await backend.begin("one")
     assert await record.state(str(uuid.uuid4())) is None
     before = await record.state(run)
-    assert before is not None and (before.status, before.final, before.ended) == (
+    assert before is not None and (before.status, before.final, before.ended, before.last_seq) == (
         RunStatus.ACTIVE,
         None,
         False,
+        0,
     )
     first, second = _end(backend, run, done=False), _end(backend, run)
     assert await backend.other.record.store_end(first) == first.final
     assert await record.store_end(second) == first.final, "the first end stored is the end"
     after = await record.state(run)
     assert after is not None and (after.status, after.final) == (RunStatus.INCOMPLETE, first.final)
+    assert after.last_seq == first.final.seq, "the end's seq, kept after its event is not"
 
 
 async def test_a_cancel_asked_anywhere_is_heard_by_every_instance_and_kept(

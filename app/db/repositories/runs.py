@@ -216,15 +216,16 @@ class RunRepository:
 
     async def state(
         self, run_id: str, *, final_kept_seconds: float
-    ) -> tuple[RunStatus, LoggedEvent | None] | None:
-        """The run's status, and its final event if it ended less than `final_kept_seconds`
-        ago; None if there is no such run."""
+    ) -> tuple[RunStatus, LoggedEvent | None, int] | None:
+        """The run's status, its final event if it ended less than `final_kept_seconds` ago,
+        and that event's seq (0 while it runs); None if there is no such run."""
         keys = {"run_key": uuid.UUID(run_id), "kept": final_kept_seconds}
         row = (await self._connection.execute(_STATE, keys)).first()
         if row is None:
             return None
         status, last_seq, final_data = row
-        return RunStatus(status), None if final_data is None else LoggedEvent(last_seq, final_data)
+        final = None if final_data is None else LoggedEvent(last_seq, final_data)
+        return RunStatus(status), final, last_seq
 
     async def get(self, user_id: str, run_id: str) -> Run | None:
         try:

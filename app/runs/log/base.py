@@ -55,13 +55,17 @@ READ_LIMIT = 500
 class EventsMissing(Exception):
     """A reader of a run's log found a gap no final event declares: after `after_seq` it had,
     the next event is `found` (or the run's final event is, and it says the stored answer
-    holds more). The events between were lost; what the reader has is not the whole run."""
+    holds more). The events between were lost; what the reader has is not the whole run.
+    `end_gone`: `found` is the seq of the run's final event, which neither the log nor the
+    record holds any more (its events were pruned after `RUN_RETENTION_HOURS`)."""
 
-    def __init__(self, run_id: str, after_seq: int, found: int) -> None:
-        super().__init__(f"run {run_id}: after seq {after_seq} the event log holds seq {found}")
+    def __init__(self, run_id: str, after_seq: int, found: int, *, end_gone: bool = False) -> None:
+        where = "the run's end, no longer kept, is" if end_gone else "the event log holds"
+        super().__init__(f"run {run_id}: after seq {after_seq} {where} seq {found}")
         self.run_id = run_id
         self.after_seq = after_seq
         self.found = found
+        self.end_gone = end_gone
 
 
 class RunLogLost(Exception):

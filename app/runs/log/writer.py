@@ -12,7 +12,9 @@ log cannot be reached (`EventLog.is_outage`) go back in the queue, written once 
 
 After each append that succeeds, the writer tells who listens (`hear_logged`: the registry) the
 highest seq it wrote of each run: a run shows its followers no event too far past what the log
-holds (`app.runs.live.UNLOGGED_WINDOW`).
+holds (`app.runs.live.UNLOGGED_WINDOW`). And once it holds none of a run's events any more
+(all appended, dropped or taken back), it tells `hear_released` (the registry, which lets go of
+what it kept of an ended run to append again).
 
 A log that lost a run's earlier events (`RunLogLost`: Redis restarted empty) appends none of
 its later ones; the writer asks who keeps the runs in memory (`refill_from`: the registry) for
@@ -45,6 +47,9 @@ Queued = list[tuple[str, LoggedEvent]]
 LoggedListener = Callable[[str, int], None]
 """Told a run's id and the highest seq of it an append has just written; it must not block."""
 
+ReleasedListener = Callable[[str], None]
+"""Told the id of a run none of whose events the writer holds any more; it must not block."""
+
 Refill = Callable[[str, int, int], RunEvents]
 """Asked a run's id, the last seq its log still holds and the highest seq being appended: the
 run's events between (from the one after the first to the second), or none if they are not
@@ -61,11 +66,18 @@ class EventWriter:
         self._wakeup = anyio.Event()
         self._written = anyio.Event()
         self._listeners: list[LoggedListener] = []
+        self._released: list[ReleasedListener] = []
         self._refill: Refill = lambda _run, _held, _through: []
 
     def hear_logged(self, listener: LoggedListener) -> None:
         """Have `listener` told, after each append that succeeds, each run's highest seq in it."""
         self._listeners.append(listener)
+
+    def hear_released(self, listener: ReleasedListener) -> None:
+        """Have `listener` told each run whose events the writer has just stopped holding: after
+        a write, the runs of it with none left to write (appended, or dropped: refused, or lost
+        with nothing to append again); after `take_unwritten`, the run taken."""
+        self._released.append(listener)
 
     def refill_from(self, refill: Refill) -> None:
         """Where to take a run's events again when the log has lost them."""
@@ -82,6 +94,7 @@ class EventWriter:
             await self._written.wait()
         mine = [item for item in self._pending if item[0] == run_id]
         self._pending = [item for item in self._pending if item[0] != run_id]
+        self._release({run_id})
         return mine
 
     def put_back(self, events: RunEvents) -> None:
@@ -112,9 +125,10 @@ class EventWriter:
                 EVENT_LOG_WRITE.observe(time.perf_counter() - began)
                 self._tell_logged(batch)
             finally:
-                self._writing = set()
+                written, self._writing = self._writing, set()
                 self._written.set()
                 self._written = anyio.Event()
+                self._release(written)
             if unreachable:
                 await anyio.sleep(RETRY_SECONDS)
 
@@ -162,6 +176,13 @@ class EventWriter:
                 )
         if again:
             self.put_back(again)
+
+    def _release(self, run_ids: set[str]) -> None:
+        """Tell `hear_released` which of these runs have no event left to write."""
+        if self._released:
+            for run_id in run_ids - {run_id for run_id, _ in self._pending}:
+                for listener in self._released:
+                    listener(run_id)
 
     def _tell_logged(self, events: RunEvents) -> None:
         highest: dict[str, int] = {}

@@ -29,11 +29,14 @@ CancelHandler = Callable[[str], None]
 @dataclass(frozen=True, slots=True)
 class RunState:
     """How a run stands for a reader of its log: its status and, once it has ended, its final
-    event, while its events are kept (`final_kept_seconds`); after that, as after the log is
-    pruned, a reader is told nothing more."""
+    event, while its events are kept (`final_kept_seconds`), and that event's seq for as long
+    as the run is kept: a reader that has not reached it once the event and the log are gone
+    is told that events are missing (`app.runs.reading`)."""
 
     status: RunStatus
     final: LoggedEvent | None
+    last_seq: int = 0
+    """The seq of the run's final event once it has ended (0 while it runs)."""
 
     @property
     def ended(self) -> bool:

@@ -77,7 +77,7 @@ class MemoryRunRecord(RunRecord):
         final = kept.final
         if kept.ended_at is not None and self._clock() - kept.ended_at > self._final_kept_seconds:
             final = None
-        return RunState(kept.run.status, final)
+        return RunState(kept.run.status, final, kept.run.last_seq)
 
     async def store_end(self, end: RunEnd) -> LoggedEvent:
         kept = self._runs.get(end.run_id)

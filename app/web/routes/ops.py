@@ -1,5 +1,6 @@
 """What operators and their tools ask: whether the process is up (`/health`), whether it can
-serve (`/ready`: the database answers, at the schema's latest migration), and its metrics."""
+serve (`/ready`: the database answers, at the schema's latest migration, and so does the event
+log where it is kept apart: Redis), and its metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.db.migrations import current_revision
+from app.domain import EventLogUnavailable
 from app.metrics import exposition
 from app.web.errors import error_response
 from app.web.openapi.operation import ApiRoute, Operation
@@ -42,11 +44,18 @@ async def ready(request: Request) -> Response:
             revision=revision,
             expected=state.head_revision,
         )
+    try:
+        with anyio.fail_after(READY_TIMEOUT_SECONDS):
+            # The check a send makes: while it fails, every send would get this same 503.
+            await state.registry.check_log()
+    except TimeoutError:
+        raise EventLogUnavailable from None
     return JSONResponse({"status": "ready", "revision": revision})
 
 
 _READY = Operation(
-    "200 when the database answers and its schema is current",
+    "200 when the database answers, its schema is current, and the event log answers",
+    raises=(EventLogUnavailable,),
     errors=((503, "database_unavailable"), (503, "schema_outdated")),
 )
 

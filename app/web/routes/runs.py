@@ -134,6 +134,8 @@ async def chat(request: Request) -> Response:
             event = decode(logged)
             transcript.record(event)
             if isinstance(event, Error):
+                if event.code == "events_missing" and not sent.started:
+                    break  # a replay of a run whose log no longer holds it whole: 410 below
                 status = 503 if event.retryable else 502
                 return error_response(status, event.code, event.message, retryable=event.retryable)
             if isinstance(event, Done):
@@ -147,7 +149,8 @@ async def chat(request: Request) -> Response:
                         "usage": event.usage,
                     }
                 )
-    # Only a replay can get here: the run it names ended, and its log has been pruned since.
+    # Only a replay can get here: the run it names ended, and its log has been pruned since
+    # (its reader is told `events_missing`), or lost part of it.
     raise ApiError(410, "replay_expired", "That send's answer is no longer kept to be replayed.")
 
 

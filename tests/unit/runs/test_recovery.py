@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from app.domain import MessageStatus, RunStatus
-from app.events import LoggedEvent, Start, Text, encode
+from app.events import LoggedEvent, Start, Text, encode, error_event
 from app.runs import registry as registry_module
 from app.runs.ending import RunEnd
 from app.runs.live import UNLOGGED_WINDOW
@@ -102,7 +102,10 @@ async def test_a_cancel_whose_announcement_was_lost_is_found_by_recovery() -> No
     assert json.loads(events[-1].data)["status"] == "cancelled"
 
 
-async def test_old_logs_are_forgotten_and_their_runs_tell_a_reader_nothing_more() -> None:
+async def test_old_logs_are_forgotten_and_a_reader_short_of_their_end_is_told_so() -> None:
+    """Past retention the log and the record's final event are gone: a reader that has not
+    had the run's end gets `events_missing` in its place, never a stream that just stops as
+    if the run were whole; one that has had it gets nothing more."""
     clock = Clock()
     log, record = MemoryEventLog(clock=clock), MemoryRunRecord(clock=clock, final_kept_seconds=60)
     async with instance(log, record, retention_seconds=60) as here:
@@ -114,5 +117,9 @@ async def test_old_logs_are_forgotten_and_their_runs_tell_a_reader_nothing_more(
         with anyio.fail_after(10):
             await here.recovery.prune()
         forgotten = await everything(here.registry.follow(run, 0))
+        resumed = await everything(here.registry.follow(run, 2))
+        past_the_end = await everything(here.registry.follow(run, 4))
     assert [event.seq for event in kept] == [1, 2, 3, 4]
-    assert forgotten == [], "no final event from the record once the log is gone"
+    missing = encode(error_event("events_missing"), 4)  # in place of the end, at its seq
+    assert forgotten == [missing] and resumed == [missing]
+    assert past_the_end == []

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import anyio
+import pytest
 
 from app.domain import MessageStatus, NewMessage, Role, RunStatus
-from app.events import LoggedEvent, encode, interrupted
+from app.events import MAX_SEQ, LoggedEvent, encode, error_event, interrupted
 from app.runs.ending import RunEnd
+from app.runs.log.base import READ_LIMIT, RunEvents
 from app.runs.log.memory import MemoryEventLog
 from app.runs.record.memory import MemoryRunRecord
-from tests.unit.runs.engine import Script, ended, everything, going, instance
+from tests.unit.runs.engine import HeldLog, Script, ended, everything, going, instance
 
 
 def _types(events: list[LoggedEvent]) -> list[str]:
@@ -132,3 +135,126 @@ async def test_an_end_stored_first_by_another_closer_is_the_one_followers_get() 
     assert events[-1] == earlier, "followers get the final event stored first"
     assert state is not None and state.status is RunStatus.INCOMPLETE
     assert logged_final == earlier
+
+
+class RefusingLog(MemoryEventLog):
+    """The in-memory log, handing out a run's events up to seq `refused_after`, then refusing
+    (not away: an error `is_outage` does not know), as a log holding an event it cannot hand
+    out would."""
+
+    def __init__(self, refused_after: int) -> None:
+        super().__init__()
+        self.refused_after = refused_after
+
+    async def read(
+        self,
+        run_id: str,
+        after_seq: int,
+        *,
+        limit: int = READ_LIMIT,
+        budget: int | None = None,
+        wait: float = 0.0,
+    ) -> list[LoggedEvent]:
+        if after_seq >= self.refused_after:
+            raise RuntimeError("the log refused")
+        page = await super().read(run_id, after_seq, limit=limit, budget=budget, wait=wait)
+        return [event for event in page if event.seq <= self.refused_after]
+
+
+FOLLOW_FAILED = encode(error_event("follow_failed"), MAX_SEQ)
+
+
+async def test_a_copy_of_a_run_elsewhere_whose_log_refuses_ends_with_a_typed_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The one reader of a run going on elsewhere meets an error that is no outage: every
+    follower here gets a `follow_failed` error after what it was shown, never a stream that
+    just stops, and the error is logged."""
+    log, record = RefusingLog(refused_after=3), MemoryRunRecord()
+    async with instance(log, record) as owner, instance(log, record) as other:
+        run, script, _ = await going(owner)
+        with anyio.fail_after(10):
+            whole = await everything(other.registry.follow(run, 0))
+            resumed = await everything(other.registry.follow(run, 3))
+        script.go.set()
+    assert _seqs(whole) == [1, 2, 3, MAX_SEQ] and whole[-1] == FOLLOW_FAILED
+    assert resumed == [FOLLOW_FAILED]
+    failures = [
+        r.exc_info[1] for r in caplog.records if r.name == "app.runs.registry" and r.exc_info
+    ]
+    assert failures and "the log refused" in str(failures[0])
+
+
+async def test_a_replay_whose_log_refuses_ends_with_a_typed_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log, record = RefusingLog(refused_after=2), MemoryRunRecord()
+    async with instance(log, record) as owner:
+        run = await ended(owner)
+        with anyio.fail_after(10):
+            replayed = await everything(owner.registry.follow(run, 0))
+    assert _seqs(replayed) == [1, 2, MAX_SEQ] and replayed[-1] == FOLLOW_FAILED
+    assert any(r.name == "app.runs.registry" and r.exc_info for r in caplog.records)
+
+
+class Unreachable(ConnectionError):
+    pass
+
+
+class AwayAtTheEnd(HeldLog):
+    """The in-memory log, unreachable for a run's end (so the registry stores it in the record
+    alone and leaves its events to the writer), whose appends wait while it is held and then
+    are refused (an error that is no outage: the writer drops them) while `refusing`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusing = False
+        self.appending = anyio.Event()
+        """Set once an append has begun since the log was last held."""
+
+    def hold(self) -> None:
+        super().hold()
+        self.appending = anyio.Event()
+
+    async def append(self, events: RunEvents) -> None:
+        self.appending.set()
+        await super().append([])  # waits while held
+        if self.refusing:
+            raise RuntimeError("the log refused")
+        await super().append(events)
+
+    async def end_run(
+        self, end: RunEnd, unwritten: RunEvents, store: Callable[[], Awaitable[LoggedEvent]]
+    ) -> LoggedEvent:
+        raise Unreachable
+
+    def is_outage(self, error: BaseException) -> bool:
+        return isinstance(error, Unreachable)
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["appended", "dropped"])
+async def test_a_run_ended_while_its_log_was_away_is_let_go_once_the_writer_is_done_with_it(
+    refused: bool,
+) -> None:
+    """Its events are kept for the writer (to append again if the log comes back without the
+    earlier ones) only while the writer holds some of them: let go once they are appended,
+    and as well once the writer drops them (refused), which would otherwise keep them for
+    ever."""
+    log = AwayAtTheEnd()
+    async with instance(log) as here:
+        run, script, live = await going(here)
+        with anyio.fail_after(10):
+            while live.logged_seq < 3:  # noqa: ASYNC110 (the writer's pace)
+                await anyio.sleep(0.01)
+        log.hold()
+        script.go.set()
+        with anyio.fail_after(10):
+            await live.ended.wait()
+            await log.appending.wait()  # the writer appends the run's end, held meanwhile
+        assert here.registry.keeps_unlogged_end(run.id), "kept while the writer holds them"
+        log.refusing = refused
+        log.release()
+        await anyio.wait_all_tasks_blocked()
+        assert not here.registry.keeps_unlogged_end(run.id)
+        logged = await log.final(run.id)
+    assert (logged is None) == refused

@@ -16,6 +16,7 @@ import pytest
 
 from app.domain import MessageStatus, NewMessage, Role, Run, RunStatus
 from app.events import LoggedEvent, Start, Text, encode, error_event, interrupted
+from app.metrics import exposition
 from app.runs import registry as registry_module
 from app.runs.ending import RunEnd
 from app.runs.live import UNLOGGED_WINDOW, Subscription
@@ -245,6 +246,15 @@ def _missing(seq: int) -> LoggedEvent:
     return encode(error_event("events_missing"), seq)
 
 
+def _told_missing() -> float:
+    """The counter of followers told events are missing, as /metrics shows it."""
+    body, _ = exposition()
+    for line in body.decode().splitlines():
+        if line.startswith("todo_chat_events_missing_total "):
+            return float(line.split()[1])
+    raise AssertionError("no todo_chat_events_missing_total in the metrics")
+
+
 @pytest.mark.parametrize(("kept", "final_seq", "declared"), LOST.values(), ids=LOST.keys())
 async def test_a_reader_never_passes_a_gap_off_as_a_whole_run(
     kept: list[int], final_seq: int, declared: int | None
@@ -258,12 +268,14 @@ async def test_a_reader_never_passes_a_gap_off_as_a_whole_run(
     run = await _ended(log, record, [said[seq] for seq in kept], _final(final_seq, declared))
     whole = next(n for n, seq in enumerate(kept, 1) if kept[n : n + 1] != [seq + 1])
     found = kept[whole] if whole < len(kept) else final_seq
+    told = _told_missing()
     async with instance(log, record) as here:
         events = await everything(here.registry.follow(run, 0))
         resumed = await everything(here.registry.follow(run, 1))
     expected = [said[seq] for seq in kept[:whole]]
     assert events == [*expected, _missing(found - 1)]
     assert resumed == [*expected[1:], _missing(found - 1)]
+    assert _told_missing() == told + 2, "each follower told is counted"
 
 
 async def test_a_copy_of_a_run_going_on_elsewhere_stops_at_a_gap_with_a_typed_error() -> None:
@@ -273,10 +285,19 @@ async def test_a_copy_of_a_run_going_on_elsewhere_stops_at_a_gap_with_a_typed_er
     run = record.start(str(uuid.uuid4()), "user", instance="elsewhere")
     said = _said(run.id, 5)
     await log.append([(run.id, said[0]), (run.id, said[1]), (run.id, said[3])])
+    told = _told_missing()
     async with instance(log, record) as here:
+        followed: dict[int, list[LoggedEvent]] = {}
+
+        async def follow(after: int) -> None:
+            followed[after] = await everything(here.registry.follow(run, after))
+
         with anyio.fail_after(10):
-            events = await everything(here.registry.follow(run, 0))
-    assert events == [said[0], said[1], _missing(3)]
+            async with anyio.create_task_group() as group:  # two followers of one copy
+                group.start_soon(follow, 0)
+                group.start_soon(follow, 1)
+    assert followed == {0: [said[0], said[1], _missing(3)], 1: [said[1], _missing(3)]}
+    assert _told_missing() == told + 2, "each follower told is counted, not each copy"
 
 
 async def test_the_final_event_from_the_record_is_checked_as_well() -> None:
