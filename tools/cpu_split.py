@@ -47,12 +47,12 @@ from tools.servers import (
 )
 
 
-def _user_system(process: Process) -> tuple[float, float]:
+def user_system(process: Process) -> tuple[float, float]:
     fields = Path(f"/proc/{process.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
-async def _drive(port: int, turns: int, concurrency: int) -> None:
+async def drive(port: int, turns: int, concurrency: int) -> None:
     settings = Settings(jwt_secret=SECRET)
     users = [f"split-{n}-{time.time_ns()}" for n in range(concurrency)]
     tokens = {user: issue_token(settings, user) for user in users}
@@ -85,10 +85,10 @@ async def server(kind: str, database_url: str, turns: int, concurrency: int) -> 
     process = Process([kind, str(port), "0", "0"], env)
     try:
         await wait_listening(port, process)
-        await _drive(port, 50, concurrency)
-        before, (user, system) = await _collections(process, path), _user_system(process)
-        await _drive(port, turns, concurrency)
-        after, (user_after, system_after) = await _collections(process, path), _user_system(process)
+        await drive(port, 50, concurrency)
+        before, (user, system) = await _collections(process, path), user_system(process)
+        await drive(port, turns, concurrency)
+        after, (user_after, system_after) = await _collections(process, path), user_system(process)
     finally:
         process.stop()
     return _row(
