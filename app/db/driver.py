@@ -55,10 +55,15 @@ class Query:
         return rows
 
     async def fetchrow(self, connection: Any, values: Mapping[str, Any]) -> Any:
-        return await connection.fetchrow(self.sql, *self.arguments(values))
+        """The first row, or None. Read whole, not with asyncpg's `fetchrow` (a limit of one
+        row): the server then answers a data-modifying statement as completed, not with its
+        portal suspended, as it did under SQLAlchemy."""
+        rows = await self.fetch(connection, values)
+        return rows[0] if rows else None
 
     async def fetchval(self, connection: Any, values: Mapping[str, Any]) -> Any:
-        return await connection.fetchval(self.sql, *self.arguments(values))
+        row = await self.fetchrow(connection, values)
+        return None if row is None else row[0]
 
     async def execute(self, connection: Any, values: Mapping[str, Any]) -> None:
         await connection.execute(self.sql, *self.arguments(values))
