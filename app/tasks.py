@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from app.db.gate import Priority
+from app.db.repositories.tasks import TaskRepository
 from app.db.uow import Database
 from app.domain import Task, TaskChanges, TaskFilter, TaskNotFound
 
@@ -28,26 +29,27 @@ class UserTasks:
         self._adding = asyncio.Lock()  # first come, first served: in the order asked
 
     async def add(self, title: str, description: str | None = None) -> Task:
-        async with self._adding, self._database.single_statement(self._priority) as uow:
-            task = await uow.tasks.add(self.user_id, title, description)
+        async with self._adding, self._database.driver(self._priority) as connection:
+            task = await TaskRepository(connection).add(self.user_id, title, description)
         return task
 
     async def list(
         self, status: TaskFilter = TaskFilter.ALL, *, limit: int = 1000, after_id: int = 0
     ) -> list[Task]:
-        async with self._database.single_statement(self._priority) as uow:
-            return await uow.tasks.list(self.user_id, status, limit=limit, after_id=after_id)
+        async with self._database.driver(self._priority) as connection:
+            tasks = TaskRepository(connection)
+            return await tasks.list(self.user_id, status, limit=limit, after_id=after_id)
 
     async def update(self, task_id: int, changes: TaskChanges) -> Task:
-        async with self._database.single_statement(self._priority) as uow:
-            task = await uow.tasks.update(self.user_id, task_id, changes)
+        async with self._database.driver(self._priority) as connection:
+            task = await TaskRepository(connection).update(self.user_id, task_id, changes)
             if task is None:
                 raise TaskNotFound(task_id)
         return task
 
     async def delete(self, task_id: int) -> Task:
-        async with self._database.single_statement(self._priority) as uow:
-            task = await uow.tasks.delete(self.user_id, task_id)
+        async with self._database.driver(self._priority) as connection:
+            task = await TaskRepository(connection).delete(self.user_id, task_id)
             if task is None:
                 raise TaskNotFound(task_id)
         return task

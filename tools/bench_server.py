@@ -175,6 +175,10 @@ def main() -> None:
         _trace_memory(os.environ["BENCH_TRACEMALLOC"])
     if os.environ.get("BENCH_GC_TIMES"):
         _time_collections(os.environ["BENCH_GC_TIMES"])
+    if os.environ.get("BENCH_CPU_SAMPLES"):
+        from tools.cpu_layers import sample_cpu
+
+        sample_cpu(os.environ["BENCH_CPU_SAMPLES"])
     kind, port, delay_ms, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     app: Starlette | str

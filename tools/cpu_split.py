@@ -6,9 +6,15 @@ settings, as the bench's limit runs it, and with the service's (`app.main`: star
 a young generation of `YOUNG_GENERATION_THRESHOLD`).
 
     python -m tools.cpu_split [--turns 600] [--concurrency 32]
+    python -m tools.cpu_split --against DIR [--other-first] [--turns 720]
 
 CPU time, not instructions (`tools.instructions`): it moves with the machine's load; compare
-the rows of one run.
+the rows of one run. `--against` compares this checkout's service with another checkout's (DIR,
+say the code before a change, with its own .venv or this one's packages): both run at once, and
+are driven in turn, `BATCH` turns each, whose order alternates, each one's CPU counted over its
+own batches only, so that both see the same moments of the machine's load. The server started
+first has read up to a tenth higher in a run of one checkout against itself: run both orders
+(`--other-first`).
 """
 
 from __future__ import annotations
@@ -47,12 +53,12 @@ from tools.servers import (
 )
 
 
-def _user_system(process: Process) -> tuple[float, float]:
+def user_system(process: Process) -> tuple[float, float]:
     fields = Path(f"/proc/{process.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
-async def _drive(port: int, turns: int, concurrency: int) -> None:
+async def drive(port: int, turns: int, concurrency: int) -> None:
     settings = Settings(jwt_secret=SECRET)
     users = [f"split-{n}-{time.time_ns()}" for n in range(concurrency)]
     tokens = {user: issue_token(settings, user) for user in users}
@@ -85,10 +91,10 @@ async def server(kind: str, database_url: str, turns: int, concurrency: int) -> 
     process = Process([kind, str(port), "0", "0"], env)
     try:
         await wait_listening(port, process)
-        await _drive(port, 50, concurrency)
-        before, (user, system) = await _collections(process, path), _user_system(process)
-        await _drive(port, turns, concurrency)
-        after, (user_after, system_after) = await _collections(process, path), _user_system(process)
+        await drive(port, 50, concurrency)
+        before, (user, system) = await _collections(process, path), user_system(process)
+        await drive(port, turns, concurrency)
+        after, (user_after, system_after) = await _collections(process, path), user_system(process)
     finally:
         process.stop()
     return _row(
@@ -98,6 +104,43 @@ async def server(kind: str, database_url: str, turns: int, concurrency: int) -> 
         [b - a for a, b in zip(before["count"], after["count"], strict=True)],
         turns,
     )
+
+
+BATCH = 60
+
+
+async def against(
+    other: Path, database_url: str, turns: int, concurrency: int, *, other_first: bool
+) -> dict[str, Any]:
+    """This checkout's service and `other`'s, driven in turn (see the module's docstring)."""
+    roots = {"this": PROJECT_ROOT, "other": other}
+    names = ["other", "this"] if other_first else ["this", "other"]
+    ports = {name: free_port() for name in names}
+    env = server_environment(database_url, DB_POOL_SIZE="10")
+    processes: dict[str, Process] = {}
+    try:
+        for name in names:
+            arguments = ["service", str(ports[name]), "0", "0"]
+            processes[name] = Process(arguments, env, root=roots[name])
+        for name in names:
+            await wait_listening(ports[name], processes[name])
+            await drive(ports[name], 50, concurrency)
+        used = dict.fromkeys(names, (0.0, 0.0))
+        for batch in range(max(1, turns // BATCH)):
+            for name in names if batch % 2 == 0 else names[::-1]:
+                user, system = user_system(processes[name])
+                await drive(ports[name], BATCH, concurrency)
+                user_after, system_after = user_system(processes[name])
+                before = used[name]
+                used[name] = (before[0] + user_after - user, before[1] + system_after - system)
+    finally:
+        for process in processes.values():
+            process.stop()
+    done = max(1, turns // BATCH) * BATCH
+    rows = {name: _row(*used[name], 0.0, [0, 0, 0], done) for name in names}
+    for row in rows.values():
+        del row["collector_ms"], row["collections"]
+    return {**rows, "this_over_other": round(rows["this"]["cpu_ms"] / rows["other"]["cpu_ms"], 3)}
 
 
 def sdk_alone(turns: int, concurrency: int, *, service_collector: bool) -> dict[str, Any]:
@@ -151,6 +194,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--against", type=Path, help="another checkout, its service beside ours")
+    parser.add_argument("--other-first", action="store_true", help="start the other's first")
     parser.add_argument("--sdk-child", choices=("default", "service"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sdk_child:
@@ -158,6 +203,19 @@ def main() -> None:
         print(json.dumps(sdk_alone(args.turns, args.concurrency, service_collector=wanted)))
         return
     database_url = measuring_database("cpu-split")
+    if args.against:
+        compared = asyncio.run(
+            against(
+                args.against.resolve(),
+                database_url,
+                args.turns,
+                args.concurrency,
+                other_first=args.other_first,
+            )
+        )
+        print(f"CPU per tool-using turn, {args.concurrency} at once, in turn with {args.against}:")
+        print(f"  {json.dumps(compared)}")
+        return
     rows = {
         "service": asyncio.run(server("service", database_url, args.turns, args.concurrency)),
         "bare sse-starlette": asyncio.run(

@@ -27,10 +27,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class Process:
     """A server process, and what its /proc says."""
 
-    def __init__(self, args: list[str], env: dict[str, str], *, workers: int = 1) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], *, workers: int = 1, root: Path = PROJECT_ROOT
+    ) -> None:
+        """`root`: the checkout whose code it runs (another one: the code before a change)."""
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "tools.bench_server", *args, str(workers)],
-            cwd=PROJECT_ROOT,
+            cwd=root,
             env=env,
             start_new_session=True,  # its workers stop with it
         )

@@ -6,12 +6,12 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from app.db.driver import Driver
 from app.db.gate import ConnectionGate, Priority
 from app.db.repositories.conversations import ConversationRepository
 from app.db.repositories.instances import InstanceRepository
 from app.db.repositories.messages import MessageRepository
 from app.db.repositories.runs import RunRepository
-from app.db.repositories.tasks import TaskRepository
 from app.db.repositories.threads import ThreadRepository
 
 
@@ -27,7 +27,6 @@ class UnitOfWork:
 
     conversations: ConversationRepository
     messages: MessageRepository
-    tasks: TaskRepository
     runs: RunRepository
     instances: InstanceRepository
     threads: ThreadRepository
@@ -62,7 +61,6 @@ class UnitOfWork:
                 raise
         self.conversations = ConversationRepository(self._connection)
         self.messages = MessageRepository(self._connection)
-        self.tasks = TaskRepository(self._connection)
         self.runs = RunRepository(self._connection)
         self.instances = InstanceRepository(self._connection)
         self.threads = ThreadRepository(self._connection)
@@ -108,6 +106,10 @@ class Database:
     def single_statement(self, priority: Priority = Priority.NEW) -> UnitOfWork:
         """A unit of work for one statement: see `UnitOfWork`."""
         return UnitOfWork(self.engine, gate=self._gate, priority=priority, single_statement=True)
+
+    def driver(self, priority: Priority = Priority.NEW) -> Driver:
+        """asyncpg's connection, for statements of their own on every turn: see `Driver`."""
+        return Driver(self.engine, self._gate, priority)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

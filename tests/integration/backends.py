@@ -151,11 +151,15 @@ async def _postgres_instance(
     listener = Listener(database.engine)
     looked = [0]
 
-    def look(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "FROM run_events" in statement:
+    def look(record: Any) -> None:
+        if "FROM run_events" in record.query:
             looked[0] += 1
 
-    sqlalchemy.event.listen(database.engine.sync_engine, "after_cursor_execute", look)
+    def count_looks(connection: Any, _record: Any) -> None:
+        # The log's statements run on asyncpg itself (`app.db.driver`): counted as it ran them.
+        connection.driver_connection.add_query_logger(look)
+
+    sqlalchemy.event.listen(database.engine.sync_engine, "connect", count_looks)
     async with AsyncExitStack() as stack:
         log = await stack.enter_async_context(log_of(database, listener))
         counted = (lambda: looked[0]) if isinstance(log, PostgresEventLog) else looks

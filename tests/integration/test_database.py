@@ -19,6 +19,7 @@ from app.db.gate import ConnectionWaitTimeout, Priority
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
 from app.db.repositories.run_events import EVENTS_CHANNEL, RunEventRepository
+from app.db.repositories.tasks import TaskRepository
 from app.db.uow import Database
 from app.domain import (
     MessageStatus,
@@ -88,17 +89,72 @@ async def test_a_single_statement_unit_commits_each_statement_and_then_rolls_not
     database = Database(database_url, pool_size=1)
     try:
         async with database.single_statement() as uow:
-            task = await uow.tasks.add("uow-user-3", "Kept without commit", None)
+            await uow.runs.start_in_new_conversation(
+                str(uuid.uuid4()), "uow-user-3", "Kept without commit", "hi", "instance"
+            )
         async with database.unit_of_work() as uow:
-            assert [t.id for t in await uow.tasks.list("uow-user-3", TaskFilter.ALL, limit=10)] == [
-                task.id
-            ]
-            await uow.tasks.add("uow-user-3", "Rolled back", None)
+            [kept] = await uow.conversations.list("uow-user-3", limit=10)
+            await uow.runs.start_in_new_conversation(
+                str(uuid.uuid4()), "uow-user-3", "Rolled back", "hi", "instance"
+            )
         # The pooled connection is back in a transaction of its own (autocommit was reset).
         async with database.unit_of_work() as uow:
-            listed = await uow.tasks.list("uow-user-3", TaskFilter.ALL, limit=10)
-            titles = [t.title for t in listed]
-        assert titles == ["Kept without commit"]
+            listed = await uow.conversations.list("uow-user-3", limit=10)
+        assert [c.title for c in listed] == [kept.title] == ["Kept without commit"]
+    finally:
+        await database.dispose()
+
+
+async def test_a_statement_on_the_driver_commits_on_its_own_and_leaves_no_transaction(
+    database_url: str,
+) -> None:
+    database = Database(database_url, pool_size=1)
+    try:
+        async with database.driver() as connection:
+            task = await TaskRepository(connection).add("uow-user-7", "Kept", None)
+        # The same pooled connection: in a transaction that is rolled back, the task is there
+        # (committed on its own) and the one added in it is not kept.
+        async with database.unit_of_work() as uow:
+            await uow.connection.execute(
+                text("INSERT INTO tasks (user_id, title) VALUES ('uow-user-7', 'Rolled back')")
+            )
+        async with database.driver() as connection:
+            listed = await TaskRepository(connection).list("uow-user-7", TaskFilter.ALL, limit=10)
+            assert not connection.is_in_transaction()
+        assert [(t.id, t.title) for t in listed] == [(task.id, "Kept")]
+    finally:
+        await database.dispose()
+
+
+async def test_a_driver_connection_that_failed_with_the_database_is_not_pooled_again(
+    database_url: str,
+) -> None:
+    database = Database(database_url, pool_size=1)
+    try:
+        async with database.driver() as connection:
+            first = await connection.fetchval("SELECT pg_backend_pid()")
+        async with database.unit_of_work() as uow:  # the same pooled connection
+            await uow.connection.execute(text("SELECT 1"))
+        terminator = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await terminator.execute("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await terminator.close()
+        # (Whichever error asyncpg raises first: the session's end, or a protocol out of step.)
+        with pytest.raises(
+            (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+        ):
+            async with database.driver() as connection:
+                await connection.fetchval("SELECT 1")
+        # A cancel in the middle of a statement leaves its connection in doubt: closed too.
+        async with database.driver() as connection:
+            second = await connection.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01), database.driver() as connection:
+                await connection.execute("SELECT pg_sleep(30)")
+        async with database.driver() as connection:
+            third = await connection.fetchval("SELECT pg_backend_pid()")
+        assert len({first, second, third}) == 3
     finally:
         await database.dispose()
 
@@ -153,8 +209,8 @@ async def test_events_are_appended_and_announced_in_one_statement(database_url: 
         async with database.single_statement() as uow:
             await uow.runs.start_in_new_conversation(run, "uow-user-4", "Log", "hi", "instance")
         events = [(run, encode(Text(f"token {n}"), n)) for n in (1, 2, 3)]
-        async with database.single_statement() as uow:
-            log = RunEventRepository(uow.connection)
+        async with database.driver() as connection:
+            log = RunEventRepository(connection)
             await log.append_and_notify(events[:2], f"{run}:2", "other:1")
             await log.append_and_notify(events, f"{run}:3")  # 1 and 2 are kept
         assert [await asyncio.wait_for(heard.get(), 5) for _ in range(3)] == [
@@ -162,8 +218,8 @@ async def test_events_are_appended_and_announced_in_one_statement(database_url: 
             "other:1",
             f"{run}:3",
         ]
-        async with database.unit_of_work() as uow:
-            logged = await RunEventRepository(uow.connection).after(run, 0, limit=10)
+        async with database.driver() as connection:
+            logged = await RunEventRepository(connection).after(run, 0, limit=10)
         assert logged == [event for _, event in events]
     finally:
         await listener.close()
@@ -239,8 +295,10 @@ async def test_repositories_round_trip_domain_objects(database_url: str) -> None
                 )
                 == final
             )
-            task = await uow.tasks.add("uow-user-2", "Milk", None)
             await uow.commit()
+        async with database.driver() as connection:
+            tasks = TaskRepository(connection)
+            task = await tasks.add("uow-user-2", "Milk", None)
         async with database.unit_of_work() as uow:
             [asked, message] = await uow.messages.list(started.conversation_id, limit=10)
             assert (asked.role, asked.content) == (Role.USER, "add milk")
@@ -251,11 +309,17 @@ async def test_repositories_round_trip_domain_objects(database_url: str) -> None
                 MessageStatus.INCOMPLETE,
             )
             assert message.tool_calls == (call,) and message.usage == Usage(1, 2, 3, 5)
-            changed = await uow.tasks.update("uow-user-2", task.id, TaskChanges(completed=True))
-            assert changed is not None and changed.completed
-            assert await uow.tasks.update("someone-else", task.id, TaskChanges(title="x")) is None
-            assert await uow.tasks.list("uow-user-2", TaskFilter.PENDING, limit=10) == []
-            await uow.commit()
+        async with database.driver() as connection:
+            tasks = TaskRepository(connection)
+            changed = await tasks.update("uow-user-2", task.id, TaskChanges(completed=True))
+            assert changed is not None and changed.completed and changed.title == "Milk"
+            assert changed.updated_at >= changed.created_at
+            assert await tasks.update("someone-else", task.id, TaskChanges(title="x")) is None
+            assert await tasks.list("uow-user-2", TaskFilter.PENDING, limit=10) == []
+            assert await tasks.list("uow-user-2", TaskFilter.COMPLETED, limit=10) == [changed]
+            assert await tasks.delete("someone-else", task.id) is None
+            assert await tasks.delete("uow-user-2", task.id) == changed
+            assert await tasks.list("uow-user-2", TaskFilter.ALL, limit=10) == []
     finally:
         await database.dispose()
 

@@ -1,7 +1,8 @@
 """The runs' event log in PostgreSQL (`run_events`): append-only, read in order of `seq`.
 
 Only the PostgreSQL event log (`app.runs.log.postgres`) uses it; the rest of the service reaches
-a run's events through the log's interface, whichever backend keeps them.
+a run's events through the log's interface, whichever backend keeps them. Each statement is its
+own transaction, on asyncpg itself (`app.db.driver`): every turn appends and ends here.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from app.db.driver import Query
 from app.db.repositories.runs import END_RUN, end_values
 from app.domain import NewMessage, RunStatus
 from app.events import LoggedEvent
@@ -24,7 +23,7 @@ EVENTS_CHANNEL = "todo_chat_runs"
 # `budget_key` bytes of JSON (at least one; no budget, no such bound). The running sum goes row
 # by row in `seq` order and the scan stops at the limit; `octet_length` reads a stored value's
 # size without unpacking it.
-_EVENTS_AFTER = text("""
+_EVENTS_AFTER = Query("""
 SELECT seq, data FROM (
     SELECT seq, data,
         sum(octet_length(data)) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS upto,
@@ -43,7 +42,7 @@ ORDER BY seq
 # round trip; a data-modifying WITH always runs to completion. An event already logged (a
 # retried batch whose first commit went through, or the end an orphan-closing instance wrote)
 # is kept as it is.
-_APPEND_EVENTS_AND_NOTIFY = text("""
+_APPEND_EVENTS_AND_NOTIFY = Query("""
 WITH appended AS (
     INSERT INTO run_events (run_id, seq, data)
     SELECT * FROM unnest(
@@ -56,7 +55,7 @@ SELECT pg_notify(:channel, m) FROM unnest(CAST(:messages AS text[])) m
 
 # A run's end (`runs.END_RUN`), its last events and their notification, in one statement; no
 # event and no notification if the run had already ended.
-_END_RUN_AND_APPEND = text(f"""
+_END_RUN_AND_APPEND = Query(f"""
 WITH {END_RUN}, appended AS (
     INSERT INTO run_events (run_id, seq, data)
     SELECT events.* FROM unnest(
@@ -69,7 +68,7 @@ SELECT pg_notify(:channel, CAST(:notification AS text)) FROM finished
 """)
 
 # A run's final event in the log: the first `done` or `error` (encode() writes `type` first).
-_FINAL_EVENT = text("""
+_FINAL_EVENT = Query("""
 SELECT seq, data FROM run_events
 WHERE run_id = :run_key AND (data LIKE '{"type":"done"%' OR data LIKE '{"type":"error"%')
 ORDER BY seq LIMIT 1
@@ -77,7 +76,7 @@ ORDER BY seq LIMIT 1
 
 # The events of up to `limit` runs that ended longer ago than that (by the database's clock);
 # how many runs.
-_PRUNE = text("""
+_PRUNE = Query("""
 WITH expired AS (
     SELECT r.id FROM runs r
     WHERE r.status <> 'active' AND r.finished_at < now() - make_interval(secs => :older_than)
@@ -91,9 +90,10 @@ SELECT count(DISTINCT run_id) FROM deleted
 
 
 class RunEventRepository:
-    """The runs' event log: append-only, read in order of `seq`."""
+    """The runs' event log: append-only, read in order of `seq`. On an asyncpg connection
+    (`Database.driver`)."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: Any) -> None:
         self._connection = connection
 
     async def append_and_notify(
@@ -101,7 +101,7 @@ class RunEventRepository:
     ) -> None:
         """Append the events, and send each message on `EVENTS_CHANNEL`."""
         values = {**event_arrays(events), "messages": list(messages), "channel": EVENTS_CHANNEL}
-        await self._connection.execute(_APPEND_EVENTS_AND_NOTIFY, values)
+        await _APPEND_EVENTS_AND_NOTIFY.execute(self._connection, values)
 
     async def end_run_and_append(
         self,
@@ -120,7 +120,7 @@ class RunEventRepository:
             "notification": notification,
             "channel": EVENTS_CHANNEL,
         }
-        return (await self._connection.execute(_END_RUN_AND_APPEND, values)).first() is not None
+        return await _END_RUN_AND_APPEND.fetchrow(self._connection, values) is not None
 
     async def after(
         self, run_id: str, seq: int, *, limit: int, budget: int | None = None
@@ -133,19 +133,19 @@ class RunEventRepository:
             "limit_key": limit,
             "budget_key": budget,
         }
-        rows = await self._connection.execute(_EVENTS_AFTER, keys)
+        rows = await _EVENTS_AFTER.fetch(self._connection, keys)
         return [LoggedEvent(number, data) for number, data in rows]
 
     async def final(self, run_id: str) -> LoggedEvent | None:
         """The run's final event, if the log holds one."""
-        row = (await self._connection.execute(_FINAL_EVENT, {"run_key": uuid.UUID(run_id)})).first()
-        return None if row is None else LoggedEvent(row.seq, row.data)
+        row = await _FINAL_EVENT.fetchrow(self._connection, {"run_key": uuid.UUID(run_id)})
+        return None if row is None else LoggedEvent(row["seq"], row["data"])
 
     async def prune(self, *, older_than_seconds: float, limit: int) -> int:
         """Delete the events of up to `limit` runs that ended longer ago than that; how many
         runs."""
         keys = {"older_than": older_than_seconds, "limit": limit}
-        return int((await self._connection.execute(_PRUNE, keys)).scalar_one())
+        return int(await _PRUNE.fetchval(self._connection, keys))
 
 
 def event_arrays(events: Sequence[tuple[str, LoggedEvent]]) -> dict[str, list[Any]]:

@@ -1,19 +1,13 @@
-"""Tasks: a user's todo list."""
+"""Tasks: a user's todo list.
+
+Each operation is one statement, its own transaction, on asyncpg itself (`app.db.driver`): the
+tools of every turn call them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from app.db.models import TaskRow
+from app.db.driver import Query
 from app.domain import (
     Task,
     TaskChanges,
@@ -21,67 +15,74 @@ from app.domain import (
     storable,
 )
 
-_TASK_COLUMNS = (
-    TaskRow.id,
-    TaskRow.user_id,
-    TaskRow.title,
-    TaskRow.description,
-    TaskRow.completed,
-    TaskRow.created_at,
-    TaskRow.updated_at,
-)
+_COLUMNS = "id, user_id, title, description, completed, created_at, updated_at"
 
-_ADD_TASK = insert(TaskRow).returning(*_TASK_COLUMNS)
+_ADD = Query(f"""
+INSERT INTO tasks (user_id, title, description) VALUES (:user_key, :title, :description)
+RETURNING {_COLUMNS}
+""")
+
+# In the order they were added (`ix_tasks_user_id_completed_id` serves both).
+_LIST = Query(f"""
+SELECT {_COLUMNS} FROM tasks WHERE user_id = :user_key AND id > :after_id
+ORDER BY id LIMIT :limit
+""")
+_LIST_BY_STATUS = Query(f"""
+SELECT {_COLUMNS} FROM tasks WHERE user_id = :user_key AND completed = :completed
+    AND id > :after_id
+ORDER BY id LIMIT :limit
+""")
+
+# A change left as None leaves its column as it is.
+_UPDATE = Query(f"""
+UPDATE tasks SET updated_at = now(), title = coalesce(:title, title),
+    description = coalesce(:description, description), completed = coalesce(:completed, completed)
+WHERE id = :task_id AND user_id = :user_key
+RETURNING {_COLUMNS}
+""")
+
+_DELETE = Query(f"""
+DELETE FROM tasks WHERE id = :task_id AND user_id = :user_key RETURNING {_COLUMNS}
+""")
 
 
 class TaskRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    """On an asyncpg connection (`Database.driver`)."""
+
+    def __init__(self, connection: Any) -> None:
         self._connection = connection
 
     async def add(self, user_id: str, title: str, description: str | None) -> Task:
         values = {
-            "user_id": user_id,
+            "user_key": user_id,
             "title": storable(title),
             "description": None if description is None else storable(description),
         }
-        return Task(*(await self._connection.execute(_ADD_TASK, values)).one())
+        return Task(*await _ADD.fetchrow(self._connection, values))
 
     async def list(
         self, user_id: str, status: TaskFilter, *, limit: int, after_id: int = 0
     ) -> list[Task]:
         """In the order they were added, from the one after `after_id`."""
-        statement = (
-            select(*_TASK_COLUMNS)
-            .where(TaskRow.user_id == user_id, TaskRow.id > after_id)
-            .order_by(TaskRow.id)
-            .limit(limit)
-        )
+        values = {"user_key": user_id, "after_id": after_id, "limit": limit}
+        query = _LIST
         if status is not TaskFilter.ALL:
-            statement = statement.where(TaskRow.completed.is_(status is TaskFilter.COMPLETED))
-        return [Task(*row) for row in await self._connection.execute(statement)]
+            query = _LIST_BY_STATUS
+            values["completed"] = status is TaskFilter.COMPLETED
+        return [Task(*row) for row in await query.fetch(self._connection, values)]
 
     async def update(self, user_id: str, task_id: int, changes: TaskChanges) -> Task | None:
-        values: dict[str, Any] = {"updated_at": func.now()}
-        if changes.title is not None:
-            values["title"] = storable(changes.title)
-        if changes.description is not None:
-            values["description"] = storable(changes.description)
-        if changes.completed is not None:
-            values["completed"] = changes.completed
-        statement = (
-            update(TaskRow)
-            .where(TaskRow.id == task_id, TaskRow.user_id == user_id)
-            .values(values)
-            .returning(*_TASK_COLUMNS)
-        )
-        row = (await self._connection.execute(statement)).one_or_none()
+        values = {
+            "task_id": task_id,
+            "user_key": user_id,
+            "title": None if changes.title is None else storable(changes.title),
+            "description": None if changes.description is None else storable(changes.description),
+            "completed": changes.completed,
+        }
+        row = await _UPDATE.fetchrow(self._connection, values)
         return None if row is None else Task(*row)
 
     async def delete(self, user_id: str, task_id: int) -> Task | None:
-        statement = (
-            delete(TaskRow)
-            .where(TaskRow.id == task_id, TaskRow.user_id == user_id)
-            .returning(*_TASK_COLUMNS)
-        )
-        row = (await self._connection.execute(statement)).one_or_none()
+        values = {"task_id": task_id, "user_key": user_id}
+        row = await _DELETE.fetchrow(self._connection, values)
         return None if row is None else Task(*row)

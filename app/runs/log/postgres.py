@@ -28,7 +28,7 @@ from app.db.gate import Priority
 from app.db.notifications import Listener
 from app.db.outage import is_outage
 from app.db.repositories.run_events import EVENTS_CHANNEL, RunEventRepository
-from app.db.uow import Database, UnitOfWork
+from app.db.uow import Database
 from app.events import LoggedEvent
 from app.runs.ending import RunEnd
 from app.runs.log.base import READ_LIMIT, EventLog, RunEvents
@@ -60,8 +60,8 @@ class PostgresEventLog(EventLog):
             last[run_id] = event.seq
         notifications = (f"{run_id}:{seq}" for run_id, seq in last.items())
         # First at the gate: a run's end waits for its events to be written.
-        async with self._database.single_statement(Priority.END) as uow:
-            await _events(uow).append_and_notify(events, *notifications)
+        async with self._database.driver(Priority.END) as connection:
+            await RunEventRepository(connection).append_and_notify(events, *notifications)
 
     async def read(
         self,
@@ -96,8 +96,9 @@ class PostgresEventLog(EventLog):
     async def _page(
         self, run_id: str, after_seq: int, limit: int, budget: int | None
     ) -> list[LoggedEvent]:
-        async with self._database.single_statement() as uow:
-            return await _events(uow).after(run_id, after_seq, limit=limit, budget=budget)
+        async with self._database.driver() as connection:
+            events = RunEventRepository(connection)
+            return await events.after(run_id, after_seq, limit=limit, budget=budget)
 
     def _notified(self, message: str) -> None:
         run_id, _, seq = message.partition(":")
@@ -108,18 +109,19 @@ class PostgresEventLog(EventLog):
                 waiter.woken.set()
 
     async def final(self, run_id: str) -> LoggedEvent | None:
-        async with self._database.single_statement() as uow:
-            return await _events(uow).final(run_id)
+        async with self._database.driver() as connection:
+            return await RunEventRepository(connection).final(run_id)
 
     async def prune(self, *, older_than_seconds: float, limit: int) -> int:
-        async with self._database.single_statement() as uow:
-            return await _events(uow).prune(older_than_seconds=older_than_seconds, limit=limit)
+        async with self._database.driver() as connection:
+            events = RunEventRepository(connection)
+            return await events.prune(older_than_seconds=older_than_seconds, limit=limit)
 
     async def end_run(
         self, end: RunEnd, unwritten: RunEvents, store: Callable[[], Awaitable[LoggedEvent]]
     ) -> LoggedEvent:
-        async with self._database.single_statement(Priority.END) as uow:
-            ended = await _events(uow).end_run_and_append(
+        async with self._database.driver(Priority.END) as connection:
+            ended = await RunEventRepository(connection).end_run_and_append(
                 end.run_id,
                 end.status,
                 end.answer,
@@ -131,7 +133,3 @@ class PostgresEventLog(EventLog):
 
     def is_outage(self, error: BaseException) -> bool:
         return is_outage(error)
-
-
-def _events(uow: UnitOfWork) -> RunEventRepository:
-    return RunEventRepository(uow.connection)
