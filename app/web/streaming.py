@@ -35,6 +35,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import cache
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -43,7 +44,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from app.events import LoggedEvent
-from app.metrics import STREAMS_DROPPED, open_stream
+from app.metrics import STREAMS_DROPPED, streams_open
 from app.protocols.base import WireFormat
 from app.settings import Settings
 
@@ -57,14 +58,13 @@ def stream_response(
 ) -> Response:
     """`batches` of a run's events as `wire_format`'s stream, counted in
     `todo_chat_streams_open` under `source` (`local`: the turn this request started)."""
-    keep_alive = _Ping(wire_format.keep_alive)
     return _Stream(
-        writes(wire_format, open_stream(source, batches)),
+        writes(wire_format, batches),
         # A client that stops reading: once one write has waited this long (the socket's
         # buffers full), the stream is closed, and the run goes on without it.
         send_timeout=settings.send_timeout_seconds,
         ping=settings.sse_ping_seconds,
-        ping_message_factory=lambda: keep_alive,
+        ping_message_factory=_pings(wire_format.keep_alive),
         media_type=wire_format.media_type,
         headers={"Cache-Control": "no-cache, no-store", **wire_format.headers},
         # When the server stops, keep the stream open until its run has sent its last event.
@@ -72,6 +72,7 @@ def stream_response(
         # every open stream an anyio Event.)
         grace=settings.stream_close_seconds,
         keep_alive=wire_format.keep_alive,
+        source=source,
     )
 
 
@@ -93,6 +94,14 @@ async def writes(wire_format: WireFormat, batches: Batches) -> AsyncIterator[byt
                 return
 
 
+@cache
+def _pings(keep_alive: bytes) -> Callable[[], ServerSentEvent]:
+    """sse-starlette's ping factory for a protocol's keep-alive: one for every stream of the
+    protocol (a few exist), not a ping and a function made for each stream."""
+    ping = _Ping(keep_alive)
+    return lambda: ping
+
+
 class _Ping(ServerSentEvent):
     """sse-starlette sends what a ping event encodes to; this one encodes to given bytes (the
     protocol's `keep_alive`)."""
@@ -109,16 +118,23 @@ class _Stream(EventSourceResponse):
     _stop: Callable[[], None] | None = None
     _exit_timer: asyncio.TimerHandle | None = None
 
-    def __init__(self, *args: Any, grace: float, keep_alive: bytes, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, grace: float, keep_alive: bytes, source: str, **kwargs: Any
+    ) -> None:
         kwargs["shutdown_grace_period"] = grace
         super().__init__(*args, **kwargs)
         self._grace = grace
         self._keep_alive = keep_alive
+        self._source = source
         # What sse-starlette's pings and its last write hold while they send: asyncio's lock
         # makes its queue of waiters only when one waits; anyio's holds a deque per stream.
         self._send_lock = asyncio.Lock()  # type: ignore[assignment]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Counted here rather than by a generator around the batches: one async generator
+        # fewer for every open stream.
+        counted = streams_open(self._source)
+        counted.inc()
         try:
             if scope["type"] == "http" and scope["method"].upper() != "HEAD":
                 await self._serve(receive, send)
@@ -129,6 +145,8 @@ class _Stream(EventSourceResponse):
             logger.warning(
                 "dropped a stream whose client stopped reading for %s s", self.send_timeout
             )
+        finally:
+            counted.dec()
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         """sse-starlette's bound on one write (`send_timeout`), with asyncio's timeout rather
@@ -155,8 +173,8 @@ class _Stream(EventSourceResponse):
         request = asyncio.current_task()
         assert request is not None
         stopping = False
-        pinging: set[asyncio.Task[None]] = set()  # a ping being sent
-        failures: list[BaseException] = []  # a ping's, or the disconnect watcher's
+        pinging: asyncio.Task[None] | None = None  # a ping being sent (one at a time)
+        failure: BaseException | None = None  # a ping's, or the disconnect watcher's
         timer: asyncio.TimerHandle | None = None
 
         def stop() -> None:
@@ -168,22 +186,24 @@ class _Stream(EventSourceResponse):
                 request.cancel()
 
         def ended(task: asyncio.Task[None]) -> None:
-            pinging.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                failures.append(task.exception())  # type: ignore[arg-type]
+            nonlocal pinging, failure
+            if task is pinging:
+                pinging = None
+            if failure is None and not task.cancelled():
+                failure = task.exception()
             stop()
 
         def ping() -> None:
-            task = loop.create_task(self._ping_once(send))
-            pinging.add(task)
-            task.add_done_callback(pinged)
+            nonlocal pinging
+            pinging = loop.create_task(self._ping_once(send))
+            pinging.add_done_callback(pinged)
 
         def pinged(task: asyncio.Task[None]) -> None:
-            nonlocal timer
+            nonlocal timer, pinging
             if task.cancelled() or task.exception() is not None:
                 ended(task)
             else:
-                pinging.discard(task)
+                pinging = None
                 if not stopping:
                     timer = loop.call_later(self.ping_interval, ping)
 
@@ -205,13 +225,13 @@ class _Stream(EventSourceResponse):
             for handle in (self._exit_timer, timer):
                 if handle is not None:
                     handle.cancel()
-            others = [disconnect, *pinging]
+            others = [disconnect] if pinging is None else [disconnect, pinging]
             for task in others:
                 task.cancel()
             # Their cleanup runs to its end.
             await asyncio.gather(*others, return_exceptions=True)
-        if failures:
-            raise failures[0]
+        if failure is not None:
+            raise failure
         if self.background is not None:
             await self.background()
 
