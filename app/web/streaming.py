@@ -115,7 +115,14 @@ class _Ping(ServerSentEvent):
 
 
 class _Stream(EventSourceResponse):
-    _stop: Callable[[], None] | None = None
+    # The watchers' state, on the response rather than in closures over `_serve`'s frame: four
+    # functions and their cells for every open stream were a kilobyte of it.
+    _request: asyncio.Task[Any] | None = None  # the request's task, serving the stream
+    _sender: Send | None = None
+    _stopping = False
+    _pinging: asyncio.Task[None] | None = None  # a ping being sent (one at a time)
+    _failure: BaseException | None = None  # a ping's, or the disconnect watcher's
+    _ping_timer: asyncio.TimerHandle | None = None
     _exit_timer: asyncio.TimerHandle | None = None
 
     def __init__(
@@ -169,71 +176,65 @@ class _Stream(EventSourceResponse):
         create, schedule and keep. Pings are timers, each making a task only to send one. The
         server's exit is watched once for every open stream (`_ExitWatch`)."""
         disconnect = asyncio.ensure_future(self._listen_for_disconnect(receive))
-        loop = asyncio.get_running_loop()
-        request = asyncio.current_task()
+        request = self._request = asyncio.current_task()
         assert request is not None
-        stopping = False
-        pinging: asyncio.Task[None] | None = None  # a ping being sent (one at a time)
-        failure: BaseException | None = None  # a ping's, or the disconnect watcher's
-        timer: asyncio.TimerHandle | None = None
-
-        def stop() -> None:
-            """A watcher ended first (the client left, the server's grace is over, a ping
-            failed): stop the stream, as asyncio.timeout stops what it bounds."""
-            nonlocal stopping
-            if not stopping:
-                stopping = True
-                request.cancel()
-
-        def ended(task: asyncio.Task[None]) -> None:
-            nonlocal pinging, failure
-            if task is pinging:
-                pinging = None
-            if failure is None and not task.cancelled():
-                failure = task.exception()
-            stop()
-
-        def ping() -> None:
-            nonlocal pinging
-            pinging = loop.create_task(self._ping_once(send))
-            pinging.add_done_callback(pinged)
-
-        def pinged(task: asyncio.Task[None]) -> None:
-            nonlocal timer, pinging
-            if task.cancelled() or task.exception() is not None:
-                ended(task)
-            else:
-                pinging = None
-                if not stopping:
-                    timer = loop.call_later(self.ping_interval, ping)
-
-        disconnect.add_done_callback(ended)
+        self._sender = send
+        disconnect.add_done_callback(self._watcher_ended)
         if self.ping_interval > 0:
-            timer = loop.call_later(self.ping_interval, ping)
-        self._stop = stop
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.ping_interval, self._send_ping)
         _ExitWatch.of_this_loop().add(self)
         try:
             await self._stream_response(send)
         except asyncio.CancelledError:
-            # Cancelled by `stop` alone: the stream is over. Cancelled from outside too
+            # Cancelled by `_stop` alone: the stream is over. Cancelled from outside too
             # (the server's own cancel): go on unwinding.
-            if not stopping or request.uncancel() > 0:
+            if not self._stopping or request.uncancel() > 0:
                 raise
         finally:
-            stopping = True  # a watcher ending from now on stops nothing
+            self._stopping = True  # a watcher ending from now on stops nothing
             _ExitWatch.of_this_loop().discard(self)
-            for handle in (self._exit_timer, timer):
+            for handle in (self._exit_timer, self._ping_timer):
                 if handle is not None:
                     handle.cancel()
+            pinging = self._pinging
             others = [disconnect] if pinging is None else [disconnect, pinging]
             for task in others:
                 task.cancel()
             # Their cleanup runs to its end.
             await asyncio.gather(*others, return_exceptions=True)
-        if failure is not None:
-            raise failure
+        if self._failure is not None:
+            raise self._failure
         if self.background is not None:
             await self.background()
+
+    def _stop(self) -> None:
+        """A watcher ended first (the client left, the server's grace is over, a ping
+        failed): stop the stream, as asyncio.timeout stops what it bounds."""
+        if not self._stopping and self._request is not None:
+            self._stopping = True
+            self._request.cancel()
+
+    def _watcher_ended(self, task: asyncio.Task[None]) -> None:
+        if task is self._pinging:
+            self._pinging = None
+        if self._failure is None and not task.cancelled():
+            self._failure = task.exception()
+        self._stop()
+
+    def _send_ping(self) -> None:
+        assert self._sender is not None
+        self._pinging = asyncio.get_running_loop().create_task(self._ping_once(self._sender))
+        self._pinging.add_done_callback(self._ping_sent)
+
+    def _ping_sent(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self._watcher_ended(task)
+            return
+        self._pinging = None
+        if not self._stopping:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.ping_interval, self._send_ping)
 
     async def _ping_once(self, send: Send) -> None:
         """One keep-alive, as sse-starlette's own pings send it (under the send lock, while
@@ -246,7 +247,7 @@ class _Stream(EventSourceResponse):
     def on_server_exit(self) -> None:
         """The server is stopping: the stream may go on for its grace period (its run's last
         events), then it is stopped, as sse-starlette's own watcher would."""
-        if self._stop is not None:
+        if self._request is not None:
             loop = asyncio.get_running_loop()
             self._exit_timer = loop.call_later(self._grace, self._stop)
 
