@@ -171,7 +171,7 @@ def print_table(results: dict[str, Any]) -> None:
         ("peak RSS MB", "peak_rss_mb"),
         ("RSS per client KB", "rss_per_stream_kb"),
         ("RSS per open stream KB", "rss_per_open_stream_kb"),
-        ("  over SDK + bare SSE", "rss_over_limit"),
+        ("  RSS over SDK + bare SSE", "rss_over_limit"),
         ("streams open at peak RSS", "open_streams_at_peak_rss"),
         ("DB connections max", "db_connections_in_use_max"),
         ("cores to keep pace", "cores_to_keep_pace"),
