@@ -13,7 +13,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Mount
@@ -35,7 +34,7 @@ from app.runs.recovery import Recovery
 from app.runs.registry import RunRegistry
 from app.settings import ConfigError, Settings
 from app.web.access_log import AccessLog
-from app.web.auth import BearerTokenBackend, RequireUser, TokenVerifier, authentication_failed
+from app.web.auth import RequireUser, TokenVerifier
 from app.web.errors import (
     DOMAIN_ERRORS,
     ApiError,
@@ -128,14 +127,7 @@ def create_app(settings: Settings | None = None, *, model: Model | None = None) 
     user_api = Mount(
         "/api/{user_id}",
         routes=user_routes,
-        middleware=[
-            Middleware(
-                AuthenticationMiddleware,
-                backend=BearerTokenBackend(verifier),
-                on_error=authentication_failed,
-            ),
-            Middleware(RequireUser),
-        ],
+        middleware=[Middleware(RequireUser, verifier=verifier)],
     )
     cors = Middleware(
         CORSMiddleware,

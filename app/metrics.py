@@ -32,10 +32,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from pathlib import Path
-from typing import TypeVar
 
 from app.domain import Usage
 from app.events import LoggedEvent
@@ -240,19 +237,10 @@ def count_tokens(usage: Usage | None) -> None:
         TOKENS.labels("output").inc(usage.output_tokens)
 
 
-Item = TypeVar("Item")
-
-
-async def open_stream(source: str, items: AsyncIterator[Item]) -> AsyncIterator[Item]:
-    """`items`, counted in `STREAMS_OPEN` while they are being sent."""
-    gauge = STREAMS_OPEN.labels(source)
-    gauge.inc()
-    try:
-        async with aclosing(items):  # type: ignore[type-var]
-            async for item in items:
-                yield item
-    finally:
-        gauge.dec()
+def streams_open(source: str) -> Gauge:
+    """The count of streams being sent under `source` (`STREAMS_OPEN`): up as one begins, down
+    as it ends."""
+    return STREAMS_OPEN.labels(source)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -98,12 +98,14 @@ def run_all(
         results["scenarios"][scenario.name] = asyncio.run(
             run_scenario(scenario, database_url, port, profile)
         )
-        # The SDK alone on the same turns, as many at once: what no server can beat.
+        # The SDK alone on the same turns, as many at once, arriving as the clients do: what
+        # no server can beat.
         floor = measure_paced_apart(
             delay_ms=scenario.delay_ms,
             tokens=scenario.tokens,
             concurrency=scenario.concurrency,
             turns=scenario.turns,
+            spread_s=scenario.spread_s,
         )
         results["scenarios"][scenario.name]["sdk_floor"] = floor
         service = results["scenarios"][scenario.name]["service"]
@@ -113,6 +115,11 @@ def run_all(
             # plus the bare sse-starlette, both measured in this run.
             limit = floor["cpu_ms_per_turn"] + reference["server_cpu_ms_per_turn"]
             service["cpu_over_limit"] = round(service["server_cpu_ms_per_turn"] / limit, 2)
+            # And RSS per open stream over theirs: the bare stream's per open stream plus the
+            # SDK's per run in progress, each divided by the most there were at once.
+            memory = floor["rss_per_run_kb"] + reference["rss_per_open_stream_kb"]
+            if memory > 0:
+                service["rss_over_limit"] = round(service["rss_per_open_stream_kb"] / memory, 2)
         if scenario.delay_ms:
             floor["cores_to_keep_pace"] = cores_to_keep_pace(
                 floor["cpu_ms_per_turn"] / 1000, scenario
@@ -164,6 +171,7 @@ def print_table(results: dict[str, Any]) -> None:
         ("peak RSS MB", "peak_rss_mb"),
         ("RSS per client KB", "rss_per_stream_kb"),
         ("RSS per open stream KB", "rss_per_open_stream_kb"),
+        ("  RSS over SDK + bare SSE", "rss_over_limit"),
         ("streams open at peak RSS", "open_streams_at_peak_rss"),
         ("DB connections max", "db_connections_in_use_max"),
         ("cores to keep pace", "cores_to_keep_pace"),
@@ -192,7 +200,8 @@ def print_table(results: dict[str, Any]) -> None:
             print(
                 f"  the Agents SDK alone on these turns ({floor['concurrency']} at once):"
                 f" {floor['cpu_ms_per_turn']} ms CPU per turn, {floor['cpu_share']} of a core,"
-                f" {floor['rss_per_run_kb']} KB RSS per run"
+                f" {floor['rss_per_run_kb']} KB RSS per run in progress"
+                f" ({floor.get('runs_in_progress_max', '-')} at most at once)"
                 + (f"; {pace} cores to keep every run at the model's pace" if pace else "")
             )
     floor = results.get("sdk_floor")

@@ -4,8 +4,11 @@ ones the benchmarked service runs: `TodoAgent` (its instructions, tools and sett
 benchmark's stamping offline model.
 
 - `measure()`: the tool-using turn, one at a time, for CPU per turn (scenario d);
-- `measure_paced()`: the paced turns of a scenario, as many at once as it has clients, for
-  CPU per turn, the share of a core they need, and memory per run in progress.
+- `measure_paced()`: the paced turns of a scenario, as many at once as it has clients, each
+  client's first turn at a random moment of the scenario's `spread_s` (as `tools.load` drives
+  the service), for CPU per turn, the share of a core they need, and memory per run in progress
+  (peak RSS over the baseline, divided by the most runs in progress at once, as the service's
+  is divided by the most streams open at once).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import argparse
 import asyncio
 import gc
 import json
+import random
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +30,7 @@ from agents import Model
 
 from app.agent import TodoAgent
 from app.domain import Task, TaskChanges, TaskFilter
+from app.main import garbage_collection_for_serving
 from app.settings import PROJECT_ROOT
 from tests.support import process_memory
 from tools.bench_server import StampingModel
@@ -54,15 +60,38 @@ class MemoryTasks:
         return self._tasks.pop(task_id)
 
 
-async def _turns(count: int, model: Model, concurrency: int = 1) -> None:
+class InProgress:
+    """How many runs are in progress at once, and the most there were."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+
+async def _turns(
+    count: int,
+    model: Model,
+    concurrency: int = 1,
+    *,
+    spread_s: float = 0.0,
+    runs: InProgress | None = None,
+) -> None:
     agent = TodoAgent(model, max_turns=MAX_TURNS)
     numbers = iter(range(count))
+    runs = runs or InProgress()
 
     async def client() -> None:
+        if spread_s:
+            await asyncio.sleep(random.uniform(0, spread_s))
         tasks = MemoryTasks()
         for number in numbers:
-            async for _ in agent.answer((), f"add bench item {number}", tasks).events():
-                pass
+            runs.now += 1
+            runs.peak = max(runs.peak, runs.now)
+            try:
+                async for _ in agent.answer((), f"add bench item {number}", tasks).events():
+                    pass
+            finally:
+                runs.now -= 1
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
@@ -77,8 +106,18 @@ def measure(count: int) -> dict[str, Any]:
     return {"turns": count, "cpu_ms_per_turn": round(cpu / count * 1000, 2)}
 
 
-def measure_paced(model: Model, *, concurrency: int, turns: int) -> dict[str, Any]:
-    """`turns` paced turns, `concurrency` at a time, under uvloop as the service runs."""
+def measure_paced(
+    model: Model,
+    *,
+    concurrency: int,
+    turns: int,
+    spread_s: float = 0.0,
+    service_collector: bool = False,
+) -> dict[str, Any]:
+    """`turns` paced turns, `concurrency` at a time, under uvloop as the service runs, the
+    clients arriving over `spread_s`. With Python's default collector unless
+    `service_collector` (the service's settings, `app.main.garbage_collection_for_serving`):
+    the limit is the stack with nothing of ours, and those settings are ours."""
     # Warmed up as the bench warms the service up (50 turns): a warm-up of `concurrency` runs
     # at once left their memory in the baseline, and gave 5.6 KB per run for 2,000 at once
     # where tracemalloc counts 44 KB (tools/stream_memory.py --sdk).
@@ -87,33 +126,50 @@ def measure_paced(model: Model, *, concurrency: int, turns: int) -> dict[str, An
     gc.collect()
     baseline = process_memory("self")
     peak = baseline
+    runs = InProgress()
 
     async def sampled() -> None:
         nonlocal peak
-        work = asyncio.ensure_future(_turns(turns, model, concurrency))
+        work = asyncio.ensure_future(
+            _turns(turns, model, concurrency, spread_s=spread_s, runs=runs)
+        )
         while not work.done():
             peak = max(peak, process_memory("self"))
             await asyncio.sleep(0.05)
         await work
 
+    collector: AbstractContextManager[None] = (
+        garbage_collection_for_serving() if service_collector else nullcontext()
+    )
     cpu_before, wall_before = time.process_time(), time.perf_counter()
-    uvloop.run(sampled())
+    with collector:
+        uvloop.run(sampled())
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
     return {
         "turns": turns,
         "concurrency": concurrency,
+        "spread_s": spread_s,
+        "collector": "service" if service_collector else "default",
         "cpu_ms_per_turn": round(cpu / turns * 1000, 2),
         "cpu_share": round(cpu / wall, 2),
-        "rss_per_run_kb": round((peak - baseline) / concurrency / 1024, 1),
+        "runs_in_progress_max": runs.peak,
+        "rss_per_run_kb": round((peak - baseline) / max(runs.peak, 1) / 1024, 1),
     }
 
 
 def measure_paced_apart(
-    *, delay_ms: int, tokens: int, concurrency: int, turns: int
+    *,
+    delay_ms: int,
+    tokens: int,
+    concurrency: int,
+    turns: int,
+    spread_s: float = 0.0,
+    service_collector: bool = False,
 ) -> dict[str, Any]:
     """`measure_paced` in a process of its own: in the load generator's process, the runs
     reuse (or not) the heap its clients freed, so RSS per run depended on what ran before."""
     args = [f"--delay-ms={delay_ms}", f"--tokens={tokens}", f"--concurrency={concurrency}"]
+    args += [f"--spread-s={spread_s}"] + (["--service-collector"] if service_collector else [])
     done = subprocess.run(
         [sys.executable, "-m", "tools.sdk_floor", *args, f"--turns={turns}"],
         cwd=PROJECT_ROOT,
@@ -131,9 +187,24 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--turns", type=int, required=True)
+    parser.add_argument(
+        "--spread-s", type=float, default=0.0, help="clients arrive over this many seconds"
+    )
+    parser.add_argument(
+        "--service-collector",
+        action="store_true",
+        help="the service's collector settings (app.main), not Python's default",
+    )
     args = parser.parse_args()
     model = StampingModel(delay_ms=args.delay_ms, tokens=args.tokens)
-    print(json.dumps(measure_paced(model, concurrency=args.concurrency, turns=args.turns)))
+    floor = measure_paced(
+        model,
+        concurrency=args.concurrency,
+        turns=args.turns,
+        spread_s=args.spread_s,
+        service_collector=args.service_collector,
+    )
+    print(json.dumps(floor))
 
 
 if __name__ == "__main__":

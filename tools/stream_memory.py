@@ -157,6 +157,7 @@ _COMPONENTS = (
     ("app/runs/", "app/runs (live run, registry, event log)"),
     ("app/chat.py", "app/chat.py (events' JSON, transcript)"),
     ("app/web/streaming.py", "app/web/streaming.py"),
+    ("app/events.py", "app/events.py (the events' JSON, kept for resuming)"),
     ("app/", "app, elsewhere"),
     ("starlette/", "Starlette (middleware, routing)"),
     ("uvicorn/", "uvicorn (httptools protocol, the request's task)"),

@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup
 from app.domain import EventLogUnavailable, Run, RunStatus
 from app.events import LoggedEvent, Transcript, decode, encode, interrupted
 from app.metrics import EVENTS_MISSING, RunTiming, count_tokens
+from app.runs.background import RunTasks
 from app.runs.ending import RunEnd
 from app.runs.live import CancelReason, LiveRun
 from app.runs.log.base import EventLog, EventsMissing, RunEvents, RunLogLost
@@ -66,6 +67,7 @@ class RunRegistry:
         self._writer = writer
         self._record = record
         self._task_group = task_group
+        self._runs = RunTasks(task_group)
         self._grace_seconds = grace_seconds
         self._local: dict[str, LiveRun] = {}
         self._timings: dict[str, RunTiming] = {}
@@ -93,7 +95,7 @@ class RunRegistry:
         self._timings[run_id] = RunTiming()
         if self._grace_over:
             live.cancel(CancelReason.SHUTDOWN)  # begun just as the grace period ended
-        self._task_group.start_soon(self._answer_safely, live, answer)
+        self._runs.start(partial(self._answer_safely, live, answer))
         return live
 
     async def _answer_safely(self, live: LiveRun, answer: Answer) -> None:

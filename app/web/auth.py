@@ -249,24 +249,36 @@ def issue_token(settings: Settings, user_id: str, *, ttl_seconds: int = 24 * 360
 
 
 class RequireUser:
-    """Pure ASGI middleware for /api/{user_id}: 401 without a verified token, 403 when the
-    token's user is not the path's."""
+    """Pure ASGI middleware for /api/{user_id}: 401 without a verified token (503 when it
+    cannot be checked), 403 when the token's user is not the path's.
 
-    def __init__(self, app: ASGIApp) -> None:
+    One layer that checks the token and holds nothing while the request goes on, rather than
+    Starlette's AuthenticationMiddleware and a check after it: each layer's frame lives as long
+    as the response streams, and that one kept the connection, the credentials and the user in
+    the scope too (docs/performance.md)."""
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
         self.app = app
+        self._backend = BearerTokenBackend(verifier)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        user = scope.get("user")
-        if user is None or not user.is_authenticated:
-            response: Response = not_authenticated(
-                HTTPConnection(scope), "not_authenticated", "Send a Bearer token."
-            )
-        elif scope["path_params"].get("user_id") != user.identity:
-            response = error_response(403, "forbidden", "The token is for another user.")
-        else:
+        refusal = await self._refusal(scope)
+        if refusal is None:
             await self.app(scope, receive, send)
-            return
-        await response(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)
+
+    async def _refusal(self, scope: Scope) -> Response | None:
+        conn = HTTPConnection(scope)
+        try:
+            credentials = await self._backend.authenticate(conn)
+        except AuthenticationError as error:
+            return authentication_failed(conn, error)
+        if credentials is None:
+            return not_authenticated(conn, "not_authenticated", "Send a Bearer token.")
+        if scope["path_params"].get("user_id") != credentials[1].identity:
+            return error_response(403, "forbidden", "The token is for another user.")
+        return None
 
 
 def authentication_failed(conn: HTTPConnection, exc: AuthenticationError) -> Response:

@@ -35,6 +35,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import cache
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -43,7 +44,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from app.events import LoggedEvent
-from app.metrics import STREAMS_DROPPED, open_stream
+from app.metrics import STREAMS_DROPPED, streams_open
 from app.protocols.base import WireFormat
 from app.settings import Settings
 
@@ -57,14 +58,13 @@ def stream_response(
 ) -> Response:
     """`batches` of a run's events as `wire_format`'s stream, counted in
     `todo_chat_streams_open` under `source` (`local`: the turn this request started)."""
-    keep_alive = _Ping(wire_format.keep_alive)
     return _Stream(
-        writes(wire_format, open_stream(source, batches)),
+        writes(wire_format, batches),
         # A client that stops reading: once one write has waited this long (the socket's
         # buffers full), the stream is closed, and the run goes on without it.
         send_timeout=settings.send_timeout_seconds,
         ping=settings.sse_ping_seconds,
-        ping_message_factory=lambda: keep_alive,
+        ping_message_factory=_pings(wire_format.keep_alive),
         media_type=wire_format.media_type,
         headers={"Cache-Control": "no-cache, no-store", **wire_format.headers},
         # When the server stops, keep the stream open until its run has sent its last event.
@@ -72,6 +72,7 @@ def stream_response(
         # every open stream an anyio Event.)
         grace=settings.stream_close_seconds,
         keep_alive=wire_format.keep_alive,
+        source=source,
     )
 
 
@@ -93,6 +94,14 @@ async def writes(wire_format: WireFormat, batches: Batches) -> AsyncIterator[byt
                 return
 
 
+@cache
+def _pings(keep_alive: bytes) -> Callable[[], ServerSentEvent]:
+    """sse-starlette's ping factory for a protocol's keep-alive: one for every stream of the
+    protocol (a few exist), not a ping and a function made for each stream."""
+    ping = _Ping(keep_alive)
+    return lambda: ping
+
+
 class _Ping(ServerSentEvent):
     """sse-starlette sends what a ping event encodes to; this one encodes to given bytes (the
     protocol's `keep_alive`)."""
@@ -106,19 +115,33 @@ class _Ping(ServerSentEvent):
 
 
 class _Stream(EventSourceResponse):
-    _stop: Callable[[], None] | None = None
+    # The watchers' state, on the response rather than in closures over `_serve`'s frame: four
+    # functions and their cells for every open stream were a kilobyte of it.
+    _request: asyncio.Task[Any] | None = None  # the request's task, serving the stream
+    _sender: Send | None = None
+    _stopping = False
+    _pinging: asyncio.Task[None] | None = None  # a ping being sent (one at a time)
+    _failure: BaseException | None = None  # a ping's, or the disconnect watcher's
+    _ping_timer: asyncio.TimerHandle | None = None
     _exit_timer: asyncio.TimerHandle | None = None
 
-    def __init__(self, *args: Any, grace: float, keep_alive: bytes, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, grace: float, keep_alive: bytes, source: str, **kwargs: Any
+    ) -> None:
         kwargs["shutdown_grace_period"] = grace
         super().__init__(*args, **kwargs)
         self._grace = grace
         self._keep_alive = keep_alive
+        self._source = source
         # What sse-starlette's pings and its last write hold while they send: asyncio's lock
         # makes its queue of waiters only when one waits; anyio's holds a deque per stream.
         self._send_lock = asyncio.Lock()  # type: ignore[assignment]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Counted here rather than by a generator around the batches: one async generator
+        # fewer for every open stream.
+        counted = streams_open(self._source)
+        counted.inc()
         try:
             if scope["type"] == "http" and scope["method"].upper() != "HEAD":
                 await self._serve(receive, send)
@@ -129,6 +152,8 @@ class _Stream(EventSourceResponse):
             logger.warning(
                 "dropped a stream whose client stopped reading for %s s", self.send_timeout
             )
+        finally:
+            counted.dec()
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         """sse-starlette's bound on one write (`send_timeout`), with asyncio's timeout rather
@@ -151,69 +176,65 @@ class _Stream(EventSourceResponse):
         create, schedule and keep. Pings are timers, each making a task only to send one. The
         server's exit is watched once for every open stream (`_ExitWatch`)."""
         disconnect = asyncio.ensure_future(self._listen_for_disconnect(receive))
-        loop = asyncio.get_running_loop()
-        request = asyncio.current_task()
+        request = self._request = asyncio.current_task()
         assert request is not None
-        stopping = False
-        pinging: set[asyncio.Task[None]] = set()  # a ping being sent
-        failures: list[BaseException] = []  # a ping's, or the disconnect watcher's
-        timer: asyncio.TimerHandle | None = None
-
-        def stop() -> None:
-            """A watcher ended first (the client left, the server's grace is over, a ping
-            failed): stop the stream, as asyncio.timeout stops what it bounds."""
-            nonlocal stopping
-            if not stopping:
-                stopping = True
-                request.cancel()
-
-        def ended(task: asyncio.Task[None]) -> None:
-            pinging.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                failures.append(task.exception())  # type: ignore[arg-type]
-            stop()
-
-        def ping() -> None:
-            task = loop.create_task(self._ping_once(send))
-            pinging.add(task)
-            task.add_done_callback(pinged)
-
-        def pinged(task: asyncio.Task[None]) -> None:
-            nonlocal timer
-            if task.cancelled() or task.exception() is not None:
-                ended(task)
-            else:
-                pinging.discard(task)
-                if not stopping:
-                    timer = loop.call_later(self.ping_interval, ping)
-
-        disconnect.add_done_callback(ended)
+        self._sender = send
+        disconnect.add_done_callback(self._watcher_ended)
         if self.ping_interval > 0:
-            timer = loop.call_later(self.ping_interval, ping)
-        self._stop = stop
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.ping_interval, self._send_ping)
         _ExitWatch.of_this_loop().add(self)
         try:
             await self._stream_response(send)
         except asyncio.CancelledError:
-            # Cancelled by `stop` alone: the stream is over. Cancelled from outside too
+            # Cancelled by `_stop` alone: the stream is over. Cancelled from outside too
             # (the server's own cancel): go on unwinding.
-            if not stopping or request.uncancel() > 0:
+            if not self._stopping or request.uncancel() > 0:
                 raise
         finally:
-            stopping = True  # a watcher ending from now on stops nothing
+            self._stopping = True  # a watcher ending from now on stops nothing
             _ExitWatch.of_this_loop().discard(self)
-            for handle in (self._exit_timer, timer):
+            for handle in (self._exit_timer, self._ping_timer):
                 if handle is not None:
                     handle.cancel()
-            others = [disconnect, *pinging]
+            pinging = self._pinging
+            others = [disconnect] if pinging is None else [disconnect, pinging]
             for task in others:
                 task.cancel()
             # Their cleanup runs to its end.
             await asyncio.gather(*others, return_exceptions=True)
-        if failures:
-            raise failures[0]
+        if self._failure is not None:
+            raise self._failure
         if self.background is not None:
             await self.background()
+
+    def _stop(self) -> None:
+        """A watcher ended first (the client left, the server's grace is over, a ping
+        failed): stop the stream, as asyncio.timeout stops what it bounds."""
+        if not self._stopping and self._request is not None:
+            self._stopping = True
+            self._request.cancel()
+
+    def _watcher_ended(self, task: asyncio.Task[None]) -> None:
+        if task is self._pinging:
+            self._pinging = None
+        if self._failure is None and not task.cancelled():
+            self._failure = task.exception()
+        self._stop()
+
+    def _send_ping(self) -> None:
+        assert self._sender is not None
+        self._pinging = asyncio.get_running_loop().create_task(self._ping_once(self._sender))
+        self._pinging.add_done_callback(self._ping_sent)
+
+    def _ping_sent(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self._watcher_ended(task)
+            return
+        self._pinging = None
+        if not self._stopping:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.ping_interval, self._send_ping)
 
     async def _ping_once(self, send: Send) -> None:
         """One keep-alive, as sse-starlette's own pings send it (under the send lock, while
@@ -226,7 +247,7 @@ class _Stream(EventSourceResponse):
     def on_server_exit(self) -> None:
         """The server is stopping: the stream may go on for its grace period (its run's last
         events), then it is stopped, as sse-starlette's own watcher would."""
-        if self._stop is not None:
+        if self._request is not None:
             loop = asyncio.get_running_loop()
             self._exit_timer = loop.call_later(self._grace, self._stop)
 

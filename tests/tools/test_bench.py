@@ -42,6 +42,8 @@ def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> No
     # The limit at the same concurrency: the SDK alone and the bare stream, in this run.
     assert a32["sdk_floor"]["concurrency"] == 8 and a32["sdk_floor"]["cpu_ms_per_turn"] > 0
     assert a32["service"]["cpu_over_limit"] > 0
+    # Its memory is divided by the runs in progress at once, counted: all 8 clients' first.
+    assert a32["sdk_floor"]["runs_in_progress_max"] == 8
     two_workers = report["scenarios"]["b100w2"]["service"]
     assert two_workers["turns"] == 16 and two_workers["errors"] == 0
     # The server's figures cover its workers, not just uvicorn's parent process.
