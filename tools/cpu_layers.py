@@ -43,6 +43,7 @@ from tests.support import free_port
 from tools.bench_server import StampingModel
 from tools.cpu_split import drive, user_system
 from tools.sdk_floor import _turns as sdk_turns
+from tools.sdk_floor import collector
 from tools.servers import Process, measuring_database, server_environment, wait_listening
 
 _STDLIB = sysconfig.get_paths()["stdlib"] + "/"
@@ -286,8 +287,8 @@ def _tables(stacks: Path, cpu_ms: float, sampler: str) -> dict[str, Any]:
 
 
 def sdk_profile(turns: int, concurrency: int) -> dict[str, Any]:
-    """The limit's SDK part (`tools.sdk_floor`, Python's default collector, as the bench runs
-    it) sampled the same way, in a process of its own."""
+    """The limit's SDK part (`tools.sdk_floor`, under the service's collector settings, as the
+    bench runs it) sampled the same way, in a process of its own."""
     output = Path(tempfile.mkdtemp(prefix="cpu-layers-sdk-")) / "stacks.txt"
     command = [sys.executable, "-m", "tools.cpu_layers", f"--sdk-child={output}"]
     command += [f"--turns={turns}", f"--concurrency={concurrency}"]
@@ -297,13 +298,14 @@ def sdk_profile(turns: int, concurrency: int) -> dict[str, Any]:
 
 def _sdk_child(output: str, turns: int, concurrency: int) -> None:
     model = StampingModel(delay_ms=0, tokens=0)
-    uvloop.run(sdk_turns(50, model, min(concurrency, 50)))
-    sample_cpu(output)
-    os.kill(os.getpid(), signal.SIGUSR1)
-    before = os.times()
-    uvloop.run(sdk_turns(turns, model, concurrency))
-    after = os.times()
-    os.kill(os.getpid(), signal.SIGUSR1)
+    with collector():
+        uvloop.run(sdk_turns(50, model, min(concurrency, 50)))
+        sample_cpu(output)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        before = os.times()
+        uvloop.run(sdk_turns(turns, model, concurrency))
+        after = os.times()
+        os.kill(os.getpid(), signal.SIGUSR1)
     print((after.user - before.user + after.system - before.system) / turns * 1000)
 
 
@@ -334,7 +336,7 @@ async def round_trips(database_url: str, turns: int, concurrency: int) -> dict[s
 
 
 def _print(side: str, figures: dict[str, Any], args: argparse.Namespace) -> None:
-    who = "the service" if side == "profile" else "the SDK alone (default collector)"
+    who = "the service" if side == "profile" else "the SDK alone (the service's collector)"
     print(
         f"CPU per tool-using turn of {who}, {args.concurrency} at once ({args.turns} turns):"
         f" {figures['cpu_ms_per_turn']} ms ({figures['samples']} samples, {figures['sampler']})"

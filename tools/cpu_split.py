@@ -1,9 +1,9 @@
 """Where CPU per tool-using turn goes, `--concurrency` clients at once (as `make bench`'s a32:
 no model delay): user and system CPU per turn and the garbage collector's CPU per turn, for the
 service and the bare sse-starlette (each under uvicorn in a process of its own, as the bench
-runs them) and for the Agents SDK alone (in this process), with Python's default collector
-settings, as the bench's limit runs it, and with the service's (`app.main`: start-up frozen,
-a young generation of `YOUNG_GENERATION_THRESHOLD`).
+runs them) and for the Agents SDK alone (in a process of its own), with the service's
+collector settings (`app.main`: start-up frozen, a young generation of
+`YOUNG_GENERATION_THRESHOLD`), as the bench's limit runs it, and with Python's defaults.
 
     python -m tools.cpu_split [--turns 600] [--concurrency 32]
     python -m tools.cpu_split --against DIR [--other-first] [--turns 720]
@@ -30,19 +30,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
-from app.main import garbage_collection_for_serving
 from app.settings import PROJECT_ROOT, Settings
 from app.web.auth import issue_token
 from tests.support import free_port
 from tools.bench_server import StampingModel
 from tools.load import one_turn
 from tools.sdk_floor import _turns as sdk_turns
+from tools.sdk_floor import collector
 from tools.servers import (
     CLOCK_TICKS,
     SECRET,
@@ -158,7 +157,7 @@ def sdk_alone(turns: int, concurrency: int, *, service_collector: bool) -> dict[
         count[info["generation"]] += 1
 
     gc.collect()
-    with garbage_collection_for_serving() if service_collector else nullcontext():
+    with collector(default=not service_collector):
         gc.callbacks.append(timed)
         try:
             before = os.times()

@@ -3,6 +3,14 @@ HTTP and no database (the tools keep tasks in memory). The agent and the model a
 ones the benchmarked service runs: `TodoAgent` (its instructions, tools and settings) and the
 benchmark's stamping offline model.
 
+Under the service's own collector settings (`app.main.garbage_collection_for_serving`) unless
+told otherwise (`--default-collector`): the limit is the stack with nothing of ours, and a
+collector setting is not work of ours but the interpreter's configuration, which makes the SDK's
+own objects cheaper alone as in the service. Under Python's defaults the floor spends about a
+third of its CPU in full collections of its whole heap, and the ratio would credit the service
+with that setting rather than with less work (docs/performance.md, "Which collector the limit
+runs").
+
 - `measure()`: the tool-using turn, one at a time, for CPU per turn (scenario d);
 - `measure_paced()`: the paced turns of a scenario, as many at once as it has clients, each
   client's first turn at a random moment of the scenario's `spread_s` (as `tools.load` drives
@@ -96,13 +104,20 @@ async def _turns(
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
+def collector(*, default: bool = False) -> AbstractContextManager[None]:
+    """The floor's collector: the service's settings, entered before the warm-up as the service
+    enters them before it serves; Python's own with `default`."""
+    return nullcontext() if default else garbage_collection_for_serving()
+
+
 def measure(count: int) -> dict[str, Any]:
     """Tool-using turns with no model delay, one at a time, as in scenario (a)."""
     model = StampingModel(delay_ms=0, tokens=0)
-    uvloop.run(_turns(10, model))  # warm up
-    began = time.process_time()
-    uvloop.run(_turns(count, model))
-    cpu = time.process_time() - began
+    with collector():
+        uvloop.run(_turns(10, model))  # warm up
+        began = time.process_time()
+        uvloop.run(_turns(count, model))
+        cpu = time.process_time() - began
     return {"turns": count, "cpu_ms_per_turn": round(cpu / count * 1000, 2)}
 
 
@@ -112,12 +127,20 @@ def measure_paced(
     concurrency: int,
     turns: int,
     spread_s: float = 0.0,
-    service_collector: bool = False,
+    default_collector: bool = False,
 ) -> dict[str, Any]:
     """`turns` paced turns, `concurrency` at a time, under uvloop as the service runs, the
-    clients arriving over `spread_s`. With Python's default collector unless
-    `service_collector` (the service's settings, `app.main.garbage_collection_for_serving`):
-    the limit is the stack with nothing of ours, and those settings are ours."""
+    clients arriving over `spread_s`, under the service's collector settings unless
+    `default_collector`."""
+    with collector(default=default_collector):
+        return _measure_paced(model, concurrency=concurrency, turns=turns, spread_s=spread_s) | {
+            "collector": "default" if default_collector else "service"
+        }
+
+
+def _measure_paced(
+    model: Model, *, concurrency: int, turns: int, spread_s: float
+) -> dict[str, Any]:
     # Warmed up as the bench warms the service up (50 turns): a warm-up of `concurrency` runs
     # at once left their memory in the baseline, and gave 5.6 KB per run for 2,000 at once
     # where tracemalloc counts 44 KB (tools/stream_memory.py --sdk).
@@ -138,18 +161,13 @@ def measure_paced(
             await asyncio.sleep(0.05)
         await work
 
-    collector: AbstractContextManager[None] = (
-        garbage_collection_for_serving() if service_collector else nullcontext()
-    )
     cpu_before, wall_before = time.process_time(), time.perf_counter()
-    with collector:
-        uvloop.run(sampled())
+    uvloop.run(sampled())
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
     return {
         "turns": turns,
         "concurrency": concurrency,
         "spread_s": spread_s,
-        "collector": "service" if service_collector else "default",
         "cpu_ms_per_turn": round(cpu / turns * 1000, 2),
         "cpu_share": round(cpu / wall, 2),
         "runs_in_progress_max": runs.peak,
@@ -164,12 +182,12 @@ def measure_paced_apart(
     concurrency: int,
     turns: int,
     spread_s: float = 0.0,
-    service_collector: bool = False,
+    default_collector: bool = False,
 ) -> dict[str, Any]:
     """`measure_paced` in a process of its own: in the load generator's process, the runs
     reuse (or not) the heap its clients freed, so RSS per run depended on what ran before."""
     args = [f"--delay-ms={delay_ms}", f"--tokens={tokens}", f"--concurrency={concurrency}"]
-    args += [f"--spread-s={spread_s}"] + (["--service-collector"] if service_collector else [])
+    args += [f"--spread-s={spread_s}"] + (["--default-collector"] if default_collector else [])
     done = subprocess.run(
         [sys.executable, "-m", "tools.sdk_floor", *args, f"--turns={turns}"],
         cwd=PROJECT_ROOT,
@@ -191,9 +209,9 @@ def main() -> None:
         "--spread-s", type=float, default=0.0, help="clients arrive over this many seconds"
     )
     parser.add_argument(
-        "--service-collector",
+        "--default-collector",
         action="store_true",
-        help="the service's collector settings (app.main), not Python's default",
+        help="Python's default collector settings, not the service's (app.main)",
     )
     args = parser.parse_args()
     model = StampingModel(delay_ms=args.delay_ms, tokens=args.tokens)
@@ -202,7 +220,7 @@ def main() -> None:
         concurrency=args.concurrency,
         turns=args.turns,
         spread_s=args.spread_s,
-        service_collector=args.service_collector,
+        default_collector=args.default_collector,
     )
     print(json.dumps(floor))
 
