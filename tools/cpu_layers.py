@@ -1,9 +1,11 @@
 """Where the service's CPU per tool-using turn goes, by layer, measured: the service under
-`--concurrency` clients (as `make bench`'s a32: no model delay) sampled by py-spy from outside
-(without pausing it), its samples scaled to its CPU per turn from /proc; and its round trips to
-PostgreSQL per turn, counted by a proxy between it and the database, by statement.
+`--concurrency` clients (as `make bench`'s a32: no model delay) sampling its own stack each time
+it has used CPU (`sample_cpu`: ITIMER_PROF, user and system time), the samples' shares scaled to
+its CPU per turn from /proc; and its round trips to PostgreSQL per turn, counted by a proxy
+between it and the database, by statement. `--sdk`: the SDK alone too, sampled alike, under the
+service's collector settings as every floor of the limit runs (`tools.sdk_floor`).
 
-    python -m tools.cpu_layers [--turns 600] [--concurrency 32] [--rate 250]
+    python -m tools.cpu_layers [--turns 600] [--concurrency 32] [--sdk] [--py-spy [--rate 250]]
 
 Two tables of the samples: by the innermost frame's package (the library, or the subpackage of
 ours, whose code was running), and by the outermost frame of ours on the stack (inclusive: what
@@ -13,9 +15,10 @@ second server of its own (the proxy's hops would move the first's CPU), the roun
 simple query (`Q`, as BEGIN and COMMIT are sent) or an extended query's `Sync` (a statement,
 or its preparation), each named by its statement, per turn.
 
-Samples are wall-clock ticks of a running (not sleeping) thread: on a loaded machine a thread
-waiting for a core counts as running too, so the shares, not the sample counts, are what is
-scaled to CPU per turn. Compare the rows of one run.
+With `--py-spy`, py-spy samples from outside by the wall clock a thread that is not sleeping:
+on a loaded machine a thread waiting for a core (or for its write to wake PostgreSQL) counts as
+running too, so the shares, not the sample counts, are what is scaled to CPU per turn. Compare
+the rows of one run.
 """
 
 from __future__ import annotations
