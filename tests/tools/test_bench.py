@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from app.settings import PROJECT_ROOT
-from tests.support import environment
+from tests.tools import run_tool
 
 
 def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.bench",
-            "--quick",
-            "--scenario",
-            "a32",
-            "--scenario",
-            "b100w2",
-            "--output",
-            str(output),
-        ],  # no --port: the bench takes ports the system says are free
-        cwd=PROJECT_ROOT,
-        env=environment(DATABASE_URL=database_url),
-        capture_output=True,
-        timeout=300,
+    # No --port: the bench takes ports the system says are free.
+    scenarios = ["--scenario", "a32", "--scenario", "b100w2"]
+    printed = run_tool(
+        "tools.bench", "--quick", *scenarios, "--output", str(output), database_url=database_url
     )
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
     report = json.loads(output.read_text())
     a32 = report["scenarios"]["a32"]
     for side in ("service", "reference"):
@@ -48,4 +31,4 @@ def test_the_benchmark_runs_and_reports(database_url: str, tmp_path: Path) -> No
     assert two_workers["turns"] == 16 and two_workers["errors"] == 0
     # The server's figures cover its workers, not just uvicorn's parent process.
     assert two_workers["peak_rss_mb"] > 1.5 * a32["service"]["peak_rss_mb"]
-    assert "server CPU ms/turn" in result.stdout.decode()
+    assert "server CPU ms/turn" in printed

@@ -4,13 +4,10 @@ at full size."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from app.settings import PROJECT_ROOT
 from tests.redis_servers import redis_binaries
-from tests.support import environment
+from tests.tools import run_tool
 
 
 def test_two_instances_stream_and_follow_with_and_without_redis(
@@ -19,14 +16,9 @@ def test_two_instances_stream_and_follow_with_and_without_redis(
     redis_binaries()  # skips where redis-server is missing (fails in CI)
     output = tmp_path / "instances.json"
     tiny = ["--start", "1", "--max-runs", "1", "--tokens", "5", "--turns", "2", "--tries", "1"]
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.bench_instances", *tiny, "--output", str(output)],
-        cwd=PROJECT_ROOT,
-        env=environment(DATABASE_URL=database_url),
-        capture_output=True,
-        timeout=300,
+    printed = run_tool(
+        "tools.bench_instances", *tiny, "--output", str(output), database_url=database_url
     )
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
     report = json.loads(output.read_text())
     for backend in ("postgres", "redis"):
         steps = report[backend]["steps"]
@@ -39,4 +31,4 @@ def test_two_instances_stream_and_follow_with_and_without_redis(
         assert step["gap_p99_ms"] is not None and step["follower_lag_p99_ms"] is not None
         assert step["pg_commits_per_s"] > 0
     assert report["redis"]["used_redis"]  # REDIS_URL set: the runs' events went to Redis
-    assert "two instances on one PostgreSQL" in result.stdout.decode()
+    assert "two instances on one PostgreSQL" in printed

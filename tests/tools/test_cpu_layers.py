@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from app.settings import PROJECT_ROOT
-from tests.support import environment
+from tests.tools import run_tool
 
 
 def test_the_service_cpu_is_split_by_layer_and_its_round_trips_counted(
     database_url: str, tmp_path: Path
 ) -> None:
     output = tmp_path / "layers.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "tools.cpu_layers", "--turns", "40", "--concurrency", "4"),
-            *("--round-trip-turns", "8", "--output", str(output)),
-        ],
-        cwd=PROJECT_ROOT,
-        env=environment(DATABASE_URL=database_url),
-        capture_output=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    few = ["--turns", "40", "--concurrency", "4", "--round-trip-turns", "8"]
+    run_tool("tools.cpu_layers", *few, "--output", str(output), database_url=database_url)
     report = json.loads(output.read_text())
     profile = report["profile"]
     assert profile["samples"] > 0 and profile["cpu_ms_per_turn"] > 0

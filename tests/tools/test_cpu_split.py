@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from app.settings import PROJECT_ROOT
-from tests.support import environment
+from tests.tools import run_tool
 
 
 def test_two_checkouts_are_driven_in_turn_and_each_ones_cpu_counted(database_url: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "tools.cpu_split", "--against", str(PROJECT_ROOT), "--other-first"),
-            *("--turns", "60", "--concurrency", "4"),
-        ],
-        cwd=PROJECT_ROOT,
-        env=environment(DATABASE_URL=database_url),
-        capture_output=True,
-        timeout=300,
+    against = ["--against", str(PROJECT_ROOT), "--other-first"]
+    printed = run_tool(
+        "tools.cpu_split",
+        *against,
+        "--turns",
+        "60",
+        "--concurrency",
+        "4",
+        database_url=database_url,
     )
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    compared = json.loads(result.stdout.decode().splitlines()[-1])
+    compared = json.loads(printed.splitlines()[-1])
     assert list(compared) == ["other", "this", "this_over_other"]  # the other started first
     assert compared["this"]["cpu_ms"] > 0 and compared["other"]["cpu_ms"] > 0
     assert compared["this_over_other"] == round(

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from app.settings import PROJECT_ROOT
 from tests.redis_servers import redis_binaries
-from tests.support import environment
+from tests.tools import run_tool
 
 
 def test_the_ceiling_of_each_log_is_measured_side_by_side(
@@ -18,14 +15,9 @@ def test_the_ceiling_of_each_log_is_measured_side_by_side(
     redis_binaries()  # skips where redis-server is missing (fails in CI)
     output = tmp_path / "ceiling.json"
     tiny = ["--seconds", "0.5", "--start", "2", "--max-runs", "2", "--tries", "1"]
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.log_ceiling", *tiny, "--output", str(output)],
-        cwd=PROJECT_ROOT,
-        env=environment(DATABASE_URL=database_url),
-        capture_output=True,
-        timeout=300,
+    printed = run_tool(
+        "tools.log_ceiling", *tiny, "--output", str(output), database_url=database_url
     )
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
     report = json.loads(output.read_text())
     for backend in ("postgres", "redis"):
         [step] = report["steps"][backend]
@@ -35,4 +27,4 @@ def test_the_ceiling_of_each_log_is_measured_side_by_side(
     # read from /proc, where it runs on this machine).
     assert report["steps"]["redis"][0]["cpu_ms_per_1000_events_server"] > 0
     assert set(report["ceilings"]) == {"postgres", "redis"}
-    assert "the event log's ceiling" in result.stdout.decode()
+    assert "the event log's ceiling" in printed
