@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.gate import ConnectionWaitTimeout, Priority
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
+from app.db.outage import is_outage
 from app.db.repositories.run_events import EVENTS_CHANNEL, RunEventRepository
 from app.db.repositories.tasks import TaskRepository
 from app.db.uow import Database
@@ -32,6 +33,7 @@ from app.domain import (
     Usage,
 )
 from app.events import Text, encode
+from tests.postgres_proxy import DroppingProxy
 
 
 async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: str) -> None:
@@ -157,6 +159,36 @@ async def test_a_driver_connection_that_failed_with_the_database_is_not_pooled_a
         assert len({first, second, third}) == 3
     finally:
         await database.dispose()
+
+
+async def test_a_driver_statement_after_its_session_was_ended_is_an_outage(
+    database_url: str,
+) -> None:
+    """The server ends an idle session (a restart, an administrator): its last message, the
+    FATAL error, reaches the pooled connection before the hang-up does. A statement begun in
+    between finds the protocol out of step (asyncpg's InternalClientError) on a connection
+    that is not yet closed: that is the database going away, waited out and retried, as the
+    connection-closed error a moment later is, not a refusal that drops events or a run's end."""
+    async with DroppingProxy(database_url) as proxy:
+        database = Database(proxy.url, pool_size=1)
+        try:
+            async with database.driver() as connection:
+                pid = await connection.fetchval("SELECT pg_backend_pid()")
+            proxy.holds_hangups = True
+            terminator = await asyncpg.connect(
+                database_url.replace("postgresql+asyncpg", "postgresql")
+            )
+            try:
+                await terminator.execute("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await terminator.close()
+            await proxy.hung_up.wait()  # the FATAL error passed on, the hang-up held back
+            with pytest.raises(asyncpg.InternalClientError) as raised:
+                async with database.driver() as connection:
+                    await TaskRepository(connection).add("uow-user-8", "Lost", None)
+            assert is_outage(raised.value)
+        finally:
+            await database.dispose()
 
 
 async def test_a_fifth_of_the_pool_is_kept_for_storing_what_runs_did(database_url: str) -> None:
