@@ -25,8 +25,10 @@ from app.db.gate import ConnectionGate, Priority
 from app.db.outage import is_outage
 
 # SQLAlchemy's own rule for a bound name in `text()`: not after a colon (a cast, `::`), a word
-# character or a backslash, and not before a colon.
-_NAME = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+# character or a backslash, and not before a colon or a word character (else `:name::type`
+# would be read as a shorter name); and `\:` is a colon (`sqlalchemy.sql.compiler`).
+_NAME = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")
+_ESCAPED = re.compile(r"\\(:\w*)(?![:\w])")
 
 
 class Query:
@@ -43,7 +45,7 @@ class Query:
                 names.append(found[1])
             return f"${names.index(found[1]) + 1}"
 
-        self.sql = _NAME.sub(number, sql)
+        self.sql = _ESCAPED.sub(r"\1", _NAME.sub(number, sql))
         self._names = tuple(names)
 
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
