@@ -98,7 +98,13 @@ class Driver:
     ) -> None:
         try:
             if exc is not None and _in_doubt(self._connection, exc):
-                self._pooled.invalidate(exc)
+                if isinstance(exc, Exception) and self._connection.is_closed():
+                    # The database went away (SQLAlchemy's disconnect): the sessions pooled
+                    # before it are gone too, and are replaced at their next checkout rather
+                    # than each failing a statement, as SQLAlchemy does for its own.
+                    self._engine.pool._invalidate(self._pooled, exc)
+                else:
+                    self._pooled.invalidate(exc)
             self._pooled.close()
         finally:
             self._gate.release()

@@ -34,6 +34,7 @@ from app.domain import (
 )
 from app.events import Text, encode
 from tests.postgres_proxy import DroppingProxy
+from tests.support import eventually
 
 
 async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: str) -> None:
@@ -189,6 +190,46 @@ async def test_a_driver_statement_after_its_session_was_ended_is_an_outage(
             assert is_outage(raised.value)
         finally:
             await database.dispose()
+
+
+async def test_after_the_database_went_away_one_driver_statement_fails_not_one_a_connection(
+    database_url: str,
+) -> None:
+    """A restart ends every pooled session. The first statement to meet it fails (an outage);
+    the others already pooled are then not used again, as SQLAlchemy does on a disconnect
+    (`Pool._invalidate`): a tool call or an append after it gets a new connection rather
+    than failing once for each connection the pool held."""
+    plain = database_url.replace("postgresql+asyncpg", "postgresql")
+    database = Database(database_url, pool_size=2)
+    try:
+        async with contextlib.AsyncExitStack() as both:  # two sessions in the pool
+            pids = [
+                await (await both.enter_async_context(database.driver())).fetchval(
+                    "SELECT pg_backend_pid()"
+                )
+                for _ in range(2)
+            ]
+        terminator = await asyncpg.connect(plain)
+        try:
+            await terminator.execute(
+                "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", pids
+            )
+
+            async def ended() -> bool:
+                sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+                return await terminator.fetchval(sql, pids) == 0
+
+            await eventually(ended, "both sessions ended")
+        finally:
+            await terminator.close()
+        with pytest.raises(Exception) as raised:
+            async with database.driver() as connection:
+                await connection.fetchval("SELECT 1")
+        assert is_outage(raised.value)
+        async with database.driver() as connection:
+            assert await connection.fetchval("SELECT pg_backend_pid()") not in pids
+    finally:
+        await database.dispose()
 
 
 async def test_a_fifth_of_the_pool_is_kept_for_storing_what_runs_did(database_url: str) -> None:
