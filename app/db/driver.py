@@ -87,7 +87,7 @@ class Driver:
         except BaseException:
             self._gate.release()
             raise
-        self._connection = self._pooled.driver_connection
+        self._connection: Any = self._pooled.driver_connection
         return self._connection
 
     async def __aexit__(
