@@ -217,7 +217,8 @@ async def test_after_the_database_went_away_one_driver_statement_fails_not_one_a
 
             async def ended() -> bool:
                 sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
-                return await terminator.fetchval(sql, pids) == 0
+                left: int = await terminator.fetchval(sql, pids)
+                return left == 0
 
             await eventually(ended, "both sessions ended")
         finally:
