@@ -46,6 +46,10 @@ class DroppingProxy:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.dropped = asyncio.Event()
+        self.holds_hangups = False
+        """When the server hangs up, pass on all it sent but keep the client's side open (an
+        ended session's last message read, its end not yet seen); `hung_up` is then set."""
+        self.hung_up = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -160,6 +164,9 @@ class DroppingProxy:
                 if not completed:
                     out.write(message)
             await out.drain()
+        if self.holds_hangups:
+            self.hung_up.set()
+            await asyncio.Event().wait()  # until the proxy closes
 
 
 class ClientMessages:

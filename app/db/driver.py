@@ -25,8 +25,10 @@ from app.db.gate import ConnectionGate, Priority
 from app.db.outage import is_outage
 
 # SQLAlchemy's own rule for a bound name in `text()`: not after a colon (a cast, `::`), a word
-# character or a backslash, and not before a colon.
-_NAME = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+# character or a backslash, and not before a colon or a word character (else `:name::type`
+# would be read as a shorter name); and `\:` is a colon (`sqlalchemy.sql.compiler`).
+_NAME = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")
+_ESCAPED = re.compile(r"\\(:\w*)(?![:\w])")
 
 
 class Query:
@@ -43,7 +45,7 @@ class Query:
                 names.append(found[1])
             return f"${names.index(found[1]) + 1}"
 
-        self.sql = _NAME.sub(number, sql)
+        self.sql = _ESCAPED.sub(r"\1", _NAME.sub(number, sql))
         self._names = tuple(names)
 
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
@@ -85,7 +87,7 @@ class Driver:
         except BaseException:
             self._gate.release()
             raise
-        self._connection = self._pooled.driver_connection
+        self._connection: Any = self._pooled.driver_connection
         return self._connection
 
     async def __aexit__(
@@ -96,7 +98,13 @@ class Driver:
     ) -> None:
         try:
             if exc is not None and _in_doubt(self._connection, exc):
-                self._pooled.invalidate(exc)
+                if isinstance(exc, Exception) and self._connection.is_closed():
+                    # The database went away (SQLAlchemy's disconnect): the sessions pooled
+                    # before it are gone too, and are replaced at their next checkout rather
+                    # than each failing a statement, as SQLAlchemy does for its own.
+                    self._engine.pool._invalidate(self._pooled, exc)
+                else:
+                    self._pooled.invalidate(exc)
             self._pooled.close()
         finally:
             self._gate.release()

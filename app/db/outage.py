@@ -24,6 +24,10 @@ _OUTAGES = (
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, admin shutdown, crash
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.InterfaceError,
+    # The protocol out of step: what a session the server ended looks like to a statement
+    # begun after its FATAL message was read and before its hang-up was (asyncpg itself, on
+    # `Database.driver`; SQLAlchemy judged that connection closed, a disconnect).
+    asyncpg.InternalClientError,
 )
 
 

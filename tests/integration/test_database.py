@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.gate import ConnectionWaitTimeout, Priority
 from app.db.migrations import downgrade, head_revision, upgrade
 from app.db.models import Base
+from app.db.outage import is_outage
 from app.db.repositories.run_events import EVENTS_CHANNEL, RunEventRepository
 from app.db.repositories.tasks import TaskRepository
 from app.db.uow import Database
@@ -32,6 +33,8 @@ from app.domain import (
     Usage,
 )
 from app.events import Text, encode
+from tests.postgres_proxy import DroppingProxy
+from tests.support import eventually
 
 
 async def test_migrations_go_up_and_down_and_match_the_models(fresh_database: str) -> None:
@@ -155,6 +158,77 @@ async def test_a_driver_connection_that_failed_with_the_database_is_not_pooled_a
         async with database.driver() as connection:
             third = await connection.fetchval("SELECT pg_backend_pid()")
         assert len({first, second, third}) == 3
+    finally:
+        await database.dispose()
+
+
+async def test_a_driver_statement_after_its_session_was_ended_is_an_outage(
+    database_url: str,
+) -> None:
+    """The server ends an idle session (a restart, an administrator): its last message, the
+    FATAL error, reaches the pooled connection before the hang-up does. A statement begun in
+    between finds the protocol out of step (asyncpg's InternalClientError) on a connection
+    that is not yet closed: that is the database going away, waited out and retried, as the
+    connection-closed error a moment later is, not a refusal that drops events or a run's end."""
+    async with DroppingProxy(database_url) as proxy:
+        database = Database(proxy.url, pool_size=1)
+        try:
+            async with database.driver() as connection:
+                pid = await connection.fetchval("SELECT pg_backend_pid()")
+            proxy.holds_hangups = True
+            terminator = await asyncpg.connect(
+                database_url.replace("postgresql+asyncpg", "postgresql")
+            )
+            try:
+                await terminator.execute("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await terminator.close()
+            await proxy.hung_up.wait()  # the FATAL error passed on, the hang-up held back
+            with pytest.raises(asyncpg.InternalClientError) as raised:
+                async with database.driver() as connection:
+                    await TaskRepository(connection).add("uow-user-8", "Lost", None)
+            assert is_outage(raised.value)
+        finally:
+            await database.dispose()
+
+
+async def test_after_the_database_went_away_one_driver_statement_fails_not_one_a_connection(
+    database_url: str,
+) -> None:
+    """A restart ends every pooled session. The first statement to meet it fails (an outage);
+    the others already pooled are then not used again, as SQLAlchemy does on a disconnect
+    (`Pool._invalidate`): a tool call or an append after it gets a new connection rather
+    than failing once for each connection the pool held."""
+    plain = database_url.replace("postgresql+asyncpg", "postgresql")
+    database = Database(database_url, pool_size=2)
+    try:
+        async with contextlib.AsyncExitStack() as both:  # two sessions in the pool
+            pids = [
+                await (await both.enter_async_context(database.driver())).fetchval(
+                    "SELECT pg_backend_pid()"
+                )
+                for _ in range(2)
+            ]
+        terminator = await asyncpg.connect(plain)
+        try:
+            await terminator.execute(
+                "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", pids
+            )
+
+            async def ended() -> bool:
+                sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+                left: int = await terminator.fetchval(sql, pids)
+                return left == 0
+
+            await eventually(ended, "both sessions ended")
+        finally:
+            await terminator.close()
+        with pytest.raises(Exception) as raised:
+            async with database.driver() as connection:
+                await connection.fetchval("SELECT 1")
+        assert is_outage(raised.value)
+        async with database.driver() as connection:
+            assert await connection.fetchval("SELECT pg_backend_pid()") not in pids
     finally:
         await database.dispose()
 
