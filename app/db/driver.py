@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -81,12 +80,9 @@ class Driver:
         self._priority = priority
 
     async def __aenter__(self) -> Any:
-        await self._gate.acquire(self._priority)
-        try:
-            self._pooled: PoolProxiedConnection = await self._engine.raw_connection()
-        except BaseException:
-            self._gate.release()
-            raise
+        self._pooled: PoolProxiedConnection = await self._gate.connect(
+            self._priority, self._engine.raw_connection
+        )
         self._connection: Any = self._pooled.driver_connection
         return self._connection
 
@@ -117,8 +113,4 @@ def _in_doubt(connection: Any, error: BaseException) -> bool:
     interrupted (a cancel)."""
     if not isinstance(error, Exception):
         return True
-    return (
-        is_outage(error)
-        or isinstance(error, asyncpg.InternalClientError)
-        or bool(connection.is_closed())
-    )
+    return is_outage(error) or bool(connection.is_closed())

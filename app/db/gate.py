@@ -6,9 +6,13 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
+from typing import TypeVar
 
 from app.metrics import DB_QUEUE, DB_WAIT
+
+Connection = TypeVar("Connection")
 
 
 class Priority(IntEnum):
@@ -66,6 +70,18 @@ class ConnectionGate:
         finally:
             queued.dec()
             DB_WAIT.labels(priority.name.lower()).observe(time.perf_counter() - began)
+
+    async def connect(
+        self, priority: Priority, open_connection: Callable[[], Awaitable[Connection]]
+    ) -> Connection:
+        """A place at the gate, then a connection of the pool (`open_connection()`); the place
+        given back if none could be had. `release()` gives it back once the connection is."""
+        await self.acquire(priority)
+        try:
+            return await open_connection()
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         self._in_use -= 1

@@ -45,14 +45,11 @@ class UnitOfWork:
         self._single_statement = single_statement
 
     async def __aenter__(self) -> UnitOfWork:
-        await self._gate.acquire(self._priority)
-        try:
-            # SQLAlchemy Core on a connection: the repositories map rows to domain objects
-            # themselves, so the ORM session's bookkeeping would be pure cost.
-            self._connection: AsyncConnection = await self._engine.connect()
-        except BaseException:
-            self._gate.release()
-            raise
+        # SQLAlchemy Core on a connection: the repositories map rows to domain objects
+        # themselves, so the ORM session's bookkeeping would be pure cost.
+        self._connection: AsyncConnection = await self._gate.connect(
+            self._priority, self._engine.connect
+        )
         if self._single_statement:
             try:
                 await self._connection.execution_options(isolation_level="AUTOCOMMIT")
